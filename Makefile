@@ -1,0 +1,55 @@
+# Two commands for a new user: `make demo` and `make test`. Both set everything up first (idempotent):
+# a virtualenv keyed on the pinned dependencies (cached outside the checkout, so re-runs and CI reuse it),
+# this checkout installed into it, and the Delta jars, MovieLens-100K and model cached for offline runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+export BEHAVIORLM_CACHE ?= $(HOME)/.cache/behaviorlm
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+DEPS_HASH := $(shell cat setup.py requirements.lock | sha1sum | cut -c1-12)
+VENV ?= $(BEHAVIORLM_CACHE)/venv-$(DEPS_HASH)
+BIN := $(VENV)/bin
+# Spark's Python workers must use the same interpreter as the driver.
+export PYSPARK_PYTHON := $(BIN)/python
+CONF ?= conf/local.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint submit-demo clean
+
+help:
+	@echo "make demo   - set up, then run the pipeline on MovieLens-100K and print the Delta tables it wrote"
+	@echo "make test   - set up, then run the test suite"
+	@echo "make lint   - ruff"
+	@echo "make submit-demo - the ingest job through spark-submit, as on a cluster"
+
+$(VENV)/.installed:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools>=70" wheel
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+	@# Point the shared virtualenv at this checkout (fast: dependencies are already there).
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/behaviorlm setup
+
+demo: install
+	$(BIN)/behaviorlm ingest --conf $(CONF)
+	$(BIN)/behaviorlm tables --conf $(CONF)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+dist/behaviorlm.zip: $(shell find jobs udfs -name '*.py')
+	@mkdir -p dist && rm -f $@ && $(BIN)/python -m zipfile -c $@ jobs udfs
+
+submit-demo: install dist/behaviorlm.zip
+	$(BIN)/spark-submit --master 'local[2]' --jars "$$(ls $(BEHAVIORLM_CACHE)/jars/delta-*/*.jar | paste -sd,)" \
+		--py-files dist/behaviorlm.zip jobs/cli.py ingest --conf $(CONF)
+
+clean:
+	rm -rf data dist spark-warehouse .pytest_cache

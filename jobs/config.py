@@ -1,0 +1,286 @@
+"""Typed configuration: YAML files plus `--set key=value` overrides, parsed into frozen dataclasses.
+
+Every job takes `--conf FILE` (repeatable; later files override earlier ones) and `--set a.b=value`. Values are
+YAML-parsed, so `--set ingest.synthetic.users=500` is an int. An unknown key or a value of the wrong type raises
+`ConfigError` naming the key, before any Spark work starts. `${VAR}` in a string is replaced from the environment;
+`BEHAVIORLM_CACHE` defaults to `~/.cache/behaviorlm` (where `behaviorlm setup` puts jars, data and the model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from jobs.errors import BehaviorLMError
+
+CACHE_ENV = "BEHAVIORLM_CACHE"
+
+
+class ConfigError(BehaviorLMError, ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+def cache_dir() -> Path:
+    """Where set-up caches live: `$BEHAVIORLM_CACHE`, else `~/.cache/behaviorlm`."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "behaviorlm")
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    app_name: str = "behaviorlm"
+    # Used only when no session is active and we are not under spark-submit (laptop, tests).
+    master: str = "local[*]"
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    """Table locations. A value with '/' or '://' is a path, a dotted name without '/' is a catalog table
+    (e.g. `main.recs.behaviors`), and a bare word is a path table under `root`."""
+
+    root: str = "data/delta"
+    behaviors: str = "behaviors"
+    items: str = "items"
+    rejected_behaviors: str = "rejected_behaviors"
+    rejected_items: str = "rejected_items"
+    run_metrics: str = "run_metrics"
+    item_embeddings: str = "item_embeddings"
+    user_embeddings: str = "user_embeddings"
+
+
+@dataclass(frozen=True)
+class BehaviorColumns:
+    """Source column name for each canonical behaviours column (used by the `table` source)."""
+
+    user_id: str = "user_id"
+    item_id: str = "item_id"
+    event_type: str = "event_type"
+    rating: str = "rating"
+    ts: str = "ts"
+    text: str = "text"
+
+
+@dataclass(frozen=True)
+class ItemColumns:
+    """Source column name for each canonical items column (used by the `table` source)."""
+
+    item_id: str = "item_id"
+    title: str = "title"
+    description: str = "description"
+    genres: str = "genres"
+    year: str = "year"
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    users: int = 1000
+    items: int = 500
+    events: int = 20000
+    clusters: int = 8
+    seed: int = 42
+    # Share of events whose item comes from the user's own taste cluster (the planted ground truth).
+    in_cluster: float = 0.8
+    # Share of events deliberately corrupted, to exercise quarantine at scale.
+    bad_fraction: float = 0.0
+    partitions: int = 8
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    source: str = "movielens"  # movielens | synthetic | table
+    # movielens: a folder with RecBole's ml-100k.{inter,item} or GroupLens' u.data/u.item.
+    path: str = "${BEHAVIORLM_CACHE}/data/ml-100k"
+    # table: where the raw behaviours and items are (path or catalog name) and their format.
+    behaviors_source: str = ""
+    items_source: str = ""
+    source_format: str = "delta"
+    behavior_columns: BehaviorColumns = field(default_factory=BehaviorColumns)
+    item_columns: ItemColumns = field(default_factory=ItemColumns)
+    event_types: list[str] = field(default_factory=lambda: ["rating", "view", "click", "purchase", "search", "review"])
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "${BEHAVIORLM_CACHE}/models/all-MiniLM-L6-v2"
+    max_length: int = 128
+    batch_size: int = 64
+    pooling: str = "mean"  # mean | cls
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+
+
+@dataclass(frozen=True)
+class Config:
+    run_id: str = ""
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    tables: TablesConfig = field(default_factory=TablesConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+_CHOICES = {
+    "ingest.source": {"movielens", "synthetic", "table"},
+    "model.pooling": {"mean", "cls"},
+    "model.dtype": {"auto", "float32", "float16", "bfloat16"},
+}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def load_config(paths: list[str] | None = None, overrides: list[str] | None = None) -> Config:
+    """Start from the dataclass defaults (spelled out in `conf/default.yaml`), apply each file in `paths`, then the
+    `key=value` overrides, and return a validated `Config`."""
+    merged: dict[str, Any] = {}
+    for path in paths or []:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file not found: {path}")
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
+        _deep_merge(merged, data)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        _set_override(merged, key.strip(), yaml.safe_load(raw))
+    cfg = _build(Config, merged, "")
+    _check_choices(cfg)
+    return cfg
+
+
+def _set_override(merged: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key; inside a mapping-typed field (e.g. `spark.conf`) the rest of the key is one dict key, so
+    `--set spark.conf.spark.sql.shuffle.partitions=4` works."""
+    node, cls, parts = merged, Config, key.split(".")
+    while len(parts) > 1:
+        part = parts.pop(0)
+        hint = typing.get_type_hints(cls).get(part) if cls else None
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node = child
+        if typing.get_origin(hint) is dict:
+            parts = [".".join(parts)]
+            break
+        cls = hint if dataclasses.is_dataclass(hint) else None
+    node[parts[0]] = value
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; known keys here: {sorted(names)}")
+    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
+    for f in dataclasses.fields(cls):
+        if f.name in kwargs:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], {}, f"{prefix}{f.name}.")
+        elif isinstance(f.default, str):
+            kwargs[f.name] = _expand(f.default, f"{prefix}{f.name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        # Spark conf values are strings on the JVM side; accept YAML scalars and stringify them.
+        return {str(k): _scalar_str(v, f"{key}.{k}") for k, v in value.items()}
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+        return _expand(value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        return float(value)
+    raise ConfigError(f"config key {key!r}: unsupported type {hint!r}")
+
+
+def _scalar_str(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (str, int, float)):
+        return _expand(str(value), key)
+    raise ConfigError(f"config key {key!r}: expected a scalar, got {value!r}")
+
+
+def _expand(value: str, key: str) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == CACHE_ENV:
+            return str(cache_dir())
+        if name not in os.environ:
+            raise ConfigError(f"config key {key!r}: environment variable ${{{name}}} is not set")
+        return os.environ[name]
+
+    return _VAR.sub(sub, value)
+
+
+def _check_choices(cfg: Config) -> None:
+    for key, allowed in _CHOICES.items():
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value not in allowed:
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {sorted(allowed)}")
+    ing = cfg.ingest
+    if ing.rating_min >= ing.rating_max:
+        raise ConfigError(f"config keys 'ingest.rating_min'/'ingest.rating_max': {ing.rating_min} >= {ing.rating_max}")
+    if not ing.event_types:
+        raise ConfigError("config key 'ingest.event_types': must list at least one event type")
+    if ing.source == "table" and not (ing.behaviors_source and ing.items_source):
+        raise ConfigError("ingest.source 'table' needs 'ingest.behaviors_source' and 'ingest.items_source'")
+    syn = ing.synthetic
+    for name in ("users", "items", "events", "clusters", "partitions"):
+        if getattr(syn, name) < 1:
+            raise ConfigError(f"config key 'ingest.synthetic.{name}': must be >= 1, got {getattr(syn, name)}")
+    for name in ("in_cluster", "bad_fraction"):
+        if not 0.0 <= getattr(syn, name) <= 1.0:
+            raise ConfigError(f"config key 'ingest.synthetic.{name}': must be in [0, 1], got {getattr(syn, name)}")
+    if cfg.model.max_length < 8 or cfg.model.batch_size < 1:
+        raise ConfigError("config keys 'model.max_length' (>= 8) and 'model.batch_size' (>= 1) are out of range")

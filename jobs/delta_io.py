@@ -1,0 +1,130 @@
+"""The one Delta Lake I/O module: where a table lives, reading it, and idempotent writes.
+
+A table setting is a path (contains '/' or '://'), a catalog table (dotted name, e.g. `main.recs.items`), or a
+bare word, which becomes a path under `tables.root`. Writes are idempotent: a full `overwrite` of a snapshot, a
+`merge` on keys, or `replace_where` on a run id, so re-running a job on the same input leaves the same tables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.utils import AnalysisException
+
+from jobs.config import TablesConfig
+from jobs.errors import BehaviorLMError
+
+
+class TableNotFoundError(BehaviorLMError, LookupError):
+    """A table a job reads does not exist yet."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    name: str  # the logical name in config, e.g. "behaviors"
+    location: str  # a path or a catalog table name
+    is_path: bool
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'path ' if self.is_path else 'catalog table '}{self.location})"
+
+
+def table_ref(tables: TablesConfig, name: str) -> TableRef:
+    """Resolve the logical table `name` (a field of `TablesConfig`) to a path or catalog table."""
+    value = getattr(tables, name, None)
+    if not isinstance(value, str) or name == "root":
+        raise KeyError(f"no table named {name!r} in config section 'tables'")
+    return location_ref(name, value, tables.root)
+
+
+def location_ref(name: str, value: str, root: str = "") -> TableRef:
+    if "://" in value or value.startswith("dbfs:"):
+        return TableRef(name, value, True)
+    if "/" in value:
+        return TableRef(name, os.path.abspath(value), True)
+    if "." in value:
+        return TableRef(name, value, False)
+    base = root if "://" in root or root.startswith("dbfs:") else os.path.abspath(root)
+    return TableRef(name, f"{base.rstrip('/')}/{value}", True)
+
+
+def table_exists(spark: SparkSession, ref: TableRef) -> bool:
+    if ref.is_path:
+        return DeltaTable.isDeltaTable(spark, ref.location)
+    return spark.catalog.tableExists(ref.location)
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    """Whether a file or folder exists, on any file system Spark can reach (local, DBFS, object stores)."""
+    jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
+    return bool(jpath.getFileSystem(spark._jsc.hadoopConfiguration()).exists(jpath))
+
+
+def read_table(spark: SparkSession, ref: TableRef) -> DataFrame:
+    if not table_exists(spark, ref):
+        raise TableNotFoundError(f"Delta table {ref} does not exist; run the stage that writes it first")
+    return spark.read.format("delta").load(ref.location) if ref.is_path else spark.read.table(ref.location)
+
+
+def read_source(spark: SparkSession, location: str, fmt: str) -> DataFrame:
+    """Read a raw input table in any Spark format (delta, parquet, csv with header, json, or a catalog table)."""
+    ref = location_ref("source", location)
+    try:
+        if not ref.is_path:
+            return spark.read.table(ref.location)
+        reader = spark.read.format(fmt)
+        if fmt == "csv":
+            reader = reader.option("header", "true")
+        return reader.load(ref.location)
+    except AnalysisException as exc:
+        raise TableNotFoundError(f"cannot read source {location!r} as {fmt}: {exc}") from exc
+
+
+def _writer(df: DataFrame, mode: str):
+    return df.write.format("delta").mode(mode)
+
+
+def overwrite(df: DataFrame, ref: TableRef) -> None:
+    """Replace the table's contents (and schema) with `df`: idempotent for snapshot loads."""
+    writer = _writer(df, "overwrite").option("overwriteSchema", "true")
+    if ref.is_path:
+        writer.save(ref.location)
+    else:
+        writer.saveAsTable(ref.location)
+
+
+def replace_where(df: DataFrame, ref: TableRef, predicate: str) -> None:
+    """Atomically replace the rows matching `predicate` (e.g. one run id) with `df`; create the table if new."""
+    if not table_exists(df.sparkSession, ref):
+        overwrite(df, ref)
+        return
+    writer = _writer(df, "overwrite").option("replaceWhere", predicate)
+    if ref.is_path:
+        writer.save(ref.location)
+    else:
+        writer.saveAsTable(ref.location)
+
+
+def merge(df: DataFrame, ref: TableRef, keys: list[str]) -> None:
+    """Upsert `df` into the table on `keys` (insert new keys, update matched ones); create the table if new."""
+    spark = df.sparkSession
+    if not table_exists(spark, ref):
+        overwrite(df, ref)
+        return
+    target = DeltaTable.forPath(spark, ref.location) if ref.is_path else DeltaTable.forName(spark, ref.location)
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    target.alias("t").merge(df.alias("s"), condition).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+
+
+def last_operation_metrics(spark: SparkSession, ref: TableRef) -> dict[str, str]:
+    """Delta's own metrics of the latest commit (e.g. `numOutputRows`), used to reconcile row counts."""
+    target = DeltaTable.forPath(spark, ref.location) if ref.is_path else DeltaTable.forName(spark, ref.location)
+    row = target.history(1).select("operationMetrics").first()
+    return dict(row["operationMetrics"] or {}) if row else {}
+
+
+def count_rows(spark: SparkSession, ref: TableRef) -> int:
+    return read_table(spark, ref).count()

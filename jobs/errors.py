@@ -1,0 +1,8 @@
+"""Errors a user can act on. The CLI prints their message (which names the table, column, key or value) and exits 2
+instead of showing a traceback; anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+
+class BehaviorLMError(Exception):
+    """Base of every error caused by configuration or input rather than by a bug."""

@@ -1,0 +1,35 @@
+"""List the Delta tables named in config with their row counts, read back through a plain Delta reader.
+
+Run: `behaviorlm tables --conf conf/local.yaml` (`make demo` ends with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from jobs import delta_io
+from jobs.config import TablesConfig
+from jobs.runtime import parse_job_args
+from jobs.session import get_spark
+
+
+def table_counts(spark, tables: TablesConfig) -> list[tuple[str, str, int | None]]:
+    """(name, location, rows or None when the table does not exist yet) for every configured table."""
+    out = []
+    for f in fields(TablesConfig):
+        if f.name == "root":
+            continue
+        ref = delta_io.table_ref(tables, f.name)
+        exists = delta_io.table_exists(spark, ref)
+        out.append((f.name, ref.location, delta_io.read_table(spark, ref).count() if exists else None))
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, str, int | None]]:
+    cfg = parse_job_args(argv, "List the configured Delta tables with row counts.")
+    rows = table_counts(get_spark(cfg), cfg.tables)
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'table':<{width}}  {'rows':>9}  location")
+    for name, location, count in rows:
+        print(f"{name:<{width}}  {'-' if count is None else count:>9}  {location}")
+    return rows

@@ -1,0 +1,41 @@
+"""Packaging for behaviorlm: the `jobs` (driver) and `udfs` (executor) packages and the `behaviorlm` console script.
+
+The pins below are versions tested together: delta-spark 4.4.x requires pyspark <= 4.2.0, pyspark 4.2 does not
+support pandas 3, and delta-spark 4.4.0 is the newest whose jars Maven Central serves (4.4.1's are
+missing there). Exact versions live in requirements.lock; the Makefile keys its cached virtualenv on a hash of both
+files, so changing a pin builds a new one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PYSPARK_VERSION = "4.2.0"
+DELTA_VERSION = "4.4.0"
+
+setup(
+    name="behaviorlm",
+    version="0.1.0",
+    description="Distributed PySpark jobs that model user behaviour with a pretrained transformer, on Delta Lake.",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*"]),
+    package_data={"jobs": ["resources/*"]},
+    install_requires=[
+        f"pyspark=={PYSPARK_VERSION}",
+        f"delta-spark=={DELTA_VERSION}",
+        "pandas>=2.2,<3",
+        "numpy>=1.26,<3",
+        "pyarrow>=15",
+        "pyyaml>=6",
+        "torch>=2.4,<3",
+        "transformers>=4.45,<6",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "chispa==0.12.0", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["behaviorlm = jobs.cli:main"]},
+)

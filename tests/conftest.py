@@ -1,0 +1,46 @@
+"""One session-scoped Spark session with real Delta Lake, built by the project's own session factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs.config import Config, load_config
+from jobs.session import get_spark
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+    tmp = tmp_path_factory.mktemp("spark")
+    cfg = load_config(
+        overrides=[
+            "spark.master=local[2]",
+            "spark.app_name=behaviorlm-tests",
+            "spark.conf.spark.sql.shuffle.partitions=2",
+            "spark.conf.spark.default.parallelism=2",
+            "spark.conf.spark.ui.enabled=false",
+            "spark.conf.spark.ui.showConsoleProgress=false",
+            "spark.conf.spark.databricks.delta.snapshotPartitions=1",
+            f"spark.conf.spark.sql.warehouse.dir={tmp / 'warehouse'}",
+            f"spark.conf.spark.local.dir={tmp / 'local'}",
+        ]
+    )
+    session = get_spark(cfg)
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """A Config whose tables live under this test's tmp dir; extra `key=value` overrides as arguments."""
+
+    def make(*overrides: str, run_id: str = "test-run") -> Config:
+        return load_config(overrides=[f"tables.root={tmp_path / 'delta'}", f"run_id={run_id}", *overrides])
+
+    return make

@@ -1,0 +1,1 @@
+"""Executor side of behaviorlm: the encoder core (no Spark import) and the thin pandas-UDF wrappers."""
