@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 export BEHAVIORLM_CACHE ?= $(HOME)/.cache/behaviorlm
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
-DEPS_HASH := $(shell cat setup.py requirements.lock | sha1sum | cut -c1-12)
+DEPS_HASH := $(shell sha1sum requirements.lock | cut -c1-12)
 VENV ?= $(BEHAVIORLM_CACHE)/venv-$(DEPS_HASH)
 BIN := $(VENV)/bin
 # Spark's Python workers must use the same interpreter as the driver.
@@ -22,19 +22,21 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make submit-demo - the ingest job through spark-submit, as on a cluster"
 
-$(VENV)/.installed:
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip "setuptools>=70" wheel
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
-	@# Point the shared virtualenv at this checkout (fast: dependencies are already there).
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+install: $(VENV)/.created
+	@# Installs the pinned dependencies (seconds when they are already there) and points the shared virtualenv at
+	@# this checkout; then caches jars, data and model (skipped when cached).
+	$(BIN)/pip install -q --no-build-isolation -c requirements.lock -e '.[dev]'
 	$(BIN)/behaviorlm setup
 
 demo: install
 	$(BIN)/behaviorlm ingest --conf $(CONF)
+	$(BIN)/behaviorlm embed-items --conf $(CONF)
+	$(BIN)/behaviorlm embed-users --conf $(CONF)
 	$(BIN)/behaviorlm tables --conf $(CONF)
 
 test: install

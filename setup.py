@@ -2,8 +2,7 @@
 
 The pins below are versions tested together: delta-spark 4.4.x requires pyspark <= 4.2.0, pyspark 4.2 does not
 support pandas 3, and delta-spark 4.4.0 is the newest whose jars Maven Central serves (4.4.1's are
-missing there). Exact versions live in requirements.lock; the Makefile keys its cached virtualenv on a hash of both
-files, so changing a pin builds a new one.
+missing there). Exact versions live in requirements.lock (pip constraints); the Makefile keys its cached virtualenv on that file.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from jobs.errors import BehaviorLMError
 COMMANDS = {
     "setup": ("jobs.assets", "cache Delta jars, MovieLens-100K and the default model for offline runs"),
     "ingest": ("jobs.ingest", "validate raw behaviours/items into Delta tables (+ rejected rows)"),
+    "embed-items": ("jobs.embed_items", "encode item texts into item_embeddings (only new/changed texts)"),
+    "embed-users": ("jobs.embed_users", "user vectors (pooled item vectors or encoded history) into user_embeddings"),
     "tables": ("jobs.tables", "list the configured Delta tables with their row counts"),
 }
 

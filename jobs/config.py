@@ -120,18 +120,41 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class EmbedConfig:
+    # Item text: each entry is rendered only when all its {fields} are present, then entries are joined by spaces.
+    item_fields: list[str] = field(default_factory=lambda: ["{title}", "({year})", "Genres: {genres}.", "{description}"])
+    # Text for an item or behaviour whose text is entirely missing (never a zero vector).
+    empty_text: str = "unknown item"
+    user_mode: str = "pooled"  # pooled | sequence
+    # pooled: weight of each event type in a user's weighted mean of item vectors (unknown types weigh 0).
+    event_weights: dict[str, float] = field(
+        default_factory=lambda: {"rating": 1.0, "purchase": 1.0, "review": 1.0, "click": 0.5, "search": 0.5, "view": 0.3}
+    )
+    # Recency half-life in days, counted back from the user's latest event; 0 turns decay off.
+    half_life_days: float = 0.0
+    # Weight of a behaviour's own free text (search query, review) next to the item it refers to.
+    text_weight: float = 1.0
+    # sequence: how many of the user's latest behaviours are rendered as text and encoded.
+    sequence_length: int = 20
+    # Rows per Arrow batch handed to the UDF (spark.sql.execution.arrow.maxRecordsPerBatch).
+    arrow_batch_size: int = 2048
+
+
+@dataclass(frozen=True)
 class Config:
     run_id: str = ""
     spark: SparkConfig = field(default_factory=SparkConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
 
 
 _CHOICES = {
     "ingest.source": {"movielens", "synthetic", "table"},
     "model.pooling": {"mean", "cls"},
     "model.dtype": {"auto", "float32", "float16", "bfloat16"},
+    "embed.user_mode": {"pooled", "sequence"},
 }
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -220,8 +243,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
-        # Spark conf values are strings on the JVM side; accept YAML scalars and stringify them.
-        return {str(k): _scalar_str(v, f"{key}.{k}") for k, v in value.items()}
+        _, item = typing.get_args(hint)
+        if item is str:  # Spark conf values are strings on the JVM side; accept YAML scalars and stringify them.
+            return {str(k): _scalar_str(v, f"{key}.{k}") for k, v in value.items()}
+        return {str(k): _coerce(item, v, f"{key}.{k}") for k, v in value.items()}
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
@@ -282,5 +307,10 @@ def _check_choices(cfg: Config) -> None:
     for name in ("in_cluster", "bad_fraction"):
         if not 0.0 <= getattr(syn, name) <= 1.0:
             raise ConfigError(f"config key 'ingest.synthetic.{name}': must be in [0, 1], got {getattr(syn, name)}")
+    emb = cfg.embed
+    if not emb.item_fields or emb.sequence_length < 1 or emb.arrow_batch_size < 1 or emb.half_life_days < 0:
+        raise ConfigError("config section 'embed': item_fields must be non-empty, sequence_length and arrow_batch_size >= 1, half_life_days >= 0")
+    if any(w < 0 for w in emb.event_weights.values()) or emb.text_weight < 0:
+        raise ConfigError(f"config key 'embed.event_weights'/'embed.text_weight': weights must be >= 0, got {emb.event_weights}")
     if cfg.model.max_length < 8 or cfg.model.batch_size < 1:
         raise ConfigError("config keys 'model.max_length' (>= 8) and 'model.batch_size' (>= 1) are out of range")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from jobs.config import TablesConfig
@@ -108,21 +109,47 @@ def replace_where(df: DataFrame, ref: TableRef, predicate: str) -> None:
         writer.saveAsTable(ref.location)
 
 
-def merge(df: DataFrame, ref: TableRef, keys: list[str]) -> None:
-    """Upsert `df` into the table on `keys` (insert new keys, update matched ones); create the table if new."""
+def _delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable:
+    return DeltaTable.forPath(spark, ref.location) if ref.is_path else DeltaTable.forName(spark, ref.location)
+
+
+def merge(
+    df: DataFrame,
+    ref: TableRef,
+    keys: list[str],
+    changed: str | None = None,
+    delete_missing: bool = False,
+) -> None:
+    """Upsert `df` into the table on `keys`; create the table if new.
+
+    Args:
+        changed: name of a boolean column in `df`: only rows where it is true are inserted or updated (the column
+            itself is not written). Lets the source list every current key while carrying new values for few.
+        delete_missing: delete target rows whose key is absent from `df` (the target mirrors the source's keys).
+    """
     spark = df.sparkSession
+    columns = [c for c in df.columns if c != changed]
     if not table_exists(spark, ref):
-        overwrite(df, ref)
+        overwrite(df.where(F.col(changed)).select(columns) if changed else df, ref)
         return
-    target = DeltaTable.forPath(spark, ref.location) if ref.is_path else DeltaTable.forName(spark, ref.location)
+    values = {c: f"s.`{c}`" for c in columns}
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    target.alias("t").merge(df.alias("s"), condition).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+    only = f"s.`{changed}`" if changed else None
+    builder = (
+        _delta_table(spark, ref)
+        .alias("t")
+        .merge(df.alias("s"), condition)
+        .whenMatchedUpdate(condition=only, set=values)
+        .whenNotMatchedInsert(condition=only, values=values)
+    )
+    if delete_missing:
+        builder = builder.whenNotMatchedBySourceDelete()
+    builder.execute()
 
 
 def last_operation_metrics(spark: SparkSession, ref: TableRef) -> dict[str, str]:
     """Delta's own metrics of the latest commit (e.g. `numOutputRows`), used to reconcile row counts."""
-    target = DeltaTable.forPath(spark, ref.location) if ref.is_path else DeltaTable.forName(spark, ref.location)
-    row = target.history(1).select("operationMetrics").first()
+    row = _delta_table(spark, ref).history(1).select("operationMetrics").first()
     return dict(row["operationMetrics"] or {}) if row else {}
 
 

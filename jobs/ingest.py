@@ -18,7 +18,7 @@ from jobs import delta_io
 from jobs.config import Config
 from jobs.errors import BehaviorLMError
 from jobs.movielens import read_movielens
-from jobs.runtime import parse_job_args, setup_logging, timed, write_metrics
+from jobs.runtime import job_main, write_metrics
 from jobs.schemas import (
     BEHAVIOR_COLUMNS,
     BEHAVIORS,
@@ -28,7 +28,6 @@ from jobs.schemas import (
     REQUIRED_BEHAVIOR_COLUMNS,
     REQUIRED_ITEM_COLUMNS,
 )
-from jobs.session import get_spark
 from jobs.synthetic import generate_behaviors, generate_items
 from jobs.validate import accepted, check_columns, rejected, rename_to_canonical, tag_behaviors, tag_items
 
@@ -107,14 +106,14 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
     return results
 
 
+def run(spark: SparkSession, cfg: Config) -> list[LoadCounts]:
+    raw_behaviors, raw_items = extract(spark, cfg)
+    tagged_behaviors, tagged_items = transform(raw_behaviors, raw_items, cfg)
+    return load(spark, cfg, tagged_behaviors, tagged_items)
+
+
 def main(argv: list[str] | None = None) -> list[LoadCounts]:
-    setup_logging()
-    cfg = parse_job_args(argv, "Ingest and validate behaviours and items into Delta tables.")
-    spark = get_spark(cfg)
-    with timed(log, f"ingest[{cfg.ingest.source}] run_id={cfg.run_id}"):
-        raw_behaviors, raw_items = extract(spark, cfg)
-        tagged_behaviors, tagged_items = transform(raw_behaviors, raw_items, cfg)
-        return load(spark, cfg, tagged_behaviors, tagged_items)
+    return job_main(argv, "Ingest and validate behaviours and items into Delta tables.", "ingest", run)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -17,6 +18,9 @@ from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
 from jobs import delta_io
 from jobs.config import Config, load_config
+from jobs.session import get_spark
+
+T = TypeVar("T")
 
 METRICS_SCHEMA = StructType(
     [
@@ -52,6 +56,15 @@ def timed(log: logging.Logger, what: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     log.info("%s: done in %.1fs", what, time.perf_counter() - start)
+
+
+def job_main(argv: list[str] | None, description: str, stage: str, run: Callable[[SparkSession, Config], T]) -> T:
+    """What every job's `main()` does: logging, config from the command line, the session, then the stage."""
+    setup_logging()
+    cfg = parse_job_args(argv, description)
+    spark = get_spark(cfg)
+    with timed(logging.getLogger(f"jobs.{stage}"), f"{stage} run_id={cfg.run_id}"):
+        return run(spark, cfg)
 
 
 def write_metrics(spark: SparkSession, cfg: Config, stage: str, metrics: dict[str, float]) -> None:

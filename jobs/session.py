@@ -63,7 +63,9 @@ def get_spark(cfg: Config) -> SparkSession:
     for key, value in DELTA_SQL_CONF.items():
         builder = builder.config(key, value)
     if not under_spark_submit():
-        builder = builder.master(cfg.spark.master).config("spark.pyspark.python", sys.executable)
+        # Python workers must run this interpreter (the one with our packages); pyspark reads only the variable.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = builder.master(cfg.spark.master)
         jars = cached_delta_jars()
         if jars:
             builder = builder.config("spark.jars", ",".join(jars))

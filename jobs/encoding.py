@@ -1,0 +1,73 @@
+"""Driver-side glue for the embedding UDF, shared by `embed_items` and `embed_users`: the model's identity, the UDF
+built from config with its model-load accumulator, and the log line that proves one load per Python worker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import Config
+from jobs.errors import BehaviorLMError
+from udfs.embed import PidCounts, embed_udf
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(BehaviorLMError, FileNotFoundError):
+    """`model.path` is not a Hugging Face model folder."""
+
+
+def model_info(cfg: Config) -> tuple[str, int]:
+    """(model id, vector dimension). The id is what identifies the vectors a model makes: folder name, a hash of
+    its config.json and weight files' sizes, the pooling and the truncation. When it changes, stored vectors are
+    stale and are re-embedded."""
+    path = cfg.model.path
+    config_json = os.path.join(path, "config.json")
+    if not os.path.isfile(config_json):
+        raise ModelNotFoundError(f"model.path {path!r} has no config.json; run `behaviorlm setup` or fix model.path")
+    with open(config_json, "rb") as fh:
+        raw = fh.read()
+    digest = hashlib.sha256(raw)
+    for name in sorted(os.listdir(path)):
+        if name.endswith((".safetensors", ".bin")):
+            digest.update(f"{name}:{os.path.getsize(os.path.join(path, name))}".encode())
+    name = os.path.basename(os.path.normpath(path))
+    model = f"{name}@{digest.hexdigest()[:10]}/{cfg.model.pooling}/{cfg.model.max_length}"
+    return model, int(json.loads(raw)["hidden_size"])
+
+
+def l2_normalize(vector: Column) -> Column:
+    """Unit-length copy of an array<float> column (null stays null)."""
+    norm = F.sqrt(F.aggregate(vector, F.lit(0.0), lambda acc, x: acc + x * x))
+    return F.transform(vector, lambda x: (x / norm).cast("float"))
+
+
+@dataclass
+class EmbedFn:
+    """The UDF for one job run plus its {pid: loads} accumulator."""
+
+    udf: object
+    loads: object
+
+    def __call__(self, text: Column) -> Column:
+        return self.udf(text)
+
+    def report(self) -> dict[str, int]:
+        counts = dict(self.loads.value)
+        result = {"model_loads": sum(counts.values()), "python_workers": len(counts)}
+        log.info("model loads %d across %d Python worker(s) %s", result["model_loads"], len(counts), counts)
+        return result
+
+
+def make_embed_fn(spark: SparkSession, cfg: Config) -> EmbedFn:
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.embed.arrow_batch_size))
+    loads = spark.sparkContext.accumulator({}, PidCounts())
+    m = cfg.model
+    udf = embed_udf(m.path, m.max_length, m.pooling, m.dtype, m.batch_size, cfg.embed.empty_text, loads)
+    return EmbedFn(udf, loads)

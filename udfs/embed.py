@@ -1,0 +1,64 @@
+"""The pandas UDF that embeds a text column: `Iterator[pd.Series] -> Iterator[pd.Series]` of array<float>.
+
+The iterator form lets the model load once per Python worker, at the first Arrow batch, and stay cached for
+later tasks in the same worker (`spark.python.worker.reuse`, on by default). Arrow batch size is
+`spark.sql.execution.arrow.maxRecordsPerBatch` (set by the jobs from `model.arrow_batch_size`); the encoder then
+runs forward passes of `model.batch_size` length-sorted texts.
+
+An optional `LoadTracker` (a Spark accumulator) records, per worker pid, how many model loads happened, so a job can
+prove "one load per worker".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.accumulators import AccumulatorParam
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import ArrayType, FloatType
+
+from udfs.device import task_device
+from udfs.encoder import get_encoder
+
+
+class PidCounts(AccumulatorParam):
+    """Accumulates {pid: model loads}; a pid with 0 ran tasks but reused its cached model."""
+
+    def zero(self, value: dict[int, int]) -> dict[int, int]:
+        return {}
+
+    def addInPlace(self, a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
+        for pid, n in b.items():
+            a[pid] = a.get(pid, 0) + n
+        return a
+
+
+def embed_udf(
+    model_path: str,
+    max_length: int = 128,
+    pooling: str = "mean",
+    dtype: str = "auto",
+    batch_size: int = 64,
+    fallback_text: str = "",
+    loads=None,
+):
+    """A pandas UDF mapping a string column to L2-normalised float vectors; nulls are encoded as `fallback_text`.
+
+    Args:
+        loads: optional accumulator with `PidCounts` to count model loads per Python worker.
+    """
+
+    @pandas_udf(ArrayType(FloatType()))
+    def embed(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        encoder = None
+        for texts in batches:
+            if encoder is None:  # first batch: a task with no rows never loads the model
+                encoder, loaded_now = get_encoder(model_path, task_device(), dtype, max_length, pooling)
+                if loads is not None:
+                    loads.add({os.getpid(): int(loaded_now)})
+            vectors = encoder.encode(texts.fillna(fallback_text).astype(str).tolist(), batch_size)
+            yield pd.Series(list(vectors))
+
+    return embed
