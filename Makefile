@@ -14,13 +14,14 @@ export PYSPARK_PYTHON := $(BIN)/python
 CONF ?= conf/local.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint submit-demo clean
+.PHONY: help install demo test lint submit-demo bench-embed bench-embed-gpu clean
 
 help:
 	@echo "make demo   - set up, then run the pipeline on MovieLens-100K and print the Delta tables it wrote"
 	@echo "make test   - set up, then run the test suite"
 	@echo "make lint   - ruff"
 	@echo "make submit-demo - the ingest job through spark-submit, as on a cluster"
+	@echo "make bench-embed - encoder throughput: raw vs Spark UDF (last line: bench-embed ...)"
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,18 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench-embed: install
+	$(BIN)/python bench/embed_bench.py
+
+# Encoder core on a GPU machine that has torch + transformers but no Spark (see bench/encoder_gpu.py).
+bench-embed-gpu-assets:
+	mkdir -p .bench_assets/model
+	cp $(BEHAVIORLM_CACHE)/models/all-MiniLM-L6-v2/{config.json,tokenizer.json,tokenizer_config.json,vocab.txt,special_tokens_map.json} .bench_assets/model/
+	cp $(BEHAVIORLM_CACHE)/data/ml-100k/ml-100k.item .bench_assets/
+
+bench-embed-gpu:
+	python3 bench/encoder_gpu.py --assets .bench_assets
 
 dist/behaviorlm.zip: $(shell find jobs udfs -name '*.py')
 	@mkdir -p dist && rm -f $@ && $(BIN)/python -m zipfile -c $@ jobs udfs

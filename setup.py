@@ -2,7 +2,8 @@
 
 The pins below are versions tested together: delta-spark 4.4.x requires pyspark <= 4.2.0, pyspark 4.2 does not
 support pandas 3, and delta-spark 4.4.0 is the newest whose jars Maven Central serves (4.4.1's are
-missing there). Exact versions live in requirements.lock (pip constraints); the Makefile keys its cached virtualenv on that file.
+missing there). Exact versions live in requirements.lock (pip constraints); the Makefile keys its cached
+virtualenv on that file.
 """
 
 from __future__ import annotations

@@ -122,13 +122,22 @@ class ModelConfig:
 @dataclass(frozen=True)
 class EmbedConfig:
     # Item text: each entry is rendered only when all its {fields} are present, then entries are joined by spaces.
-    item_fields: list[str] = field(default_factory=lambda: ["{title}", "({year})", "Genres: {genres}.", "{description}"])
+    item_fields: list[str] = field(
+        default_factory=lambda: ["{title}", "({year})", "Genres: {genres}.", "{description}"]
+    )
     # Text for an item or behaviour whose text is entirely missing (never a zero vector).
     empty_text: str = "unknown item"
     user_mode: str = "pooled"  # pooled | sequence
     # pooled: weight of each event type in a user's weighted mean of item vectors (unknown types weigh 0).
     event_weights: dict[str, float] = field(
-        default_factory=lambda: {"rating": 1.0, "purchase": 1.0, "review": 1.0, "click": 0.5, "search": 0.5, "view": 0.3}
+        default_factory=lambda: {
+            "rating": 1.0,
+            "purchase": 1.0,
+            "review": 1.0,
+            "click": 0.5,
+            "search": 0.5,
+            "view": 0.3,
+        }
     )
     # Recency half-life in days, counted back from the user's latest event; 0 turns decay off.
     half_life_days: float = 0.0
@@ -309,8 +318,13 @@ def _check_choices(cfg: Config) -> None:
             raise ConfigError(f"config key 'ingest.synthetic.{name}': must be in [0, 1], got {getattr(syn, name)}")
     emb = cfg.embed
     if not emb.item_fields or emb.sequence_length < 1 or emb.arrow_batch_size < 1 or emb.half_life_days < 0:
-        raise ConfigError("config section 'embed': item_fields must be non-empty, sequence_length and arrow_batch_size >= 1, half_life_days >= 0")
+        raise ConfigError(
+            "config section 'embed': item_fields must be non-empty, sequence_length and arrow_batch_size >= 1, "
+            "half_life_days >= 0"
+        )
     if any(w < 0 for w in emb.event_weights.values()) or emb.text_weight < 0:
-        raise ConfigError(f"config key 'embed.event_weights'/'embed.text_weight': weights must be >= 0, got {emb.event_weights}")
+        raise ConfigError(
+            f"config key 'embed.event_weights'/'embed.text_weight': weights must be >= 0, got {emb.event_weights}"
+        )
     if cfg.model.max_length < 8 or cfg.model.batch_size < 1:
         raise ConfigError("config keys 'model.max_length' (>= 8) and 'model.batch_size' (>= 1) are out of range")

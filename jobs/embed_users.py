@@ -62,7 +62,9 @@ def weighted_mean_vectors(rows: DataFrame, key: str = "user_id") -> DataFrame:
     )
 
 
-def pooled_vectors(weighted: DataFrame, item_vectors: DataFrame, embed: EmbedFn | None, text_weight: float) -> DataFrame:
+def pooled_vectors(
+    weighted: DataFrame, item_vectors: DataFrame, embed: EmbedFn | None, text_weight: float
+) -> DataFrame:
     """Users' weighted means of item vectors plus, if `embed` is given, of their own free-text vectors."""
     items = weighted.join(item_vectors.select("item_id", F.col("embedding").alias("vec")), "item_id")
     rows = items.select("user_id", "vec", "w")
@@ -81,7 +83,9 @@ def render_sequences(behaviors: DataFrame, items: DataFrame, length: int, rating
         " ",
         F.coalesce(_lookup(VERBS, F.col("event_type")), F.col("event_type")),
         F.when(F.col("title").isNotNull(), title).otherwise(F.concat(F.lit("item "), F.col("item_id"))),
-        F.when(F.col("rating").isNotNull(), F.format_string("%s/%s", F.col("rating").cast("int"), F.lit(int(rating_max)))),
+        F.when(
+            F.col("rating").isNotNull(), F.format_string("%s/%s", F.col("rating").cast("int"), F.lit(int(rating_max)))
+        ),
         F.when(F.trim("text") != "", F.concat(F.lit("'"), F.col("text"), F.lit("'"))),
     )
     latest = Window.partitionBy("user_id").orderBy(F.col("ts").desc(), F.col("item_id"))
@@ -130,7 +134,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    return job_main(argv, "Embed users (pooled item vectors or encoded history) into user_embeddings.", "embed-users", run)
+    return job_main(
+        argv, "Embed users (pooled item vectors or encoded history) into user_embeddings.", "embed-users", run
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+"""The encoder core against a direct transformers computation, with the real all-MiniLM-L6-v2 weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from jobs.assets import model_dir
+from udfs import encoder as encoder_module
+from udfs.device import DriverCallError, task_device
+from udfs.encoder import get_encoder, load_count
+
+TEXTS = [
+    "Toy Story (1995) Genres: Animation, Children's, Comedy.",
+    "GoldenEye",
+    "",
+    "卧虎藏龙 (2000) 武侠电影",
+    "🎬🍿 movie night with friends 🎉",
+    "a " * 5000,  # 10,000 characters: truncated, not crashed
+    "Heat (1995) Genres: Action, Crime, Thriller.",
+]
+
+
+def reference_vectors(texts: list[str], max_length: int = 128) -> np.ndarray:
+    """Plain transformers: one padded batch, mean pooling over the mask, L2 normalisation."""
+    path = str(model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    return torch.nn.functional.normalize(pooled, dim=1).numpy()
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return get_encoder(str(model_dir()), "cpu", "float32", 128, "mean")[0]
+
+
+def test_vectors_match_plain_transformers(encoder):
+    got = encoder.encode(TEXTS, batch_size=3)
+    assert got.shape == (len(TEXTS), 384) and got.dtype == np.float32
+    np.testing.assert_allclose(got, reference_vectors(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_length_sorted_batches_keep_input_order(encoder):
+    sorted_out = encoder.encode(TEXTS, batch_size=2, sort_by_length=True)
+    one_by_one = np.stack([encoder.encode([t], batch_size=1)[0] for t in TEXTS])
+    np.testing.assert_allclose(sorted_out, one_by_one, atol=1e-5)
+
+
+def test_the_model_is_cached_per_process():
+    path = str(model_dir())
+    get_encoder(path, "cpu", "float32")
+    before = load_count()
+    first, loaded = get_encoder(path, "cpu", "float32", max_length=32, pooling="cls")
+    assert not loaded and load_count() == before
+    assert (first.max_length, first.pooling) == (32, "cls")
+
+
+def test_cls_pooling_differs_from_mean(encoder):
+    cls = get_encoder(str(model_dir()), "cpu", "float32", 128, "cls")[0]
+    assert not np.allclose(cls.encode(TEXTS[:2]), encoder.encode(TEXTS[:2]))
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_row(encoder, monkeypatch, caplog):
+    real_forward = encoder_module.Encoder._forward
+    sizes: list[int] = []
+
+    def forward_with_small_memory(self, ids):
+        sizes.append(len(ids))
+        if len(ids) > 2:  # a device that only fits two texts at a time
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(self, ids)
+
+    monkeypatch.setattr(encoder_module.Encoder, "_forward", forward_with_small_memory)
+    got = encoder.encode(TEXTS, batch_size=8)
+    monkeypatch.undo()
+    np.testing.assert_allclose(got, encoder.encode(TEXTS, batch_size=8), atol=1e-5)
+    assert sizes[:3] == [7, 4, 2] and "retrying with batch 4" in caplog.text
+
+
+def test_null_text_is_refused_by_the_core(encoder):
+    with pytest.raises(TypeError, match="fallback text"):
+        encoder.encode(["ok", None])  # type: ignore[list-item]
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a Hugging Face model folder"):
+        get_encoder(str(tmp_path), "cpu", "float32")
+
+
+def test_task_device_on_the_driver_is_an_error():
+    with pytest.raises(DriverCallError, match="runs inside a Spark task"):
+        task_device()
