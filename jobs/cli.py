@@ -17,6 +17,7 @@ COMMANDS = {
     "ingest": ("jobs.ingest", "validate raw behaviours/items into Delta tables (+ rejected rows)"),
     "embed-items": ("jobs.embed_items", "encode item texts into item_embeddings (only new/changed texts)"),
     "embed-users": ("jobs.embed_users", "user vectors (pooled item vectors or encoded history) into user_embeddings"),
+    "similar-users": ("jobs.similar_users", "top-K similar users (approximate, distributed) into user_neighbors"),
     "tables": ("jobs.tables", "list the configured Delta tables with their row counts"),
 }
 

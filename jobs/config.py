@@ -54,6 +54,8 @@ class TablesConfig:
     run_metrics: str = "run_metrics"
     item_embeddings: str = "item_embeddings"
     user_embeddings: str = "user_embeddings"
+    user_neighbors: str = "user_neighbors"
+    neighbor_rejects: str = "neighbor_rejects"
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,20 @@ class EmbedConfig:
 
 
 @dataclass(frozen=True)
+class NeighborsConfig:
+    k: int = 10
+    mode: str = "approx"  # approx | exact
+    cells: int = 0  # k-means cells; 0 = about sqrt(number of users)
+    nprobe: int = 8  # cells each user searches: the recall/speed knob
+    max_cell_size: int = 4000  # candidates per task; bigger cells are split into chunks
+    block_size: int = 4000  # exact mode: users per block
+    train_sample: int = 20000  # vectors sampled (to the driver) to train the centroids
+    kmeans_iters: int = 10
+    seed: int = 42
+    recall_sample: int = 200  # users whose neighbours are checked against exact search every run
+
+
+@dataclass(frozen=True)
 class Config:
     run_id: str = ""
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -157,6 +173,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    neighbors: NeighborsConfig = field(default_factory=NeighborsConfig)
 
 
 _CHOICES = {
@@ -164,6 +181,7 @@ _CHOICES = {
     "model.pooling": {"mean", "cls"},
     "model.dtype": {"auto", "float32", "float16", "bfloat16"},
     "embed.user_mode": {"pooled", "sequence"},
+    "neighbors.mode": {"approx", "exact"},
 }
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -326,5 +344,11 @@ def _check_choices(cfg: Config) -> None:
         raise ConfigError(
             f"config key 'embed.event_weights'/'embed.text_weight': weights must be >= 0, got {emb.event_weights}"
         )
+    nb = cfg.neighbors
+    for name in ("k", "nprobe", "max_cell_size", "block_size", "train_sample", "kmeans_iters", "recall_sample"):
+        if getattr(nb, name) < 1:
+            raise ConfigError(f"config key 'neighbors.{name}': must be >= 1, got {getattr(nb, name)}")
+    if nb.cells < 0:
+        raise ConfigError(f"config key 'neighbors.cells': must be >= 0 (0 = automatic), got {nb.cells}")
     if cfg.model.max_length < 8 or cfg.model.batch_size < 1:
         raise ConfigError("config keys 'model.max_length' (>= 8) and 'model.batch_size' (>= 1) are out of range")

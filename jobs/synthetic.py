@@ -157,3 +157,29 @@ def _corrupt(events: DataFrame, cfg: SyntheticConfig) -> DataFrame:
         spoil("ts", 3, "not-a-time"),
         F.col("text"),
     )
+
+
+def _normal(seed: int, key: Column, dim: Column, salt: int) -> Column:
+    """A deterministic standard normal for (seed, key, dim) by Box-Muller on two hash uniforms."""
+    u1 = (F.pmod(F.xxhash64(F.lit(seed), key, dim, F.lit(salt)), F.lit(_RES)) + 1) / float(_RES + 1)
+    u2 = F.pmod(F.xxhash64(F.lit(seed), key, dim, F.lit(salt + 1)), F.lit(_RES)) / float(_RES)
+    return F.sqrt(-2 * F.log(u1)) * F.cos(2 * 3.141592653589793 * u2)
+
+
+def clustered_vectors(
+    spark: SparkSession, users: int, dim: int, clusters: int, noise: float, seed: int, partitions: int = 8
+) -> DataFrame:
+    """(user_id, embedding, cluster): unit vectors around `clusters` random centres, for similarity tests and
+    benchmarks at any size. `noise` is the per-dimension spread relative to a centre's (1 / sqrt(dim))."""
+    uid = F.col("id")
+    cluster = (_uniform(seed, uid, 21) * clusters).cast("long")
+    values = F.transform(
+        F.sequence(F.lit(0), F.lit(dim - 1)),
+        lambda d: _normal(seed, cluster, d, 31) + F.lit(noise) * _normal(seed, uid, d, 41),
+    )
+    norm = F.sqrt(F.aggregate(values, F.lit(0.0), lambda acc, x: acc + x * x))
+    return spark.range(users, numPartitions=partitions).select(
+        F.concat(F.lit("u"), uid.cast("string")).alias("user_id"),
+        F.transform(values, lambda x: (x / norm).cast("float")).alias("embedding"),
+        cluster.cast("int").alias("cluster"),
+    )
