@@ -14,7 +14,7 @@ export PYSPARK_PYTHON := $(BIN)/python
 CONF ?= conf/local.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint submit-demo bench-embed bench-embed-gpu clean
+.PHONY: help install demo test lint submit-demo bench-embed bench-embed-gpu bench-ann clean
 
 help:
 	@echo "make demo   - set up, then run the pipeline on MovieLens-100K and print the Delta tables it wrote"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make submit-demo - the ingest job through spark-submit, as on a cluster"
 	@echo "make bench-embed - encoder throughput: raw vs Spark UDF (last line: bench-embed ...)"
+	@echo "make bench-ann   - similar-users vs exact vs MLlib BRP-LSH (last line: bench-ann ...)"
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,7 @@ demo: install
 	$(BIN)/behaviorlm ingest --conf $(CONF)
 	$(BIN)/behaviorlm embed-items --conf $(CONF)
 	$(BIN)/behaviorlm embed-users --conf $(CONF)
+	$(BIN)/behaviorlm similar-users --conf $(CONF)
 	$(BIN)/behaviorlm tables --conf $(CONF)
 
 test: install
@@ -49,6 +51,10 @@ lint: install
 
 bench-embed: install
 	$(BIN)/python bench/embed_bench.py
+
+# BENCH_ANN_ARGS="--sizes 20000,100000,1000000" for the 1M run.
+bench-ann: install
+	$(BIN)/python bench/ann_bench.py $(BENCH_ANN_ARGS)
 
 # Encoder core on a GPU machine that has torch + transformers but no Spark (see bench/encoder_gpu.py).
 bench-embed-gpu-assets:

@@ -24,8 +24,9 @@ from pyspark.sql import functions as F
 
 from jobs import delta_io
 from jobs.config import Config
-from jobs.encoding import EmbedFn, l2_normalize, make_embed_fn, model_info
+from jobs.encoding import EmbedFn, make_embed_fn, model_info
 from jobs.runtime import job_main, write_metrics
+from jobs.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "purchase": "bought", "search": "searched",

@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass
 
 from pyspark.sql import Column, SparkSession
-from pyspark.sql import functions as F
 
 from jobs.config import Config
 from jobs.errors import BehaviorLMError
@@ -40,12 +39,6 @@ def model_info(cfg: Config) -> tuple[str, int]:
     name = os.path.basename(os.path.normpath(path))
     model = f"{name}@{digest.hexdigest()[:10]}/{cfg.model.pooling}/{cfg.model.max_length}"
     return model, int(json.loads(raw)["hidden_size"])
-
-
-def l2_normalize(vector: Column) -> Column:
-    """Unit-length copy of an array<float> column (null stays null)."""
-    norm = F.sqrt(F.aggregate(vector, F.lit(0.0), lambda acc, x: acc + x * x))
-    return F.transform(vector, lambda x: (x / norm).cast("float"))
 
 
 @dataclass

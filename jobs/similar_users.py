@@ -118,9 +118,10 @@ def exact_neighbors(queries: DataFrame, candidates: DataFrame, k: int, block_siz
     """Blockwise exact search: candidates in ceil(n / block_size) blocks, each scored against every query block."""
     blocks = max(1, math.ceil(n / block_size))
     q_blocks = max(1, math.ceil(queries.count() / block_size)) if blocks > 1 else 1
-    cand = candidates.withColumn("cb", F.pmod(F.xxhash64("user_id"), F.lit(blocks)))
+    # Keys must have one type on both sides (int): cogroup matches groups by their hashed key values.
+    cand = candidates.withColumn("cb", F.pmod(F.xxhash64("user_id"), F.lit(blocks)).cast("int"))
     cand = cand.withColumn("qb", F.explode(F.sequence(F.lit(0), F.lit(q_blocks - 1))))
-    qry = queries.withColumn("qb", F.pmod(F.xxhash64("user_id", F.lit(1)), F.lit(q_blocks)))
+    qry = queries.withColumn("qb", F.pmod(F.xxhash64("user_id", F.lit(1)), F.lit(q_blocks)).cast("int"))
     qry = qry.withColumn("cb", F.explode(F.sequence(F.lit(0), F.lit(blocks - 1))))
     return best_k(topk_by_key(qry, cand, ["qb", "cb"], k), k)
 

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import SyntheticConfig
 from jobs.schemas import BEHAVIOR_COLUMNS, ITEM_COLUMNS
+from jobs.vectors import l2_normalize
 
 THEMES = [
     ["space", "galaxy", "rocket", "alien", "planet", "orbit", "starship", "comet"],
@@ -177,9 +178,9 @@ def clustered_vectors(
         F.sequence(F.lit(0), F.lit(dim - 1)),
         lambda d: _normal(seed, cluster, d, 31) + F.lit(noise) * _normal(seed, uid, d, 41),
     )
-    norm = F.sqrt(F.aggregate(values, F.lit(0.0), lambda acc, x: acc + x * x))
-    return spark.range(users, numPartitions=partitions).select(
+    raw = spark.range(users, numPartitions=partitions).select(
         F.concat(F.lit("u"), uid.cast("string")).alias("user_id"),
-        F.transform(values, lambda x: (x / norm).cast("float")).alias("embedding"),
+        values.alias("_v"),
         cluster.cast("int").alias("cluster"),
     )
+    return raw.select("user_id", l2_normalize(F.col("_v")).alias("embedding"), "cluster")
