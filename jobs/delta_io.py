@@ -151,7 +151,3 @@ def last_operation_metrics(spark: SparkSession, ref: TableRef) -> dict[str, str]
     """Delta's own metrics of the latest commit (e.g. `numOutputRows`), used to reconcile row counts."""
     row = _delta_table(spark, ref).history(1).select("operationMetrics").first()
     return dict(row["operationMetrics"] or {}) if row else {}
-
-
-def count_rows(spark: SparkSession, ref: TableRef) -> int:
-    return read_table(spark, ref).count()
