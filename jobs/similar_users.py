@@ -183,16 +183,14 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     run_id = F.lit(cfg.run_id)
     table = found.select("user_id", "neighbor_id", F.col("rank").cast("int"), "similarity", run_id.alias("run_id"))
     delta_io.replace_where(table, delta_io.table_ref(cfg.tables, "user_neighbors"), f"run_id = '{cfg.run_id}'")
-    delta_io.replace_where(
-        rejected.withColumn("run_id", run_id),
-        delta_io.table_ref(cfg.tables, "neighbor_rejects"),
-        f"run_id = '{cfg.run_id}'",
-    )
+    rejects_ref = delta_io.table_ref(cfg.tables, "neighbor_rejects")
+    delta_io.replace_where(rejected.withColumn("run_id", run_id), rejects_ref, f"run_id = '{cfg.run_id}'")
+    # Delta counted the rows it wrote; no second pass over user_embeddings.
+    n_rejected = int(delta_io.last_operation_metrics(spark, rejects_ref).get("numOutputRows", 0))
     want = min(nb.k, max(n - 1, 0))
     counts = found.groupBy("user_id").count()
     underfilled = n - counts.where(F.col("count") >= want).count()
     recall = recall_at_k(found, valid, cfg, n) if nb.mode == "approx" else 1.0
-    n_rejected = users.count() - n
     found.unpersist()
     valid.unpersist()
     log.info("neighbours for %d users (k=%d, %s): recall@%d=%.4f underfilled=%d rejected=%d", n, nb.k, nb.mode,
