@@ -18,6 +18,8 @@ COMMANDS = {
     "embed-items": ("jobs.embed_items", "encode item texts into item_embeddings (only new/changed texts)"),
     "embed-users": ("jobs.embed_users", "user vectors (pooled item vectors or encoded history) into user_embeddings"),
     "similar-users": ("jobs.similar_users", "top-K similar users (approximate, distributed) into user_neighbors"),
+    "recommend": ("jobs.recommend", "top-K unseen items per user (neighbours + content + popularity) with reasons"),
+    "evaluate": ("jobs.evaluate", "offline backtest: split, rebuild, recommend, metrics vs baselines into run_metrics"),
     "tables": ("jobs.tables", "list the configured Delta tables with their row counts"),
 }
 

@@ -56,6 +56,7 @@ class TablesConfig:
     user_embeddings: str = "user_embeddings"
     user_neighbors: str = "user_neighbors"
     neighbor_rejects: str = "neighbor_rejects"
+    recommendations: str = "recommendations"
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,15 @@ class EmbedConfig:
     sequence_length: int = 20
     # Rows per Arrow batch handed to the UDF (spark.sql.execution.arrow.maxRecordsPerBatch).
     arrow_batch_size: int = 2048
+    # pooled: subtract the catalogue's mean item vector before pooling. Every item text shares a large common
+    # direction ("a movie title, year, genres"); without centring it dominates every user vector and all users
+    # look alike (measured on ML-100K: neighbour-CF nDCG@10 0.41 -> 0.43, content-only 0.03 -> 0.14).
+    center_items: bool = True
 
 
 @dataclass(frozen=True)
 class NeighborsConfig:
-    k: int = 10
+    k: int = 50  # neighbour CF in `recommend` wants tens of neighbours; 10 is too few to vote
     mode: str = "approx"  # approx | exact
     cells: int = 0  # k-means cells; 0 = about sqrt(number of users)
     nprobe: int = 8  # cells each user searches: the recall/speed knob
@@ -166,6 +171,51 @@ class NeighborsConfig:
 
 
 @dataclass(frozen=True)
+class RecommendConfig:
+    k: int = 10
+    # Blend of the per-user normalised parts: neighbour CF, content (user x item cosine), popularity.
+    weights: dict[str, float] = field(default_factory=lambda: {"neighbors": 1.0, "content": 0.1, "popularity": 0.1})
+    # Neighbour CF votes with similarity ** power: a higher power trusts the closest neighbours more.
+    similarity_power: float = 2.0
+    # How much a neighbour's rating, centred on their own mean, moves their vote: strength x (1 + c x dev / range).
+    rating_centering: float = 0.5
+    content_candidates: int = 100  # items per user from the content side (cold items come in this way)
+    block_size: int = 4000  # content: users and items per block of the blocked user x item product
+    # Optional table (path or catalog name) of user_id to recommend for, beside every user with behaviours; users
+    # in it without history (cold users) get popular items.
+    users: str = ""
+
+
+@dataclass(frozen=True)
+class AlsConfig:
+    rank: int = 64
+    reg: float = 0.05
+    alpha: float = 10.0
+    iterations: int = 15
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    split: str = "stratified"  # stratified (per-user random share) | chronological (per-user latest share)
+    ratio: float = 0.75  # share of each user's behaviours kept for training
+    seed: int = 42
+    k: int = 10
+    # Tune the blend on a validation split carved from the training part (never on the test part).
+    tune: bool = True
+    grid: dict[str, list[float]] = field(
+        default_factory=lambda: {
+            "similarity_power": [1.0, 2.0, 4.0],
+            "content": [0.0, 0.1, 0.2],
+            "popularity": [0.0, 0.1, 0.2],
+        }  # fmt: skip
+    )
+    baselines: list[str] = field(default_factory=lambda: ["popularity", "als"])
+    als: AlsConfig = field(default_factory=AlsConfig)
+    # Folder under tables.root for the backtest's own tables (train split, its user vectors, neighbours, recs).
+    workdir: str = "_evaluate"
+
+
+@dataclass(frozen=True)
 class Config:
     run_id: str = ""
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -174,6 +224,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     neighbors: NeighborsConfig = field(default_factory=NeighborsConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 _CHOICES = {
@@ -182,6 +234,7 @@ _CHOICES = {
     "model.dtype": {"auto", "float32", "float16", "bfloat16"},
     "embed.user_mode": {"pooled", "sequence"},
     "neighbors.mode": {"approx", "exact"},
+    "evaluate.split": {"stratified", "chronological"},
 }
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -350,5 +403,27 @@ def _check_choices(cfg: Config) -> None:
             raise ConfigError(f"config key 'neighbors.{name}': must be >= 1, got {getattr(nb, name)}")
     if nb.cells < 0:
         raise ConfigError(f"config key 'neighbors.cells': must be >= 0 (0 = automatic), got {nb.cells}")
+    _check_recommend(cfg)
     if cfg.model.max_length < 8 or cfg.model.batch_size < 1:
         raise ConfigError("config keys 'model.max_length' (>= 8) and 'model.batch_size' (>= 1) are out of range")
+
+
+def _check_recommend(cfg: Config) -> None:
+    rec, ev = cfg.recommend, cfg.evaluate
+    unknown = sorted(set(rec.weights) - {"neighbors", "content", "popularity"})
+    if unknown or any(w < 0 for w in rec.weights.values()):
+        raise ConfigError(
+            f"config key 'recommend.weights': parts are neighbors, content, popularity with weights >= 0; "
+            f"got {rec.weights}"
+        )
+    for name in ("k", "content_candidates", "block_size"):
+        if getattr(rec, name) < 1:
+            raise ConfigError(f"config key 'recommend.{name}': must be >= 1, got {getattr(rec, name)}")
+    if not 0.0 < ev.ratio < 1.0 or ev.k < 1:
+        raise ConfigError(f"config keys 'evaluate.ratio' (0..1) / 'evaluate.k' (>= 1): got {ev.ratio}, {ev.k}")
+    unknown = sorted(set(ev.grid) - {"similarity_power", "content", "popularity", "neighbors"})
+    if unknown or not all(ev.grid.values()):
+        raise ConfigError(f"config key 'evaluate.grid': unknown or empty entries {unknown or ev.grid}")
+    bad = sorted(set(ev.baselines) - {"popularity", "als"})
+    if bad:
+        raise ConfigError(f"config key 'evaluate.baselines': {bad[0]!r} is not one of ['als', 'popularity']")

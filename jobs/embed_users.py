@@ -2,8 +2,9 @@
 
 - `pooled`: a weighted mean of the vectors of the items a user interacted with (weight = event-type weight x
   rating / rating_max x recency half-life decay), plus the vectors of the user's own free text (search queries,
-  reviews) at `text_weight`. Computed in Spark with MLlib's `Summarizer` (memory O(dim) per user), so no model call
-  except for the free texts.
+  reviews) at `text_weight`. Item vectors are first centred on the catalogue mean (`embed.center_items`), so what
+  users share with every item does not make them all alike. Computed in Spark with MLlib's `Summarizer` (memory
+  O(dim) per user), so no model call except for the free texts.
 - `sequence`: the user's latest `sequence_length` behaviours rendered as text, newest first ("rated Toy Story
   (1995) 5/5; searched 'space movies'; ...") and encoded by the UDF, as in the classic approach.
 
@@ -26,14 +27,14 @@ from jobs import delta_io
 from jobs.config import Config
 from jobs.encoding import EmbedFn, make_embed_fn, model_info
 from jobs.runtime import job_main, write_metrics
-from jobs.vectors import l2_normalize
+from jobs.vectors import center, l2_normalize
 
 log = logging.getLogger(__name__)
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "purchase": "bought", "search": "searched",
          "review": "reviewed"}  # fmt: skip
 
 
-def _lookup(mapping: dict[str, object], key: Column) -> Column:
+def map_lookup(mapping: dict[str, object], key: Column) -> Column:
     return F.create_map(*[F.lit(x) for x in chain.from_iterable(mapping.items())])[key]
 
 
@@ -42,7 +43,7 @@ def event_weights(
 ) -> DataFrame:
     """Adds `w`: event-type weight x (rating / rating_max when rated) x 0.5^(age / half-life), age counted from the
     user's latest event. Unknown event types weigh 0."""
-    w = F.coalesce(_lookup(weights, F.col("event_type")), F.lit(0.0))
+    w = F.coalesce(map_lookup(weights, F.col("event_type")), F.lit(0.0))
     w = w * F.coalesce(F.col("rating") / F.lit(rating_max), F.lit(1.0))
     if half_life_days > 0:
         latest = F.max("ts").over(Window.partitionBy("user_id"))
@@ -82,7 +83,7 @@ def render_sequences(behaviors: DataFrame, items: DataFrame, length: int, rating
     title = F.concat_ws(" ", F.col("title"), F.when(F.col("year").isNotNull(), F.format_string("(%d)", "year")))
     phrase = F.concat_ws(
         " ",
-        F.coalesce(_lookup(VERBS, F.col("event_type")), F.col("event_type")),
+        F.coalesce(map_lookup(VERBS, F.col("event_type")), F.col("event_type")),
         F.when(F.col("title").isNotNull(), title).otherwise(F.concat(F.lit("item "), F.col("item_id"))),
         F.when(
             F.col("rating").isNotNull(), F.format_string("%s/%s", F.col("rating").cast("int"), F.lit(int(rating_max)))
@@ -107,6 +108,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
         item_vectors = delta_io.read_table(spark, delta_io.table_ref(cfg.tables, "item_embeddings"))
         model = item_vectors.select("model").limit(1).first()
         model = model["model"] if model else model_info(cfg)[0]
+        if emb.center_items:
+            item_vectors = center(item_vectors)
         weighted = event_weights(behaviors, emb.event_weights, cfg.ingest.rating_max, emb.half_life_days)
         vectors = pooled_vectors(weighted, item_vectors, embed, emb.text_weight)
     else:

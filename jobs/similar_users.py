@@ -92,11 +92,13 @@ def assign_cells(users: DataFrame, centroids: np.ndarray, nprobe: int) -> DataFr
     return users.mapInPandas(assign, "user_id string, embedding array<float>, home int, probes array<int>")
 
 
-def topk_by_key(queries: DataFrame, candidates: DataFrame, keys: list[str], k: int) -> DataFrame:
+def topk_by_key(
+    queries: DataFrame, candidates: DataFrame, keys: list[str], k: int, exclude_self: bool = True
+) -> DataFrame:
     """Per key group: exact top-k candidates per query (both frames have `keys`, user_id, embedding)."""
 
     def score(q: pd.DataFrame, c: pd.DataFrame) -> pd.DataFrame:
-        return block_topk(q, c, k, task_device())
+        return block_topk(q, c, k, task_device(), exclude_self)
 
     # Fresh aliases: both sides usually derive from one DataFrame, which cogroup would reject as ambiguous.
     cols = [F.col(c).alias(c) for c in [*keys, "user_id", "embedding"]]
@@ -114,8 +116,11 @@ def best_k(pairs: DataFrame, k: int) -> DataFrame:
     return pairs.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
 
 
-def exact_neighbors(queries: DataFrame, candidates: DataFrame, k: int, block_size: int, n: int) -> DataFrame:
-    """Blockwise exact search: candidates in ceil(n / block_size) blocks, each scored against every query block."""
+def exact_neighbors(
+    queries: DataFrame, candidates: DataFrame, k: int, block_size: int, n: int, exclude_self: bool = True
+) -> DataFrame:
+    """Blockwise exact search: candidates in ceil(n / block_size) blocks, each scored against every query block.
+    Also scores users against items (`exclude_self=False`, items passed with their id as `user_id`)."""
     blocks = max(1, math.ceil(n / block_size))
     q_blocks = max(1, math.ceil(queries.count() / block_size)) if blocks > 1 else 1
     # Keys must have one type on both sides (int): cogroup matches groups by their hashed key values.
@@ -123,7 +128,7 @@ def exact_neighbors(queries: DataFrame, candidates: DataFrame, k: int, block_siz
     cand = cand.withColumn("qb", F.explode(F.sequence(F.lit(0), F.lit(q_blocks - 1))))
     qry = queries.withColumn("qb", F.pmod(F.xxhash64("user_id", F.lit(1)), F.lit(q_blocks)).cast("int"))
     qry = qry.withColumn("cb", F.explode(F.sequence(F.lit(0), F.lit(blocks - 1))))
-    return best_k(topk_by_key(qry, cand, ["qb", "cb"], k), k)
+    return best_k(topk_by_key(qry, cand, ["qb", "cb"], k, exclude_self), k)
 
 
 def approx_neighbors(users: DataFrame, cfg: Config, n: int) -> DataFrame:

@@ -1,0 +1,139 @@
+"""Offline evaluation library (Spark DataFrames in, numbers out): splitters, ranking metrics at k, rating errors.
+
+Definitions follow Microsoft Recommenders' `python_evaluation` (the protocol its ML-100K benchmark uses), so numbers
+are comparable with its published table:
+- users counted are those in both the truth and the recommendations;
+- precision@k = hits in the top k / k; recall@k = hits / relevant items;
+- nDCG@k with binary relevance: sum over hits of 1/log(1 + rank), over the same sum for the first min(relevant, k)
+  ranks;
+- `map`: sum over hits of (hits so far / rank), divided by the number of relevant items; `map_at_k` divides by
+  min(relevant, k) instead;
+- hit rate: share of users with at least one hit; catalogue coverage: distinct recommended items / distinct items in
+  the catalogue given;
+- RMSE and MAE over the (user, item) pairs present in both truth and predictions.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+
+def stratified_split(
+    df: DataFrame, ratio: float, seed: int, col_user: str = "user_id", col_item: str = "item_id"
+) -> tuple[DataFrame, DataFrame]:
+    """Per user, a seeded random `ratio` of the rows (count rounded half up) to train, the rest to test. Deterministic
+    for a seed: the order is a hash of (seed, row values), ties broken by item id."""
+    shuffled = Window.partitionBy(col_user).orderBy(F.xxhash64(F.lit(seed), *df.columns), col_item)
+    tagged = (
+        df.withColumn("_pos", F.row_number().over(shuffled))
+        .withColumn("_n", F.count("*").over(Window.partitionBy(col_user)))
+        .withColumn("_train", F.col("_pos") <= F.round(F.col("_n") * ratio))
+    )
+    return _halves(tagged)
+
+
+def chronological_split(
+    df: DataFrame, ratio: float, col_user: str = "user_id", col_item: str = "item_id", col_time: str = "ts"
+) -> tuple[DataFrame, DataFrame]:
+    """Per user, the earliest `ratio` of the rows to train and the latest to test (ties: item id). A ratio that
+    leaves one row out per user is leave-last-out."""
+    order = Window.partitionBy(col_user).orderBy(F.col(col_time), F.col(col_item))
+    tagged = (
+        df.withColumn("_pos", F.row_number().over(order))
+        .withColumn("_n", F.count("*").over(Window.partitionBy(col_user)))
+        .withColumn("_train", F.col("_pos") <= F.round(F.col("_n") * ratio))
+    )
+    return _halves(tagged)
+
+
+def leave_last_out(
+    df: DataFrame, col_user: str = "user_id", col_item: str = "item_id", col_time: str = "ts"
+) -> tuple[DataFrame, DataFrame]:
+    """Per user, the latest row to test and everything before it to train."""
+    order = Window.partitionBy(col_user).orderBy(F.col(col_time).desc(), F.col(col_item).desc())
+    tagged = df.withColumn("_train", F.row_number().over(order) > 1)
+    return _halves(tagged)
+
+
+def _halves(tagged: DataFrame) -> tuple[DataFrame, DataFrame]:
+    drop = [c for c in ("_pos", "_n", "_train") if c in tagged.columns]
+    return tagged.where("_train").drop(*drop), tagged.where("not _train").drop(*drop)
+
+
+def ranking_metrics(
+    recs: DataFrame,
+    truth: DataFrame,
+    k: int,
+    col_user: str = "user_id",
+    col_item: str = "item_id",
+    col_rank: str = "rank",
+) -> dict[str, float]:
+    """precision/recall/ndcg/map/map_at_k/hit_rate at k for ranked `recs` (rank 1 = best) against `truth`."""
+    truth = truth.select(col_user, col_item).distinct()
+    recs = recs.where(F.col(col_rank) <= k).select(col_user, col_item, F.col(col_rank).alias("_rank"))
+    common = recs.select(col_user).distinct().join(truth.select(col_user).distinct(), col_user)
+    actual = truth.join(common, col_user).groupBy(col_user).agg(F.count("*").alias("_actual"))
+    hits = recs.join(truth, [col_user, col_item]).withColumn(
+        "_nth", F.row_number().over(Window.partitionBy(col_user).orderBy("_rank"))
+    )
+    per_user = hits.groupBy(col_user).agg(
+        F.count("*").alias("_hits"),
+        F.sum(1.0 / F.log(1.0 + F.col("_rank"))).alias("_dcg"),
+        F.sum(F.col("_nth") / F.col("_rank")).alias("_rr"),
+    )
+    ideal = F.aggregate(
+        F.sequence(F.lit(1), F.least(F.col("_actual"), F.lit(k))), F.lit(0.0), lambda acc, r: acc + 1.0 / F.log(1.0 + r)
+    )
+    rows = actual.join(per_user, col_user, "left").fillna(0, ["_hits", "_dcg", "_rr"])
+    out = rows.agg(
+        F.count("*").alias("users"),
+        F.avg(F.col("_hits") / k).alias("precision_at_k"),
+        F.avg(F.col("_hits") / F.col("_actual")).alias("recall_at_k"),
+        F.avg(F.col("_dcg") / ideal).alias("ndcg_at_k"),
+        F.avg(F.col("_rr") / F.col("_actual")).alias("map"),
+        F.avg(F.col("_rr") / F.least(F.col("_actual"), F.lit(k))).alias("map_at_k"),
+        F.avg((F.col("_hits") > 0).cast("double")).alias("hit_rate"),
+    ).first()
+    return {name: float(out[name] or 0.0) for name in out.asDict()}
+
+
+def catalog_coverage(recs: DataFrame, catalogue: DataFrame, col_item: str = "item_id") -> float:
+    """Distinct recommended items over distinct items in `catalogue`."""
+    total = catalogue.select(col_item).distinct().count()
+    return recs.select(col_item).distinct().count() / total if total else 0.0
+
+
+def rating_errors(
+    predictions: DataFrame,
+    truth: DataFrame,
+    col_user: str = "user_id",
+    col_item: str = "item_id",
+    col_rating: str = "rating",
+    col_prediction: str = "prediction",
+) -> dict[str, float]:
+    """RMSE and MAE of `col_prediction` against `col_rating` on the pairs both frames hold."""
+    pairs = truth.select(col_user, col_item, col_rating).join(
+        predictions.select(col_user, col_item, col_prediction), [col_user, col_item]
+    )
+    err = F.col(col_prediction) - F.col(col_rating)
+    row = pairs.agg(F.sqrt(F.avg(err * err)).alias("rmse"), F.avg(F.abs(err)).alias("mae"), F.count("*").alias("n"))
+    row = row.first()
+    return {"rmse": float(row["rmse"] or 0.0), "mae": float(row["mae"] or 0.0), "pairs": float(row["n"])}
+
+
+def rank_by_score(df: DataFrame, col_score: str, col_user: str = "user_id", col_item: str = "item_id") -> DataFrame:
+    """Adds `rank` (1 = highest score; ties broken by item id) per user."""
+    order = Window.partitionBy(col_user).orderBy(F.col(col_score).desc(), F.col(col_item))
+    return df.withColumn("rank", F.row_number().over(order))
+
+
+def format_table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
+    """A fixed-width text table: one row per model, one column per metric."""
+    width = max(12, *(len(c) + 2 for c in columns))
+    head = f"{'model':<12}" + "".join(f"{c:>{width}}" for c in columns)
+    body = [
+        f"{name:<12}" + "".join(f"{vals.get(c, float('nan')):>{width}.4f}" for c in columns)
+        for name, vals in rows.items()
+    ]
+    return "\n".join([head, *body])
