@@ -12,9 +12,11 @@ BIN := $(VENV)/bin
 # Spark's Python workers must use the same interpreter as the driver.
 export PYSPARK_PYTHON := $(BIN)/python
 CONF ?= conf/local.yaml
+# One run id for every stage of a demo run; re-running the same day replaces that run's rows.
+RUN_ID ?= demo-$(shell date -u +%Y%m%d)
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint submit-demo bench-embed bench-embed-gpu bench-ann clean
+.PHONY: help install demo test lint submit-demo bench-recs bench-complete bench-embed bench-embed-gpu bench-ann clean
 
 help:
 	@echo "make demo   - set up, then run the pipeline on MovieLens-100K and print the Delta tables it wrote"
@@ -22,6 +24,8 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make submit-demo - the ingest job through spark-submit, as on a cluster"
 	@echo "make bench-embed - encoder throughput: raw vs Spark UDF (last line: bench-embed ...)"
+	@echo "make bench-recs  - recommend + evaluate on ML-100K vs popularity and ALS (last line: bench-recs ...)"
+	@echo "make bench-complete - complete on ML-100K: 5-fold rating CV, genres (last line: bench-complete ...)"
 	@echo "make bench-ann   - similar-users vs exact vs MLlib BRP-LSH (last line: bench-ann ...)"
 
 $(VENV)/.created:
@@ -36,10 +40,12 @@ install: $(VENV)/.created
 	$(BIN)/behaviorlm setup
 
 demo: install
-	$(BIN)/behaviorlm ingest --conf $(CONF)
-	$(BIN)/behaviorlm embed-items --conf $(CONF)
-	$(BIN)/behaviorlm embed-users --conf $(CONF)
-	$(BIN)/behaviorlm similar-users --conf $(CONF)
+	$(BIN)/behaviorlm ingest --conf $(CONF) --run-id $(RUN_ID)
+	$(BIN)/behaviorlm embed-items --conf $(CONF) --run-id $(RUN_ID)
+	$(BIN)/behaviorlm embed-users --conf $(CONF) --run-id $(RUN_ID)
+	$(BIN)/behaviorlm similar-users --conf $(CONF) --run-id $(RUN_ID)
+	$(BIN)/behaviorlm recommend --conf $(CONF) --run-id $(RUN_ID)
+	$(BIN)/behaviorlm evaluate --conf $(CONF) --run-id $(RUN_ID)
 	$(BIN)/behaviorlm tables --conf $(CONF)
 
 test: install
@@ -48,6 +54,14 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The MS Recommenders ML-100K protocol: stratified 75/25, k=10, tuned on validation, popularity + ALS beside.
+bench-recs: install
+	$(BIN)/python bench/recs_bench.py
+
+# Surprise's ML-100K protocol for ratings (5-fold CV) beside global mean and ALS; genres from titles vs majority.
+bench-complete: install
+	$(BIN)/python bench/complete_bench.py
 
 bench-embed: install
 	$(BIN)/python bench/embed_bench.py

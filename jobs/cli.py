@@ -19,6 +19,7 @@ COMMANDS = {
     "embed-users": ("jobs.embed_users", "user vectors (pooled item vectors or encoded history) into user_embeddings"),
     "similar-users": ("jobs.similar_users", "top-K similar users (approximate, distributed) into user_neighbors"),
     "recommend": ("jobs.recommend", "top-K unseen items per user (neighbours + content + popularity) with reasons"),
+    "complete": ("jobs.complete", "fill missing ratings, item attributes and behaviour text (separate tables)"),
     "evaluate": ("jobs.evaluate", "offline backtest: split, rebuild, recommend, metrics vs baselines into run_metrics"),
     "tables": ("jobs.tables", "list the configured Delta tables with their row counts"),
 }

@@ -57,6 +57,9 @@ class TablesConfig:
     user_neighbors: str = "user_neighbors"
     neighbor_rejects: str = "neighbor_rejects"
     recommendations: str = "recommendations"
+    completed_ratings: str = "completed_ratings"
+    completed_attributes: str = "completed_attributes"
+    completed_behaviors: str = "completed_behaviors"
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,27 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class CompleteConfig:
+    # Optional table (path or catalog name) of (user_id, item_id) pairs to predict, beside the unrated behaviours.
+    pairs: str = ""
+    bias_epochs: int = 10  # baseline: alternating rounds of item then user bias fitting
+    reg_user: float = 15.0
+    reg_item: float = 10.0
+    user_shrinkage: float = 20.0  # neighbour deviation x n / (n + shrinkage): few supporters, small correction
+    item_neighbors: int = 100  # items most similar by embedding used for the item-item term
+    item_similarity_power: float = 2.0
+    item_shrinkage: float = 10.0
+    item_weight: float = 1.0  # 0 turns the embedding item-item term off
+    # Item attributes to fill when missing (columns of `items`; an array column is multi-label).
+    attributes: list[str] = field(default_factory=lambda: ["genres"])
+    attribute_neighbors: int = 20
+    label_threshold: float = 0.3  # multi-label: keep values with at least this share of the neighbours' vote
+    block_size: int = 4000
+    # Share of observed ratings and attribute values hidden (seeded) and filled too, to measure the fills.
+    holdout: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     run_id: str = ""
     spark: SparkConfig = field(default_factory=SparkConfig)
@@ -226,6 +250,7 @@ class Config:
     neighbors: NeighborsConfig = field(default_factory=NeighborsConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    complete: CompleteConfig = field(default_factory=CompleteConfig)
 
 
 _CHOICES = {
@@ -404,6 +429,7 @@ def _check_choices(cfg: Config) -> None:
     if nb.cells < 0:
         raise ConfigError(f"config key 'neighbors.cells': must be >= 0 (0 = automatic), got {nb.cells}")
     _check_recommend(cfg)
+    _check_complete(cfg)
     if cfg.model.max_length < 8 or cfg.model.batch_size < 1:
         raise ConfigError("config keys 'model.max_length' (>= 8) and 'model.batch_size' (>= 1) are out of range")
 
@@ -427,3 +453,15 @@ def _check_recommend(cfg: Config) -> None:
     bad = sorted(set(ev.baselines) - {"popularity", "als"})
     if bad:
         raise ConfigError(f"config key 'evaluate.baselines': {bad[0]!r} is not one of ['als', 'popularity']")
+
+
+def _check_complete(cfg: Config) -> None:
+    comp = cfg.complete
+    for name in ("bias_epochs", "item_neighbors", "attribute_neighbors", "block_size"):
+        if getattr(comp, name) < 1:
+            raise ConfigError(f"config key 'complete.{name}': must be >= 1, got {getattr(comp, name)}")
+    if not 0.0 <= comp.holdout < 1.0 or not 0.0 < comp.label_threshold <= 1.0:
+        raise ConfigError(
+            f"config keys 'complete.holdout' [0, 1) / 'complete.label_threshold' (0, 1]: got {comp.holdout}, "
+            f"{comp.label_threshold}"
+        )

@@ -56,12 +56,11 @@ def backtest_config(cfg: Config, name: str) -> Config:
     return replace(cfg, tables=moved)
 
 
-def rebuild(spark: SparkSession, cfg: Config, train: DataFrame) -> recommend.Inputs:
+def rebuild(spark: SparkSession, cfg: Config, train: DataFrame) -> None:
     """Write `train` as the behaviours table of `cfg`, then rebuild user vectors and neighbours from it."""
     delta_io.overwrite(train, delta_io.table_ref(cfg.tables, "behaviors"))
     embed_users.run(spark, cfg)
     similar_users.run(spark, cfg)
-    return recommend.read_inputs(spark, cfg)
 
 
 def tune(spark: SparkSession, cfg: Config, train: DataFrame) -> tuple[float, dict[str, float], float]:
@@ -70,7 +69,8 @@ def tune(spark: SparkSession, cfg: Config, train: DataFrame) -> tuple[float, dic
     ev = cfg.evaluate
     fit, valid = split(train, cfg, ev.seed + 1)
     vcfg = backtest_config(cfg, "validation")
-    inp = rebuild(spark, vcfg, fit)
+    rebuild(spark, vcfg, fit)
+    inp = recommend.read_inputs(spark, vcfg)
     valid = valid.persist()
     grid = ev.grid
     best: tuple[float, float, dict[str, float]] = (-1.0, 0.0, {})
@@ -141,7 +141,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
                  **{f"tuned.weight_{p}": w for p, w in weights.items()}}  # fmt: skip
         log.info("tuned on validation: power=%.1f weights=%s (validation nDCG@%d %.4f)", power, weights, ev.k, val_ndcg)
     tcfg = backtest_config(replace(cfg, recommend=replace(cfg.recommend, k=ev.k)), "test")
-    inp = rebuild(spark, tcfg, train)
+    rebuild(spark, tcfg, train)
+    inp = recommend.read_inputs(spark, tcfg)
     cands = recommend.candidates(inp, tcfg, power).persist()
     models = {"behaviorlm": recommend.blend(cands, weights, ev.k)}
     if "popularity" in ev.baselines:

@@ -1,0 +1,138 @@
+"""complete: ratings (baseline + neighbours + embedding item-item), attributes by k-NN on text, behaviour text."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from chispa import assert_df_equality
+
+from jobs import complete
+from jobs.completion import baseline_biases, predict_ratings
+from jobs.config import CompleteConfig
+from jobs.schemas import BEHAVIORS, ITEMS
+from tests.util import job_args, read, write
+
+T0 = dt.datetime(2024, 1, 1)
+ITEMS_ROWS = [
+    ("sw1", "Star Wars: A New Hope", None, ["Action", "Sci-Fi"], 1977),
+    ("sw2", "Star Wars: The Empire Strikes Back", None, ["Action", "Sci-Fi"], 1980),
+    ("sw3", "Star Wars: Return of the Jedi", None, None, 1983),  # genres missing: to be filled
+    ("pp", "Pride and Prejudice", None, ["Drama", "Romance"], 1995),
+    ("em", "Emma", None, ["Drama", "Romance"], 1996),
+    ("blank", "", None, None, None),  # no text at all
+]
+RATED = [("a", "sw1", 5.0), ("a", "sw2", 5.0), ("a", "pp", 2.0), ("b", "sw1", 4.0), ("b", "sw2", 5.0),
+         ("b", "sw3", 5.0), ("b", "em", 1.0), ("c", "pp", 5.0), ("c", "em", 4.0), ("c", "sw1", 2.0)]  # fmt: skip
+# Unrated interactions to fill; one for an item the catalogue does not know, one for the text-less item.
+UNRATED = [("a", "sw3", "view"), ("c", "sw2", "click"), ("a", "pp", "view"), ("c", "ghost", "view"),
+           ("b", "blank", "view")]  # fmt: skip
+VECTORS = {"sw1": [1.0, 0.0, 0.0], "sw2": [0.95, 0.31, 0.0], "sw3": [0.9, 0.44, 0.0], "pp": [0.0, 0.0, 1.0],
+           "em": [0.0, 0.31, 0.95], "blank": [0.58, 0.58, 0.58]}  # fmt: skip
+NEIGHBORS = [("a", "b", 1, 0.9), ("a", "c", 2, 0.1), ("b", "a", 1, 0.9), ("c", "b", 1, 0.2)]
+
+
+@pytest.fixture
+def data(spark, make_config, tmp_path):
+    cfg = make_config()
+    rows = [(u, i, "rating", r, T0 + dt.timedelta(hours=n), None) for n, (u, i, r) in enumerate(RATED)]
+    rows += [(u, i, e, None, T0 + dt.timedelta(days=n), None) for n, (u, i, e) in enumerate(UNRATED)]
+    write(spark, cfg, "behaviors", rows, BEHAVIORS)
+    write(spark, cfg, "items", ITEMS_ROWS, ITEMS)
+    write(spark, cfg, "item_embeddings", list(VECTORS.items()), "item_id string, embedding array<float>")
+    nb = [(*r, cfg.run_id) for r in NEIGHBORS]
+    write(
+        spark,
+        cfg,
+        "user_neighbors",
+        nb,
+        "user_id string, neighbor_id string, rank int, similarity float, run_id string",
+    )
+    pairs = str(tmp_path / "pairs")
+    spark.createDataFrame([("nobody", "new_item"), ("a", "sw1")], "user_id string, item_id string").write.format(
+        "delta"
+    ).save(pairs)
+    overrides = [f"complete.pairs={pairs}", "complete.attribute_neighbors=2", "complete.item_neighbors=3",
+                 "embed.center_items=false"]  # fmt: skip
+    return cfg, overrides
+
+
+def test_complete_fills_without_touching_observed_values(spark, data):
+    cfg, overrides = data
+    before = read(spark, cfg, "behaviors")
+    before_rows = before.collect()
+    metrics = complete.main(job_args(cfg, *overrides))
+    assert_df_equality(read(spark, cfg, "behaviors"), spark.createDataFrame(before_rows, BEHAVIORS),
+                       ignore_row_order=True)  # fmt: skip
+    ratings = read(spark, cfg, "completed_ratings")
+    got = {(r["user_id"], r["item_id"]): r for r in ratings.collect()}
+    # Targets: unrated interactions and requests, never a pair with an observed rating (a/pp, a/sw1).
+    assert set(got) == {("a", "sw3"), ("c", "sw2"), ("c", "ghost"), ("b", "blank"), ("nobody", "new_item")}
+    assert metrics["ratings_filled"] == 5
+    assert all(1.0 <= r["predicted_rating"] <= 5.0 for r in got.values())
+    # No support at all: the global mean (plus no bias), confidence 0, not NaN.
+    mu = sum(r for *_, r in RATED) / len(RATED)
+    cold = got[("nobody", "new_item")]
+    assert cold["predicted_rating"] == pytest.approx(mu) and cold["confidence"] == 0.0 and cold["n_support"] == 0
+    assert cold["method"] == "baseline"
+    # a's closest neighbour b loved sw3, and a rated the items most like sw3 highly: above a's baseline.
+    assert got[("a", "sw3")]["predicted_rating"] > 4.0 and got[("a", "sw3")]["confidence"] > 0
+    assert "user_neighbors" in got[("a", "sw3")]["method"] and "item_embeddings" in got[("a", "sw3")]["method"]
+
+
+def test_attributes_multi_label_and_behaviour_text(spark, data):
+    cfg, overrides = data
+    complete.main(job_args(cfg, *overrides))
+    attrs = read(spark, cfg, "completed_attributes").where("item_id = 'sw3'")
+    # Its two nearest by title are the other Star Wars films: both their genres come back, with full confidence.
+    assert {r["value"]: r["confidence"] for r in attrs.collect()} == pytest.approx({"Action": 1.0, "Sci-Fi": 1.0})
+    assert {r["attribute"] for r in attrs.collect()} == {"genres"}
+    # "blank" has no genres either, and gets at least its single best value.
+    assert read(spark, cfg, "completed_attributes").where("item_id = 'blank'").count() >= 1
+    rows = read(spark, cfg, "completed_behaviors").collect()
+    assert len(rows) == len(RATED) + len(UNRATED)  # every behaviour row here lacked text
+    texts = {r["item_id"]: r for r in rows}
+    assert texts["sw3"]["text"].startswith("Star Wars: Return of the Jedi (1983)")
+    assert texts["sw3"]["method"] == "item_catalogue_text" and texts["sw3"]["reason"] is None
+    assert texts["ghost"]["text"] is None and texts["ghost"]["reason"] == "item_not_in_catalogue"
+    assert texts["blank"]["text"] is None and texts["blank"]["reason"] == "item_has_no_text"
+
+
+def test_rerun_same_run_is_idempotent(spark, data):
+    cfg, overrides = data
+    complete.main(job_args(cfg, *overrides))
+    first = {
+        n: read(spark, cfg, n).count() for n in ("completed_ratings", "completed_attributes", "completed_behaviors")
+    }
+    complete.main(job_args(cfg, *overrides))
+    assert {n: read(spark, cfg, n).count() for n in first} == first
+
+
+def test_baseline_biases_match_closed_form_for_one_round(spark):
+    ratings = spark.createDataFrame(
+        [("u", "i", 5.0), ("u", "j", 3.0), ("v", "i", 4.0)], "user_id string, item_id string, rating double"
+    )
+    mu, biases = baseline_biases(ratings, 1, reg_user=1.0, reg_item=1.0)
+    got = {(r["kind"], r["key"]): r["bias"] for r in biases.collect()}
+    assert mu == pytest.approx(4.0)
+    # Round 1: item biases with user biases 0, then user biases given those.
+    b_i, b_j = (1.0 + 0.0) / (1 + 2), (-1.0) / (1 + 1)
+    assert got[("item", "i")] == pytest.approx(b_i) and got[("item", "j")] == pytest.approx(b_j)
+    assert got[("user", "u")] == pytest.approx(((1.0 - b_i) + (-1.0 - b_j)) / (1 + 2))
+    assert got[("user", "v")] == pytest.approx((0.0 - b_i) / (1 + 1))
+
+
+def test_predictions_are_clipped_to_the_scale(spark):
+    ratings = spark.createDataFrame(
+        [("a", "x", 5.0), ("b", "x", 5.0), ("b", "y", 5.0), ("c", "y", 1.0), ("c", "z", 1.0)],
+        "user_id string, item_id string, rating double",
+    )
+    neighbors = spark.createDataFrame([("a", "b", 1.0)], "user_id string, neighbor_id string, similarity double")
+    targets = spark.createDataFrame([("a", "y")], "user_id string, item_id string")
+    cfg = CompleteConfig(bias_epochs=1, reg_user=0.0, reg_item=0.0, user_shrinkage=0.0, item_weight=0.0)
+    # By hand: mu 3.4, b_u(a) 0, b_i(y) -0.4, b's residual on y +1.0 -> 4.0 before clipping.
+    assert predict_ratings(targets, ratings, neighbors, None, cfg, (1.0, 5.0)).first()["predicted_rating"] == (
+        pytest.approx(4.0)
+    )
+    assert predict_ratings(targets, ratings, neighbors, None, cfg, (1.0, 3.5)).first()["predicted_rating"] == 3.5
+    assert predict_ratings(targets, ratings, neighbors, None, cfg, (4.5, 5.0)).first()["predicted_rating"] == 4.5
