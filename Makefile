@@ -45,6 +45,7 @@ demo: install
 	$(BIN)/behaviorlm embed-users --conf $(CONF) --run-id $(RUN_ID)
 	$(BIN)/behaviorlm similar-users --conf $(CONF) --run-id $(RUN_ID)
 	$(BIN)/behaviorlm recommend --conf $(CONF) --run-id $(RUN_ID)
+	$(BIN)/behaviorlm complete --conf $(CONF) --run-id $(RUN_ID) --set complete.holdout=0.02
 	$(BIN)/behaviorlm evaluate --conf $(CONF) --run-id $(RUN_ID)
 	$(BIN)/behaviorlm tables --conf $(CONF)
 

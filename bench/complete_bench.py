@@ -108,6 +108,8 @@ def main() -> None:
                       "run_id=bench-complete"])  # fmt: skip
     spark = get_spark(cfg)
     spark.sparkContext.setLogLevel("ERROR")
+    # ALS's 20 iterations need lineage checkpoints, or the task's deserialisation overflows the stack.
+    spark.sparkContext.setCheckpointDir(os.path.join(root, "_checkpoints"))
     start = time.perf_counter()
     ingest.run(spark, cfg)
     embed_items.run(spark, cfg)

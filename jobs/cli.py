@@ -21,6 +21,7 @@ COMMANDS = {
     "recommend": ("jobs.recommend", "top-K unseen items per user (neighbours + content + popularity) with reasons"),
     "complete": ("jobs.complete", "fill missing ratings, item attributes and behaviour text (separate tables)"),
     "evaluate": ("jobs.evaluate", "offline backtest: split, rebuild, recommend, metrics vs baselines into run_metrics"),
+    "run": ("jobs.run", "the pipeline stages in order under one run id (--stages to pick, resumes a failed run)"),
     "tables": ("jobs.tables", "list the configured Delta tables with their row counts"),
 }
 

@@ -6,3 +6,7 @@ from __future__ import annotations
 
 class BehaviorLMError(Exception):
     """Base of every error caused by configuration or input rather than by a bug."""
+
+
+class ConfigError(BehaviorLMError, ValueError):
+    """A configuration file or override is invalid; the message names the key."""

@@ -40,14 +40,23 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 def parse_job_args(argv: list[str] | None, description: str) -> Config:
     """`--conf FILE` (repeatable), `--set key=value` (repeatable) and `--run-id` into a validated `Config`."""
+    return parse_args(argv, description)[0]
+
+
+def parse_args(
+    argv: list[str] | None, description: str, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+) -> tuple[Config, argparse.Namespace]:
+    """Like `parse_job_args`, plus a job's own flags (added by `add_arguments`), returned parsed."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--conf", action="append", default=[], help="YAML config file (repeatable, later wins)")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--run-id", default=None, help="run id for idempotent writes (default: config or now)")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     cfg = load_config(args.conf, args.overrides)
     run_id = args.run_id or cfg.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return replace(cfg, run_id=run_id)
+    return replace(cfg, run_id=run_id), args
 
 
 @contextmanager

@@ -22,3 +22,30 @@ def write(spark: SparkSession, cfg: Config, name: str, rows: list[tuple], schema
 
 def read(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
     return delta_io.read_table(spark, delta_io.table_ref(cfg.tables, name))
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype in ("float", "double") or dtype in ("array<float>", "array<double>")
+
+
+def assert_same_rows(got: DataFrame, expected: DataFrame, tol: float = 1e-5) -> None:
+    """The same rows, floats (and float arrays) equal within `tol`: Spark sums floats in whatever order partitions
+    arrive, so re-computed aggregates may differ in the last bits while everything else must match exactly."""
+    from pyspark.sql import functions as F
+
+    assert got.count() == expected.count()
+    types = dict(got.dtypes)
+    keys = [c for c in got.columns if not _is_float(types[c])]
+    floats = [c for c in got.columns if _is_float(types[c])]
+    left = got.select(*keys, *[F.col(c).alias(f"_g_{c}") for c in floats])
+    right = expected.select(*keys, *[F.col(c).alias(f"_e_{c}") for c in floats])
+    joined = left.join(right, [F.col(k).eqNullSafe(right[k]) for k in keys] if keys else F.lit(True))
+    assert joined.count() == got.count(), f"rows differ beyond float noise (keys {keys})"
+    for c in floats:
+        g, e = F.col(f"_g_{c}"), F.col(f"_e_{c}")
+        if types[c].startswith("array"):
+            diff = F.array_max(F.zip_with(g, e, lambda a, b: F.abs(a - b)))
+        else:
+            diff = F.abs(g - e)
+        worst = joined.agg(F.max(diff)).first()[0]
+        assert worst is None or worst <= tol, f"column {c}: max difference {worst} > {tol}"

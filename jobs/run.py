@@ -1,0 +1,92 @@
+"""The main job: the pipeline's stages in order under one run id, in one Spark session —
+embed-items -> embed-users -> similar-users -> recommend -> complete -> evaluate (ingest is its own job: it is
+where data enters, usually on its own schedule).
+
+`--stages a,b` runs a subset (in pipeline order). Every stage writes idempotently (MERGE on keys or replaceWhere on
+the run id), and a stage that finishes records `<stage>.done` in `run_metrics`; re-running the same `--run-id`
+skips stages already done (`--force` re-runs them), so a run that failed half-way resumes at the stage that failed,
+and a second run of a finished run changes nothing.
+Run: `behaviorlm run --conf conf/local.yaml --run-id 2026-11-28 [--stages recommend,evaluate]`, or on a cluster
+`spark-submit --py-files behaviorlm.zip jobs/cli.py run --conf conf/cluster.yaml --run-id {{ ds }}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs import complete, delta_io, embed_items, embed_users, evaluate, recommend, similar_users
+from jobs.config import Config
+from jobs.errors import BehaviorLMError
+from jobs.runtime import parse_args, setup_logging, timed, write_metrics
+from jobs.session import get_spark
+
+log = logging.getLogger(__name__)
+STAGES: dict[str, Callable[[SparkSession, Config], object]] = {
+    "embed-items": embed_items.run,
+    "embed-users": embed_users.run,
+    "similar-users": similar_users.run,
+    "recommend": recommend.run,
+    "complete": complete.run,
+    "evaluate": evaluate.run,
+}
+
+
+def pick_stages(spec: str) -> list[str]:
+    """Stage names from a comma list (empty: all), in pipeline order; an unknown name is an error naming it."""
+    wanted = [s.strip() for s in spec.split(",") if s.strip()] if spec else list(STAGES)
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown:
+        raise BehaviorLMError(f"--stages: unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+    return [s for s in STAGES if s in wanted]
+
+
+def done_stages(spark: SparkSession, cfg: Config) -> set[str]:
+    """Stages this run id already finished, from run_metrics."""
+    ref = delta_io.table_ref(cfg.tables, "run_metrics")
+    if not delta_io.table_exists(spark, ref):
+        return set()
+    rows = (
+        delta_io.read_table(spark, ref)
+        .where((F.col("run_id") == cfg.run_id) & (F.col("stage") == "run") & F.col("metric").endswith(".done"))
+        .select("metric")
+        .collect()
+    )
+    return {r["metric"].removesuffix(".done") for r in rows}
+
+
+def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: bool = False) -> dict[str, object]:
+    """Run `stages` in order; returns each stage's result (None for a stage skipped as already done)."""
+    done = set() if force else done_stages(spark, cfg)
+    results: dict[str, object] = {}
+    for stage in stages:
+        if stage in done:
+            log.info("stage %s already done for run %s; skipped (--force re-runs it)", stage, cfg.run_id)
+            results[stage] = None
+            continue
+        with timed(log, f"stage {stage} run_id={cfg.run_id}"):
+            results[stage] = STAGES[stage](spark, cfg)
+        write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0})
+    return results
+
+
+def _flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stages", default="", help=f"comma list out of: {', '.join(STAGES)} (default: all)")
+    parser.add_argument("--force", action="store_true", help="re-run stages this run id already finished")
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    setup_logging()
+    cfg, args = parse_args(argv, "Run the pipeline stages in order under one run id.", _flags)
+    stages = pick_stages(args.stages)
+    spark = get_spark(cfg)
+    with timed(log, f"run {cfg.run_id}: {' -> '.join(stages)}"):
+        return run_pipeline(spark, cfg, stages, args.force)
+
+
+if __name__ == "__main__":
+    main()
