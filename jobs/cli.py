@@ -22,6 +22,7 @@ COMMANDS = {
     "complete": ("jobs.complete", "fill missing ratings, item attributes and behaviour text (separate tables)"),
     "evaluate": ("jobs.evaluate", "offline backtest: split, rebuild, recommend, metrics vs baselines into run_metrics"),
     "run": ("jobs.run", "the pipeline stages in order under one run id (--stages to pick, resumes a failed run)"),
+    "report": ("jobs.report", "write the HTML report of a run (metrics, charts, rejects)"),
     "tables": ("jobs.tables", "list the configured Delta tables with their row counts"),
 }
 

@@ -105,6 +105,7 @@ def fill_attribute(
         comp.attribute_neighbors,
         threshold,
         comp.block_size,
+        comp.attribute_similarity_power,
     )
     method = F.lit(f"knn{comp.attribute_neighbors}_item_text_without_{attribute}")
     rows = predicted.select("item_id", F.lit(attribute).alias("attribute"), "value", "confidence", "n_support",

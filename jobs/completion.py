@@ -11,7 +11,7 @@ Ratings (the `complete` job and `bench-complete`):
     confidence = (n_u + n_i) / (n_u + n_i + user_shrinkage): 0 when nothing supports the pair (baseline only),
     towards 1 as neighbours and similar items pile up. n_support = n_u + n_i.
 Attributes: the k items most similar to an item (by the embedding of its text *without* the attribute) that have
-the attribute vote for their values with weight (1 + cosine) / 2; a value's confidence is its share of the vote mass.
+the attribute vote for their values with weight max(cosine, 0) ** power; a value's confidence is its vote share.
 """
 
 from __future__ import annotations
@@ -142,7 +142,13 @@ def predict_ratings(
 
 
 def predict_labels(
-    known: DataFrame, unknown_vectors: DataFrame, known_vectors: DataFrame, k: int, threshold: float, block: int
+    known: DataFrame,
+    unknown_vectors: DataFrame,
+    known_vectors: DataFrame,
+    k: int,
+    threshold: float,
+    block: int,
+    power: float = 4.0,
 ) -> DataFrame:
     """(item_id, value, confidence, n_support) for items in `unknown_vectors` from the labels (item_id, value) of
     their k nearest items in `known_vectors`. A value is kept when its share of the similarity mass reaches
@@ -156,12 +162,12 @@ def predict_labels(
         n,
         exclude_self=False,
     )
-    # Votes weigh (1 + cosine) / 2: in a centred space the nearest items can all have negative cosines, and they
-    # still are the nearest.
+    # Votes weigh max(cosine, 0) ** power: close items count far more than merely near ones; the tiny floor keeps
+    # a vote when all k nearest have negative cosines (in a centred space they still are the nearest).
     votes = found.select(
         F.col("user_id").alias("item_id"),
         F.col("neighbor_id").alias("_from"),
-        ((1.0 + F.col("similarity")) / 2.0).alias("similarity"),
+        (F.pow(F.greatest(F.col("similarity"), F.lit(0.0)), F.lit(power)) + 1e-9).alias("similarity"),
     )
     mass = votes.groupBy("item_id").agg(F.sum("similarity").alias("_mass"))
     labelled = votes.join(known.withColumnRenamed("item_id", "_from"), "_from")

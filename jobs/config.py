@@ -229,11 +229,18 @@ class CompleteConfig:
     item_weight: float = 1.0  # 0 turns the embedding item-item term off
     # Item attributes to fill when missing (columns of `items`; an array column is multi-label).
     attributes: list[str] = field(default_factory=lambda: ["genres"])
-    attribute_neighbors: int = 20
-    label_threshold: float = 0.3  # multi-label: keep values with at least this share of the neighbours' vote
+    attribute_neighbors: int = 50
+    attribute_similarity_power: float = 4.0  # a neighbour's vote: max(cosine, 0) ** power
+    label_threshold: float = 0.25  # multi-label: keep values with at least this share of the neighbours' vote
     block_size: int = 4000
     # Share of observed ratings and attribute values hidden (seeded) and filled too, to measure the fills.
     holdout: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    dir: str = "reports"  # where run-<run_id>.html goes: a local folder or a file system URI
+    sample_users: int = 2000  # user vectors projected to 2-D for the report (the only per-user rows collected)
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,7 @@ class Config:
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     complete: CompleteConfig = field(default_factory=CompleteConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

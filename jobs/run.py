@@ -8,6 +8,7 @@ skips stages already done (`--force` re-runs them), so a run that failed half-wa
 and a second run of a finished run changes nothing.
 Run: `behaviorlm run --conf conf/local.yaml --run-id 2026-11-28 [--stages recommend,evaluate]`, or on a cluster
 `spark-submit --py-files behaviorlm.zip jobs/cli.py run --conf conf/cluster.yaml --run-id {{ ds }}`.
+The run ends by writing its HTML report (`jobs/report.py`) and logging the path.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import complete, delta_io, embed_items, embed_users, evaluate, recommend, similar_users
+from jobs import complete, delta_io, embed_items, embed_users, evaluate, recommend, report, similar_users
 from jobs.config import Config
 from jobs.errors import BehaviorLMError
 from jobs.runtime import parse_args, setup_logging, timed, write_metrics
@@ -60,7 +61,8 @@ def done_stages(spark: SparkSession, cfg: Config) -> set[str]:
 
 
 def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: bool = False) -> dict[str, object]:
-    """Run `stages` in order; returns each stage's result (None for a stage skipped as already done)."""
+    """Run `stages` in order, then write the run report; returns each stage's result (None for a stage skipped as
+    already done) and the report's path under "report"."""
     done = set() if force else done_stages(spark, cfg)
     results: dict[str, object] = {}
     for stage in stages:
@@ -71,6 +73,7 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: boo
         with timed(log, f"stage {stage} run_id={cfg.run_id}"):
             results[stage] = STAGES[stage](spark, cfg)
         write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0})
+    results["report"] = report.build(spark, cfg)
     return results
 
 

@@ -4,10 +4,8 @@ another Spark session, with a plain Delta reader."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from jobs.cli import main
 from jobs.session import cached_delta_jars
 from tests.conftest import REPO
+from tests.util import package_bundle
 
 BIN = Path(sys.executable).parent
 SYNTHETIC = ["--set", "ingest.source=synthetic", "--set", "ingest.synthetic.events=3000",
@@ -60,17 +59,10 @@ def test_console_script_with_the_local_conf(spark, tmp_path):
 
 @pytest.mark.slow
 def test_spark_submit_with_the_package_as_py_files(spark, tmp_path):
-    bundle = tmp_path / "behaviorlm.zip"
-    with zipfile.ZipFile(bundle, "w") as zf:
-        for package in ("jobs", "udfs"):
-            for path in (REPO / package).rglob("*.py"):
-                zf.write(path, path.relative_to(REPO))
-    driver = tmp_path / "driver"
-    driver.mkdir()
-    shutil.copy(REPO / "jobs" / "cli.py", driver / "behaviorlm_main.py")
+    bundle, driver = package_bundle(tmp_path)
     root = tmp_path / "delta"
     cmd = [str(BIN / "spark-submit"), "--master", "local[2]", "--jars", ",".join(cached_delta_jars()),
-           "--py-files", str(bundle), str(driver / "behaviorlm_main.py"), "ingest",
+           "--py-files", bundle, driver, "ingest",
            "--set", f"tables.root={root}", *SYNTHETIC]  # fmt: skip
     run(cmd, tmp_path)
     counts = rows_by_table(spark, root)

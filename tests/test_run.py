@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jobs import ingest, run
@@ -29,21 +31,27 @@ def test_stage_selection():
 
 
 @pytest.mark.slow
-def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config):
+def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_path):
     cfg = make_config()
-    ingest.main(job_args(cfg, *SMALL))
+    small = [*SMALL, f"report.dir={tmp_path / 'reports'}"]
+    ingest.main(job_args(cfg, *small))
     # complete fails (a config error only that stage meets): the stages before it stay done and valid.
     with pytest.raises(BehaviorLMError, match="no_such_column"):
-        run.main(job_args(cfg, *SMALL, "complete.attributes=[no_such_column]"))
+        run.main(job_args(cfg, *small, "complete.attributes=[no_such_column]"))
     done = read(spark, cfg, "run_metrics").where("stage = 'run'").select("metric").collect()
     assert {r["metric"] for r in done} == {"embed-items.done", "embed-users.done", "similar-users.done",
                                            "recommend.done"}  # fmt: skip
-    results = run.main(job_args(cfg, *SMALL))
+    results = run.main(job_args(cfg, *small))
     assert [s for s, r in results.items() if r is None] == ["embed-items", "embed-users", "similar-users", "recommend"]
+    page = Path(results["report"]).read_text(encoding="utf-8")
+    for part in ("Neighbour similarity", "2-D PCA of", "Categories recommended most", "recall_at_10",
+                 "behaviorlm.ndcg_at_k", "<svg"):  # fmt: skip
+        assert part in page
     first = {t: df.collect() for t, df in snapshot(spark, cfg).items()}
     # The same run again: nothing to do. Forced: everything re-run, the same tables, no duplicates.
-    assert all(r is None for r in run.main(job_args(cfg, *SMALL)).values())
-    run.main(job_args(cfg, *SMALL) + ["--force"])
+    again = run.main(job_args(cfg, *small))
+    assert all(again[s] is None for s in run.STAGES)
+    run.main(job_args(cfg, *small) + ["--force"])
     for table, df in snapshot(spark, cfg).items():
         expected = spark.createDataFrame(first[table], df.schema)
         assert_same_rows(df, expected)

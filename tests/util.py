@@ -49,3 +49,22 @@ def assert_same_rows(got: DataFrame, expected: DataFrame, tol: float = 1e-5) -> 
             diff = F.abs(g - e)
         worst = joined.agg(F.max(diff)).first()[0]
         assert worst is None or worst <= tol, f"column {c}: max difference {worst} > {tol}"
+
+
+def package_bundle(folder) -> tuple[str, str]:
+    """(zip of the jobs and udfs packages, a driver file) as a cluster user ships them to spark-submit."""
+    import shutil
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    bundle = Path(folder) / "behaviorlm.zip"
+    with zipfile.ZipFile(bundle, "w") as zf:
+        for package in ("jobs", "udfs"):
+            for path in (repo / package).rglob("*.py"):
+                zf.write(path, path.relative_to(repo))
+    driver = Path(folder) / "driver"
+    driver.mkdir(exist_ok=True)
+    # Outside the packages, so the zip (not this checkout) is what the executors import.
+    shutil.copy(repo / "jobs" / "cli.py", driver / "behaviorlm_main.py")
+    return str(bundle), str(driver / "behaviorlm_main.py")
