@@ -43,10 +43,11 @@ def model_info(cfg: Config) -> tuple[str, int]:
 
 @dataclass
 class EmbedFn:
-    """The UDF for one job run plus its {pid: loads} accumulator."""
+    """The UDF for one job run plus its {pid: loads} and {device choice: tasks} accumulators."""
 
     udf: object
     loads: object
+    devices: object
 
     def __call__(self, text: Column) -> Column:
         return self.udf(text)
@@ -55,12 +56,17 @@ class EmbedFn:
         counts = dict(self.loads.value)
         result = {"model_loads": sum(counts.values()), "python_workers": len(counts)}
         log.info("model loads %d across %d Python worker(s) %s", result["model_loads"], len(counts), counts)
+        devices = dict(self.devices.value)
+        if devices:
+            log.info("encoder devices (tasks per Spark GPU address -> device used): %s", devices)
+        result["gpu_tasks"] = sum(n for k, n in devices.items() if "-> cuda" in k)
         return result
 
 
 def make_embed_fn(spark: SparkSession, cfg: Config) -> EmbedFn:
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.embed.arrow_batch_size))
     loads = spark.sparkContext.accumulator({}, PidCounts())
+    devices = spark.sparkContext.accumulator({}, PidCounts())
     m = cfg.model
-    udf = embed_udf(m.path, m.max_length, m.pooling, m.dtype, m.batch_size, cfg.embed.empty_text, loads)
-    return EmbedFn(udf, loads)
+    udf = embed_udf(m.path, m.max_length, m.pooling, m.dtype, m.batch_size, cfg.embed.empty_text, loads, devices)
+    return EmbedFn(udf, loads, devices)

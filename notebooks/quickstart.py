@@ -1,55 +1,27 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # behaviorlm quickstart
-# MAGIC Ingest MovieLens-100K (or your own tables), embed items and users. Every cell calls the same job functions
-# MAGIC as `behaviorlm <command>`; nothing is re-implemented here. Install the wheel on the cluster first
-# MAGIC (`%pip install behaviorlm-*.whl`) and point `model_path` at a model folder on DBFS / a volume.
+# MAGIC Ingest MovieLens-100K (or your own tables, via the `overrides` widget: `ingest.source=table; ...`), then run
+# MAGIC every stage and look at the results. Every cell calls the same job functions as `behaviorlm <command>`;
+# MAGIC nothing is re-implemented here. Install the wheel on the cluster first (`%pip install behaviorlm-*.whl`)
+# MAGIC and point `model.path` at a model folder on a volume (`overrides`: `model.path=/Volumes/...`).
 
 # COMMAND ----------
 
-try:
-    dbutils  # noqa: F821  (defined on Databricks)
-except NameError:  # running locally: a stand-in that serves widget defaults
-    class _Widgets:
-        def __init__(self):
-            self.values = {}
+from jobs.notebook import define_widgets, job_args, run_args
 
-        def text(self, name, default, label=None):
-            self.values.setdefault(name, default)
-
-        def get(self, name):
-            return self.values[name]
-
-    class dbutils:  # noqa: N801
-        widgets = _Widgets()
-
-dbutils.widgets.text("tables_root", "data/delta", "Delta tables root (path) ")
-dbutils.widgets.text("source", "movielens", "ingest source: movielens | synthetic | table")
-dbutils.widgets.text("model_path", "${BEHAVIORLM_CACHE}/models/all-MiniLM-L6-v2", "model folder")
-dbutils.widgets.text("run_id", "notebook", "run id")
+define_widgets(dbutils)
 
 # COMMAND ----------
 
-from jobs import embed_items, embed_users, ingest  # noqa: E402
+from jobs import ingest, run
 
-args = [
-    "--set", f"tables.root={dbutils.widgets.get('tables_root')}",
-    "--set", f"ingest.source={dbutils.widgets.get('source')}",
-    "--set", f"model.path={dbutils.widgets.get('model_path')}",
-    "--run-id", dbutils.widgets.get("run_id"),
-]  # fmt: skip
+ingest.main(job_args(dbutils))
+result = run.main(run_args(dbutils))
 
 # COMMAND ----------
 
-ingest.main(args)
+from jobs.tables import main as list_tables
 
-# COMMAND ----------
-
-embed_items.main(args)
-embed_users.main(args)
-
-# COMMAND ----------
-
-from jobs.tables import main as list_tables  # noqa: E402
-
-list_tables(args)
+list_tables(job_args(dbutils))
+print("run report:", result["report"])

@@ -57,6 +57,18 @@ def signal_all(pids: list[int], sig: int) -> None:
             os.kill(p, sig)
 
 
+def cpu_ticks(pids: list[int]) -> int:
+    """User + system CPU clock ticks used so far by `pids` (those still alive)."""
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     signal_all([pid, *descendants(pid)], sig)
 
@@ -77,6 +89,15 @@ class Cluster:
         # `python -m pyspark.daemon` and its forks; the executor JVM's own command line names pyspark's jars only.
         return [p for p in descendants(self.workers[worker].pid) if "pyspark.daemon" in command_line(p)]
 
+    def busy_worker(self, window: float = 0.5) -> int | None:
+        """A worker whose Python workers are computing (CPU time rising over `window` s), or None."""
+        before = {w: cpu_ticks(self.python_workers(w)) for w in range(len(self.workers))}
+        time.sleep(window)
+        rising = {w: cpu_ticks(self.python_workers(w)) - t for w, t in before.items()}
+        best = max(rising, key=rising.get) if rising else None
+        # 10 ticks = 0.1 s of CPU: a task running Python, not an idle daemon.
+        return best if best is not None and rising[best] >= 10 else None
+
     def kill_worker(self, worker: int) -> None:
         """The machine dies: the worker JVM, its executors and their Python workers, all at once."""
         kill_tree(self.workers[worker].pid)
@@ -93,8 +114,11 @@ class Cluster:
                 proc.wait(timeout=15)
 
 
-def start_cluster(workdir: Path, n_workers: int = 2, worker_conf: dict[str, str] | None = None) -> Cluster:
-    """Start a master and `n_workers` workers (1 core, 2 GB each); waits until all have registered."""
+def start_cluster(
+    workdir: Path, n_workers: int = 2, worker_conf: dict[str, str] | None = None, cores: int = 1
+) -> Cluster:
+    """Start a master and `n_workers` workers (`cores` cores, 2 GB each; `worker_conf` as their Spark properties);
+    waits until all have registered."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
            "PYSPARK_PYTHON": sys.executable, "SPARK_LOG_DIR": str(workdir / "logs")}  # fmt: skip
@@ -109,7 +133,7 @@ def start_cluster(workdir: Path, n_workers: int = 2, worker_conf: dict[str, str]
     cluster = Cluster(f"spark://127.0.0.1:{port}", ui, master)
     for i in range(n_workers):
         wlog = open(workdir / f"worker{i}.log", "w")  # noqa: SIM115
-        cmd = [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
+        cmd = [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", str(cores),
                "--memory", "2g", "--webui-port", str(free_port()), "--work-dir", str(workdir / f"worker{i}"),
                "--properties-file", str(props), cluster.url]  # fmt: skip
         cluster.workers.append(subprocess.Popen(cmd, stdout=wlog, stderr=subprocess.STDOUT, env=env))

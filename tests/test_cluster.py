@@ -3,6 +3,8 @@ package shipped as a zip with --py-files as a cluster user would; one worker is 
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import pytest
 from jobs import ingest
 from jobs.session import cached_delta_jars
 from tests.cluster import start_cluster
+from tests.conftest import REPO
 from tests.util import assert_same_rows, job_args, package_bundle, read
 
 BIN = Path(sys.executable).parent
@@ -58,16 +61,48 @@ def test_killed_worker_during_embedding_leaves_the_same_tables(spark, make_confi
         ingest.main(job_args(cfg, *DATA))
     finish(submit(cluster, calm, bundle, tmp_path / "calm.log"), tmp_path / "calm.log")
     proc = submit(cluster, hit, bundle, tmp_path / "hit.log")
-    # Wait until an executor runs Python (the embedding UDF is the run's first Python work), then kill its worker.
+    # Wait until an executor computes in Python (the embedding UDF is the run's first Python work), then the
+    # machine running it dies.
     deadline = time.time() + 300
-    while not (busy := [w for w in range(len(cluster.workers)) if cluster.python_workers(w)]):
+    while (busy := cluster.busy_worker()) is None:
         assert proc.poll() is None and time.time() < deadline, (tmp_path / "hit.log").read_text()[-3000:]
-        time.sleep(0.2)
-    time.sleep(2)
-    cluster.kill_worker(busy[0])
+    cluster.kill_worker(busy)
     text = finish(proc, tmp_path / "hit.log")
     # The kill hit running tasks, which Spark re-ran on the surviving worker.
-    assert "worker lost" in text and "Lost task" in text, "the kill did not reach a running job"
+    assert "Lost executor" in text and "while it was being computed, its executor exited" in text, (
+        "the kill did not reach a running task"
+    )
     assert cluster.alive_workers() == 1
     for table in OUTPUTS:
         assert_same_rows(read(spark, hit, table).drop("updated_at"), read(spark, calm, table).drop("updated_at"))
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_each_task_gets_the_gpu_address_spark_assigned(spark, make_config, tmp_path):
+    """Discovery reports two GPUs; each embedding task must see one of them as its assigned address and, with no
+    CUDA here, fall back to CPU saying so."""
+    script = str(REPO / "tests" / "fake_gpu_discovery.sh")
+    gpus = {"spark.worker.resource.gpu.amount": "2", "spark.worker.resource.gpu.discoveryScript": script}
+    c = start_cluster(tmp_path / "gpu-cluster", n_workers=1, worker_conf=gpus, cores=2)
+    try:
+        cfg = make_config(run_id="gpu")
+        small = ["ingest.source=synthetic", "ingest.synthetic.items=400", "ingest.synthetic.users=50",
+                 "ingest.synthetic.events=500"]  # fmt: skip
+        ingest.main(job_args(cfg, *small))
+        zip_path, driver = package_bundle(tmp_path)
+        cmd = [str(BIN / "spark-submit"), "--master", c.url, "--jars", ",".join(cached_delta_jars()),
+               "--py-files", zip_path, "--conf", f"spark.pyspark.python={sys.executable}",
+               "--conf", "spark.executor.cores=2", "--conf", "spark.executor.resource.gpu.amount=2",
+               "--conf", f"spark.executor.resource.gpu.discoveryScript={script}",
+               "--conf", "spark.task.resource.gpu.amount=1", "--conf", "spark.ui.enabled=false",
+               driver, "embed-items", *job_args(cfg, *small)]  # fmt: skip
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-4000:]
+        line = next(x for x in done.stderr.splitlines() if "encoder devices" in x)
+        tasks = ast.literal_eval(line[line.index("{") :])
+        assert tasks and sum(tasks.values()) >= 1
+        for choice in tasks:
+            assert re.fullmatch(r"gpu [01] -> cpu \(CUDA not available; CPU fallback\)", choice), choice
+    finally:
+        c.stop()

@@ -30,6 +30,12 @@ def _log_once(message: str, *args: object) -> None:
 
 def task_device() -> str:
     """`cuda:<n>` for the GPU Spark assigned to this task, else `cpu` (threads capped to the task's cores)."""
+    return device_choice()[0]
+
+
+def device_choice() -> tuple[str, str | None, str]:
+    """(device, the GPU address Spark assigned this task or None, why): the choice `task_device` makes, with its
+    reason, so a job can report per task which address it was given and what the encoder used."""
     context = TaskContext.get()
     if context is None:
         raise DriverCallError(
@@ -37,16 +43,20 @@ def task_device() -> str:
         )
     gpu = context.resources().get("gpu")
     addresses = list(gpu.addresses) if gpu is not None else []
+    address = addresses[0] if addresses else None
     if addresses:
         if len(addresses) > 1:
-            _log_once("task got %d GPUs %s; the encoder uses only %s", len(addresses), addresses, addresses[0])
+            _log_once("task got %d GPUs %s; the encoder uses only %s", len(addresses), addresses, address)
         if torch.cuda.is_available():
-            device = f"cuda:{int(addresses[0])}"
-            _log_once("encoder device %s (Spark GPU address %s)", device, addresses[0])
-            return device
-        _log_once("Spark assigned GPU %s but CUDA is not available in this process; falling back to CPU", addresses[0])
+            device = f"cuda:{int(address)}"
+            _log_once("encoder device %s (Spark GPU address %s)", device, address)
+            return device, address, "assigned GPU"
+        _log_once("Spark assigned GPU %s but CUDA is not available in this process; falling back to CPU", address)
+        why = "CUDA not available; CPU fallback"
+    else:
+        why = "no GPU assigned"
     cores = max(1, context.cpus())
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)
     _log_once("encoder device cpu with %d torch thread(s)", cores)
-    return "cpu"
+    return "cpu", address, why

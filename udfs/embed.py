@@ -19,19 +19,20 @@ from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, FloatType
 
-from udfs.device import task_device
+from udfs.device import device_choice
 from udfs.encoder import get_encoder
 
 
 class PidCounts(AccumulatorParam):
-    """Accumulates {pid: model loads}; a pid with 0 ran tasks but reused its cached model."""
+    """Accumulates {key: count}: model loads per worker pid (a pid with 0 ran tasks but reused its cached model),
+    or tasks per device choice."""
 
-    def zero(self, value: dict[int, int]) -> dict[int, int]:
+    def zero(self, value: dict) -> dict:
         return {}
 
-    def addInPlace(self, a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
-        for pid, n in b.items():
-            a[pid] = a.get(pid, 0) + n
+    def addInPlace(self, a: dict, b: dict) -> dict:
+        for key, n in b.items():
+            a[key] = a.get(key, 0) + n
         return a
 
 
@@ -43,11 +44,13 @@ def embed_udf(
     batch_size: int = 64,
     fallback_text: str = "",
     loads=None,
+    devices=None,
 ):
     """A pandas UDF mapping a string column to L2-normalised float vectors; nulls are encoded as `fallback_text`.
 
     Args:
         loads: optional accumulator with `PidCounts` to count model loads per Python worker.
+        devices: optional accumulator with `PidCounts` to count tasks per "gpu <address> -> <device> (<why>)".
     """
 
     @pandas_udf(ArrayType(FloatType()))
@@ -55,9 +58,12 @@ def embed_udf(
         encoder = None
         for texts in batches:
             if encoder is None:  # first batch: a task with no rows never loads the model
-                encoder, loaded_now = get_encoder(model_path, task_device(), dtype, max_length, pooling)
+                device, address, why = device_choice()
+                encoder, loaded_now = get_encoder(model_path, device, dtype, max_length, pooling)
                 if loads is not None:
                     loads.add({os.getpid(): int(loaded_now)})
+                if devices is not None:
+                    devices.add({f"gpu {address} -> {device} ({why})": 1})
             vectors = encoder.encode(texts.fillna(fallback_text).astype(str).tolist(), batch_size)
             yield pd.Series(list(vectors))
 
