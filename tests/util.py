@@ -38,8 +38,9 @@ def assert_same_rows(got: DataFrame, expected: DataFrame, tol: float = 1e-5) -> 
     keys = [c for c in got.columns if not _is_float(types[c])]
     floats = [c for c in got.columns if _is_float(types[c])]
     left = got.select(*keys, *[F.col(c).alias(f"_g_{c}") for c in floats])
-    right = expected.select(*keys, *[F.col(c).alias(f"_e_{c}") for c in floats])
-    joined = left.join(right, [F.col(k).eqNullSafe(right[k]) for k in keys] if keys else F.lit(True))
+    right = expected.select(*[F.col(k).alias(f"_k_{k}") for k in keys], *[F.col(c).alias(f"_e_{c}") for c in floats])
+    condition = [left[k].eqNullSafe(right[f"_k_{k}"]) for k in keys] if keys else F.lit(True)
+    joined = left.join(right, condition)
     assert joined.count() == got.count(), f"rows differ beyond float noise (keys {keys})"
     for c in floats:
         g, e = F.col(f"_g_{c}"), F.col(f"_e_{c}")
