@@ -97,9 +97,13 @@ def test_each_task_gets_the_gpu_address_spark_assigned(spark, make_config, tmp_p
                "--conf", f"spark.executor.resource.gpu.discoveryScript={script}",
                "--conf", "spark.task.resource.gpu.amount=1", "--conf", "spark.ui.enabled=false",
                driver, "embed-items", *job_args(cfg, *small)]  # fmt: skip
-        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-4000:]
-        line = next(x for x in done.stderr.splitlines() if "encoder devices" in x)
+        done = subprocess.run(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=600)  # fmt: skip
+        (tmp_path / "gpu.log").write_text(done.stdout)
+        assert done.returncode == 0, done.stdout[-4000:]
+        lines = [x for x in done.stdout.splitlines() if "encoder devices" in x]
+        assert lines, f"no device report from the job; see {tmp_path / 'gpu.log'}"
+        line = lines[0]
         tasks = ast.literal_eval(line[line.index("{") :])
         assert tasks and sum(tasks.values()) >= 1
         for choice in tasks:
