@@ -77,7 +77,7 @@ def _check_recommend(cfg: Config) -> None:
             raise ConfigError(f"config key 'recommend.{name}': must be >= 1, got {getattr(rec, name)}")
     if not 0.0 < ev.ratio < 1.0 or ev.k < 1:
         raise ConfigError(f"config keys 'evaluate.ratio' (0..1) / 'evaluate.k' (>= 1): got {ev.ratio}, {ev.k}")
-    unknown = sorted(set(ev.grid) - {"similarity_power", "content", "popularity", "neighbors"})
+    unknown = sorted(set(ev.grid) - {"similarity_power", "content", "popularity"})
     if unknown or not all(ev.grid.values()):
         raise ConfigError(f"config key 'evaluate.grid': unknown or empty entries {unknown or ev.grid}")
     bad = sorted(set(ev.baselines) - {"popularity", "als"})

@@ -8,7 +8,7 @@ import pytest
 from chispa import assert_df_equality
 
 from jobs import complete
-from jobs.completion import baseline_biases, predict_ratings
+from jobs.completion import baseline_biases, predict_labels, predict_ratings
 from jobs.config import CompleteConfig
 from jobs.schemas import BEHAVIORS, ITEMS
 from tests.util import job_args, read, write
@@ -136,3 +136,19 @@ def test_predictions_are_clipped_to_the_scale(spark):
     )
     assert predict_ratings(targets, ratings, neighbors, None, cfg, (1.0, 3.5)).first()["predicted_rating"] == 3.5
     assert predict_ratings(targets, ratings, neighbors, None, cfg, (4.5, 5.0)).first()["predicted_rating"] == 4.5
+
+
+def test_single_label_attribute_gets_one_value_by_weighted_vote(spark):
+    vectors = "item_id string, embedding array<float>"
+    known_vectors = spark.createDataFrame(
+        [("k1", [1.0, 0.0]), ("k2", [0.9, 0.44]), ("k3", [0.0, 1.0]), ("k4", [-1.0, 0.0])], vectors
+    )
+    known = spark.createDataFrame(
+        [("k1", "red"), ("k2", "red"), ("k3", "blue"), ("k4", "blue")], "item_id string, value string"
+    )
+    unknown = spark.createDataFrame([("q", [0.8, 0.6])], vectors)
+    got = predict_labels(known, unknown, known_vectors, 3, 1.0, 100).collect()
+    # Nearest three: k1 (0.8), k2 (~0.98), k3 (0.6); red's weighted share wins, one value only.
+    assert [(r["item_id"], r["value"], r["n_support"]) for r in got] == [("q", "red", 2)]
+    w = {"k1": 0.8**4, "k2": (0.8 * 0.9 + 0.6 * 0.44) ** 4, "k3": 0.6**4}
+    assert got[0]["confidence"] == pytest.approx((w["k1"] + w["k2"]) / sum(w.values()), rel=1e-4)
