@@ -54,7 +54,10 @@ class EmbedFn:
 
     def report(self) -> dict[str, int]:
         counts = dict(self.loads.value)
-        result = {"model_loads": sum(counts.values()), "python_workers": len(counts)}
+        # A worker reused from an earlier job in the same session may hold the model already (0 loads); more than
+        # one load in any worker would mean the cache failed.
+        result = {"model_loads": sum(counts.values()), "python_workers": len(counts),
+                  "max_loads_per_worker": max(counts.values(), default=0)}  # fmt: skip
         log.info("model loads %d across %d Python worker(s) %s", result["model_loads"], len(counts), counts)
         devices = dict(self.devices.value)
         if devices:

@@ -84,7 +84,13 @@ def tune(spark: SparkSession, cfg: Config, train: DataFrame) -> tuple[float, dic
                 best = (ndcg, power, weights)
         cands.unpersist()
     valid.unpersist()
+    release(inp)
     return best[1], best[2], best[0]
+
+
+def release(inp: recommend.Inputs) -> None:
+    inp.item_vectors.unpersist()
+    inp.users.unpersist()
 
 
 def als_recommendations(train: DataFrame, k: int, cfg: Config) -> DataFrame:
@@ -152,6 +158,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     catalogue = delta_io.read_table(spark, delta_io.table_ref(cfg.tables, "items"))
     results = score_models(models, test, catalogue, ev.k)
     cands.unpersist()
+    release(inp)
     train.unpersist()
     test.unpersist()
     log.info("offline evaluation (%s split %.2f, seed %d, k=%d, seen items removed):\n%s", ev.split, ev.ratio,

@@ -25,6 +25,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
             "spark.conf.spark.default.parallelism=2",
             "spark.conf.spark.ui.enabled=false",
             "spark.conf.spark.ui.showConsoleProgress=false",
+            # Whole-pipeline tests (notebooks, run) on ML-100K need more than the 1 GB default.
+            "spark.conf.spark.driver.memory=3g",
             "spark.conf.spark.databricks.delta.snapshotPartitions=1",
             f"spark.conf.spark.sql.warehouse.dir={tmp / 'warehouse'}",
             f"spark.conf.spark.local.dir={tmp / 'local'}",
@@ -34,6 +36,14 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Drop what a test left cached, so one test's persisted frames never squeeze the next one's memory."""
+    yield
+    if "spark" in request.fixturenames:
+        request.getfixturevalue("spark").catalog.clearCache()
 
 
 @pytest.fixture

@@ -57,8 +57,9 @@ def test_udf_vectors_equal_direct_transformers_and_load_once_per_worker(spark, m
     write(spark, cfg, "items", ITEM_ROWS, ITEMS)
     metrics = embed_items.main(argv(cfg, "embed.arrow_batch_size=2", "model.batch_size=2"))
     assert metrics["items_embedded"] == 5 and metrics["items_fallback_text"] == 1
-    # Several Arrow batches per task, yet each Python worker loaded the model once.
-    assert metrics["model_loads"] == metrics["python_workers"] >= 1
+    # Several Arrow batches per task, yet no Python worker loaded the model more than once (a worker that earlier
+    # tests in this session already used may hold it from then: 0 loads).
+    assert metrics["python_workers"] >= 1 and metrics["max_loads_per_worker"] <= 1
 
     got = read(spark, cfg, "item_embeddings").join(
         embed_items.item_texts(read(spark, cfg, "items"), cfg.embed.item_fields, cfg.embed.empty_text), "item_id"
