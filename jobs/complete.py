@@ -32,6 +32,7 @@ from jobs.encoding import make_embed_fn
 from jobs.evaluation import rating_errors
 from jobs.recommend import neighbors_for_run
 from jobs.runtime import job_main, write_metrics
+from jobs.validate import check_columns
 from jobs.vectors import center
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     held = rated.where(hidden(comp.holdout, cfg.evaluate.seed, "user_id", "item_id")) if comp.holdout else None
     evidence = rated.join(held.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti") if held else rated
     pairs = delta_io.read_source(spark, comp.pairs, "delta") if comp.pairs else None
+    if pairs is not None:
+        check_columns(pairs, f"complete.pairs ({comp.pairs})", {}, ["user_id", "item_id"])
     targets = rating_targets(behaviors, pairs)
     if held is not None:
         targets = targets.unionByName(held.select("user_id", "item_id"))

@@ -30,6 +30,7 @@ from jobs import delta_io
 from jobs.config import Config
 from jobs.embed_users import map_lookup
 from jobs.runtime import job_main, write_metrics
+from jobs.validate import check_columns
 from jobs.vectors import center
 from udfs.device import task_device
 from udfs.topk import block_scores, closest_rows
@@ -252,8 +253,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> Inputs:
     users = behaviors.select("user_id")
     if cfg.recommend.users:
         requested = delta_io.read_source(spark, cfg.recommend.users, "delta")
-        if "user_id" not in requested.columns:
-            raise ValueError(f"recommend.users table {cfg.recommend.users!r} has no column 'user_id'")
+        check_columns(requested, f"recommend.users ({cfg.recommend.users})", {}, ["user_id"])
         users = users.unionByName(requested.select(F.col("user_id").cast("string")))
     neighbors = neighbors_for_run(table("user_neighbors"), cfg.run_id)
     return Inputs(

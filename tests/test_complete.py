@@ -11,6 +11,7 @@ from jobs import complete
 from jobs.completion import baseline_biases, predict_labels, predict_ratings
 from jobs.config import CompleteConfig
 from jobs.schemas import BEHAVIORS, ITEMS
+from jobs.validate import InputContractError
 from tests.util import job_args, read, write
 
 T0 = dt.datetime(2024, 1, 1)
@@ -152,3 +153,11 @@ def test_single_label_attribute_gets_one_value_by_weighted_vote(spark):
     assert [(r["item_id"], r["value"], r["n_support"]) for r in got] == [("q", "red", 2)]
     w = {"k1": 0.8**4, "k2": (0.8 * 0.9 + 0.6 * 0.44) ** 4, "k3": 0.6**4}
     assert got[0]["confidence"] == pytest.approx((w["k1"] + w["k2"]) / sum(w.values()), rel=1e-4)
+
+
+def test_pairs_table_without_item_id_is_a_clear_error(spark, data, tmp_path):
+    cfg, overrides = data
+    bad = str(tmp_path / "bad_pairs")
+    spark.createDataFrame([("a",)], "user_id string").write.format("delta").save(bad)
+    with pytest.raises(InputContractError, match=r"complete.pairs .*required column 'item_id'"):
+        complete.main(job_args(cfg, *overrides, f"complete.pairs={bad}"))
