@@ -24,13 +24,7 @@ def stratified_split(
 ) -> tuple[DataFrame, DataFrame]:
     """Per user, a seeded random `ratio` of the rows (count rounded half up) to train, the rest to test. Deterministic
     for a seed: the order is a hash of (seed, row values), ties broken by item id."""
-    shuffled = Window.partitionBy(col_user).orderBy(F.xxhash64(F.lit(seed), *df.columns), col_item)
-    tagged = (
-        df.withColumn("_pos", F.row_number().over(shuffled))
-        .withColumn("_n", F.count("*").over(Window.partitionBy(col_user)))
-        .withColumn("_train", F.col("_pos") <= F.round(F.col("_n") * ratio))
-    )
-    return _halves(tagged)
+    return _split_in_order(df, ratio, col_user, [F.xxhash64(F.lit(seed), *df.columns), F.col(col_item)])
 
 
 def chronological_split(
@@ -38,9 +32,14 @@ def chronological_split(
 ) -> tuple[DataFrame, DataFrame]:
     """Per user, the earliest `ratio` of the rows to train and the latest to test (ties: item id). A ratio that
     leaves one row out per user is leave-last-out."""
-    order = Window.partitionBy(col_user).orderBy(F.col(col_time), F.col(col_item))
+    return _split_in_order(df, ratio, col_user, [F.col(col_time), F.col(col_item)])
+
+
+def _split_in_order(df: DataFrame, ratio: float, col_user: str, order: list) -> tuple[DataFrame, DataFrame]:
+    """Per user, the first `ratio` of the rows in `order` (count rounded half up) to train, the rest to test."""
+    ranked = Window.partitionBy(col_user).orderBy(*order)
     tagged = (
-        df.withColumn("_pos", F.row_number().over(order))
+        df.withColumn("_pos", F.row_number().over(ranked))
         .withColumn("_n", F.count("*").over(Window.partitionBy(col_user)))
         .withColumn("_train", F.col("_pos") <= F.round(F.col("_n") * ratio))
     )
