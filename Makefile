@@ -77,8 +77,8 @@ bench-embed-gpu-assets:
 bench-embed-gpu:
 	python3 bench/encoder_gpu.py --assets .bench_assets
 
-dist/behaviorlm.zip: $(shell find jobs udfs -name '*.py')
-	@mkdir -p dist && rm -f $@ && $(BIN)/python -m zipfile -c $@ jobs udfs
+dist/behaviorlm.zip: $(shell find behaviorlm jobs udfs -name '*.py')
+	@mkdir -p dist && rm -f $@ && $(BIN)/python -m zipfile -c $@ behaviorlm jobs udfs
 
 submit-demo: install dist/behaviorlm.zip
 	$(BIN)/spark-submit --master 'local[2]' --jars "$$(ls $(BEHAVIORLM_CACHE)/jars/delta-*/*.jar | paste -sd,)" \

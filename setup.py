@@ -1,4 +1,5 @@
-"""Packaging for behaviorlm: the `jobs` (driver) and `udfs` (executor) packages and the `behaviorlm` console script.
+"""Packaging for behaviorlm: the `behaviorlm` library, the `jobs` (driver stages) and `udfs` (executor) packages
+and the `behaviorlm` console script.
 
 The pins below are versions tested together: delta-spark 4.4.x requires pyspark <= 4.2.0, pyspark 4.2 does not
 support pandas 3, and delta-spark 4.4.0 is the newest whose jars Maven Central serves (4.4.1's are
@@ -17,20 +18,20 @@ DELTA_VERSION = "4.4.0"
 
 setup(
     name="behaviorlm",
-    version="0.1.0",
+    version="0.2.0",
     description="Distributed PySpark jobs that model user behaviour with a pretrained transformer, on Delta Lake.",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*"]),
-    package_data={"jobs": ["resources/*"]},
-    install_requires=[
+    packages=find_packages(include=["behaviorlm", "behaviorlm.*", "jobs", "jobs.*", "udfs", "udfs.*"]),
+        install_requires=[
         f"pyspark=={PYSPARK_VERSION}",
         f"delta-spark=={DELTA_VERSION}",
         "pandas>=2.2,<3",
         "numpy>=1.26,<3",
         "pyarrow>=15",
         "pyyaml>=6",
+        "pydantic>=2.7,<3",
         "torch>=2.4,<3",
         "transformers>=4.45,<6",
     ],

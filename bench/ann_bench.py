@@ -26,10 +26,11 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import delta_io, similar_users
-from jobs.config import load_config
-from jobs.session import get_spark
-from jobs.synthetic import clustered_vectors
+from behaviorlm import delta
+from behaviorlm.config import load_config
+from behaviorlm.session import get_spark
+from behaviorlm.sources.synthetic import clustered_vectors
+from jobs import similar_users
 
 K = 10
 
@@ -93,20 +94,20 @@ def main() -> None:
             f"neighbors.k={K}",
         ]
     )
-    spark = get_spark(cfg)
+    spark = get_spark(cfg.spark)
     spark.sparkContext.setLogLevel("ERROR")
     line = ""
     for n in [int(s) for s in args.sizes.split(",")]:
         users = clustered_vectors(spark, n, args.dim, max(10, n // 100), 1.0, seed=11, partitions=8)
-        ref = delta_io.table_ref(cfg.tables, "user_embeddings")
-        delta_io.overwrite(users.select("user_id", "embedding"), ref)
-        stored = delta_io.read_table(spark, ref)
+        ref = delta.table_ref(cfg.tables, "user_embeddings")
+        delta.overwrite(users.select("user_id", "embedding"), ref)
+        stored = delta.read_table(spark, ref)
         approx_cfg = load_config(overrides=[f"tables.root={root}", f"run_id=approx-{n}", f"neighbors.k={K}"])
         exact_cfg = load_config(overrides=[f"tables.root={root}", f"run_id=exact-{n}", "neighbors.mode=exact",
                                            f"neighbors.k={K}"])  # fmt: skip
         metrics, t_approx = timed(lambda c=approx_cfg: similar_users.run(spark, c))
         _, t_exact = timed(lambda c=exact_cfg: similar_users.run(spark, c))
-        table = delta_io.read_table(spark, delta_io.table_ref(cfg.tables, "user_neighbors"))
+        table = delta.read_table(spark, delta.table_ref(cfg.tables, "user_neighbors"))
         exact = table.where(F.col("run_id") == f"exact-{n}").select("user_id", "neighbor_id").cache()
         approx = table.where(F.col("run_id") == f"approx-{n}")
         r_approx = recall(approx, exact)

@@ -3,7 +3,7 @@
 Ratings: 5-fold cross-validation over the 100,000 ratings, as in the Surprise library's benchmark (seeded random
 folds): each fold's ratings are hidden, user vectors and approximate neighbours are rebuilt from the other four
 folds (embed-users + similar-users, so nothing of the hidden fold leaks in), and the hidden pairs are completed by
-`jobs.completion.predict_ratings`. Beside it, in the same run: the global-mean baseline and Spark MLlib ALS
+`behaviorlm.completion.predict_ratings`. Beside it, in the same run: the global-mean baseline and Spark MLlib ALS
 (explicit; unseen users/items get the global mean). RMSE/MAE are averaged over the folds.
 Genres: the genres of a seeded 20% of items are hidden and predicted from the other items by the embedding of
 title + year (the `complete` job's attribute path); micro-F1 over (item, genre) pairs, beside a majority baseline
@@ -25,15 +25,16 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs import complete, delta_io, embed_items, evaluate, ingest
-from jobs.completion import item_neighbors, label_f1, predict_ratings
-from jobs.config import Config, load_config
-from jobs.embed_items import item_texts
-from jobs.encoding import make_embed_fn
-from jobs.evaluation import rating_errors
-from jobs.runtime import setup_logging
-from jobs.session import get_spark
-from jobs.vectors import center
+from behaviorlm.attributes import attribute_labels, fill_attribute, label_f1, without_attribute
+from behaviorlm.completion import hidden, item_neighbors, predict_ratings
+from behaviorlm.config import Config, load_config
+from behaviorlm.logs import setup_logging
+from behaviorlm.metrics import rating_errors
+from behaviorlm.neighbors import split_valid, vector_dim
+from behaviorlm.session import get_spark
+from behaviorlm.text import item_texts
+from behaviorlm.vectors import center
+from jobs import embed_items, ingest, params
 
 FOLDS = 5
 SEED = 42
@@ -53,18 +54,20 @@ def als_predictions(train: DataFrame, test: DataFrame, mu: float) -> DataFrame:
 def ratings_cv(spark, cfg: Config, ratings: DataFrame) -> dict[str, float]:
     folds = ratings.withColumn("fold", F.pmod(F.xxhash64(F.lit(SEED), "user_id", "item_id"), F.lit(FOLDS)))
     folds = folds.localCheckpoint()
-    vectors = delta_io.read_table(spark, delta_io.table_ref(cfg.tables, "item_embeddings")).select(
-        "item_id", "embedding"
-    )
-    sims = item_neighbors(center(vectors), cfg.complete.item_neighbors, cfg.complete.block_size).localCheckpoint()
+    vectors = params.table(spark, cfg, "item_embeddings")
+    items = params.table(spark, cfg, "items")
+    sims = item_neighbors(params.item_space(cfg, vectors), cfg.complete.item_neighbors, cfg.block_size)
+    sims = sims.localCheckpoint()
+    embed = params.embed_fn(spark, cfg)
     scores: dict[str, list[float]] = {}
     for f in range(FOLDS):
         start = time.perf_counter()
         train, test = folds.where(F.col("fold") != f).drop("fold"), folds.where(F.col("fold") == f).drop("fold")
-        fcfg = evaluate.backtest_config(cfg, f"fold{f}")
-        evaluate.rebuild(spark, fcfg, train)
-        neighbors = delta_io.read_table(spark, delta_io.table_ref(fcfg.tables, "user_neighbors"))
-        ours = predict_ratings(test, train, neighbors, sims, cfg.complete, (1.0, 5.0))
+        # User vectors and neighbours from the other folds only, as the complete stage builds them.
+        users = params.users(cfg, train, vectors, items, embed).localCheckpoint()
+        valid, _ = split_valid(users, vector_dim(users))
+        neighbors = params.neighbors(cfg, valid).localCheckpoint()
+        ours = predict_ratings(test, train, neighbors, sims, params.rating_model(cfg))
         mu = float(train.agg(F.avg("rating")).first()[0])
         runs = {
             "ours": ours.withColumnRenamed("predicted_rating", "prediction"),
@@ -82,15 +85,16 @@ def ratings_cv(spark, cfg: Config, ratings: DataFrame) -> dict[str, float]:
 
 
 def genres(spark, cfg: Config) -> dict[str, float]:
-    items = delta_io.read_table(spark, delta_io.table_ref(cfg.tables, "items"))
-    embed = make_embed_fn(spark, cfg)
-    texts = item_texts(items, complete.without_attribute(cfg.embed.item_fields, "genres"), cfg.embed.empty_text)
+    items = params.table(spark, cfg, "items")
+    embed = params.embed_fn(spark, cfg)
+    texts = item_texts(items, without_attribute(cfg.embed.item_fields, "genres"), cfg.embed.empty_text)
     vectors = center(texts.select("item_id", embed(F.col("text")).alias("embedding"))).localCheckpoint()
-    hide = complete.hidden(0.2, SEED, "item_id")
-    rows, truth = complete.fill_attribute(items, "genres", hide, cfg, vectors)
+    comp = cfg.complete
+    rows, truth = fill_attribute(items, "genres", vectors, hidden(0.2, SEED, "item_id"), comp.attribute_neighbors,
+                                 comp.label_threshold, comp.attribute_similarity_power, cfg.block_size)  # fmt: skip
     hidden_items = truth.select("item_id").distinct()
     f1 = label_f1(rows.join(hidden_items, "item_id"), truth)
-    known = complete.attribute_labels(items, "genres")[0].join(hidden_items, "item_id", "left_anti")
+    known = attribute_labels(items, "genres")[0].join(hidden_items, "item_id", "left_anti")
     top = known.groupBy("value").count().orderBy(F.col("count").desc(), "value").first()["value"]
     majority = label_f1(hidden_items.withColumn("value", F.lit(top)), truth)
     print(f"genres: {hidden_items.count()} items hidden, majority genre {top!r}", flush=True)
@@ -106,14 +110,14 @@ def main() -> None:
     cfg = load_config(["conf/local.yaml"], [f"spark.master=local[{os.cpu_count() or 2}]",
                       "spark.conf.spark.ui.showConsoleProgress=false", f"tables.root={root}",
                       "run_id=bench-complete"])  # fmt: skip
-    spark = get_spark(cfg)
+    spark = get_spark(cfg.spark)
     spark.sparkContext.setLogLevel("ERROR")
     # ALS's 20 iterations need lineage checkpoints, or the task's deserialisation overflows the stack.
     spark.sparkContext.setCheckpointDir(os.path.join(root, "_checkpoints"))
     start = time.perf_counter()
     ingest.run(spark, cfg)
     embed_items.run(spark, cfg)
-    ratings = delta_io.read_table(spark, delta_io.table_ref(cfg.tables, "behaviors")).where("rating is not null")
+    ratings = params.table(spark, cfg, "behaviors").where("rating is not null")
     r = ratings_cv(spark, cfg, ratings.select("user_id", "item_id", "event_type", "rating", "ts", "text"))
     g = genres(spark, cfg)
     print(f"tables under {root}; {time.perf_counter() - start:.0f} s in all", flush=True)

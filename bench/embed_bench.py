@@ -17,14 +17,14 @@ import time
 import torch
 from pyspark.sql import functions as F
 
-from jobs.assets import model_dir, movielens_dir
-from jobs.config import load_config
+from behaviorlm.assets import model_dir, movielens_dir
+from behaviorlm.config import load_config
+from behaviorlm.embedding import make_embed_fn
+from behaviorlm.schemas import ITEMS
+from behaviorlm.session import get_spark
+from behaviorlm.sources.movielens import read_movielens
+from behaviorlm.validate import accepted, tag_items
 from jobs.embed_items import item_texts
-from jobs.encoding import make_embed_fn
-from jobs.movielens import read_movielens
-from jobs.schemas import ITEMS
-from jobs.session import get_spark
-from jobs.validate import accepted, tag_items
 from udfs.encoder import get_encoder
 
 
@@ -48,7 +48,7 @@ def main() -> None:
             "model.dtype=float32",
         ]
     )
-    spark = get_spark(cfg)
+    spark = get_spark(cfg.spark)
     spark.sparkContext.setLogLevel("ERROR")
     _, raw_items = read_movielens(spark, str(movielens_dir()))
     base = [r["text"] for r in item_texts(accepted(tag_items(raw_items), ITEMS), cfg.embed.item_fields, "x").collect()]

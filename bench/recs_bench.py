@@ -17,10 +17,10 @@ import os
 import tempfile
 import time
 
+from behaviorlm.config import load_config
+from behaviorlm.session import get_spark
 from jobs import embed_items, evaluate, ingest
-from jobs.config import load_config
 from jobs.runtime import setup_logging
-from jobs.session import get_spark
 
 
 def main() -> None:
@@ -38,12 +38,12 @@ def main() -> None:
             "run_id=bench-recs",
             "evaluate.split=stratified",
             "evaluate.ratio=0.75",
-            "evaluate.seed=42",
+            "seed=42",
             "evaluate.k=10",
             "evaluate.baselines=[popularity, als]",
         ],
     )
-    spark = get_spark(cfg)
+    spark = get_spark(cfg.spark)
     spark.sparkContext.setLogLevel("ERROR")
     start = time.perf_counter()
     ingest.run(spark, cfg)

@@ -1,1 +1,2 @@
-"""Driver side of behaviorlm: one module per pipeline stage plus the shared session, config and Delta I/O."""
+"""Driver side of behaviorlm: one thin module per pipeline stage (read inputs, call the library, write outputs)
+plus the command line, the main `run` job and the config-to-library wiring they share."""

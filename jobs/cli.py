@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-from jobs.errors import BehaviorLMError
+from behaviorlm.errors import BehaviorLMError
 
 # Subcommand -> module with `main(argv)`; modules load lazily so `behaviorlm setup` needs no Spark session.
 COMMANDS = {
-    "setup": ("jobs.assets", "cache Delta jars, MovieLens-100K and the default model for offline runs"),
+    "setup": ("jobs.setup", "cache Delta jars, MovieLens-100K and the default model for offline runs"),
     "ingest": ("jobs.ingest", "validate raw behaviours/items into Delta tables (+ rejected rows)"),
     "embed-items": ("jobs.embed_items", "encode item texts into item_embeddings (only new/changed texts)"),
     "embed-users": ("jobs.embed_users", "user vectors (pooled item vectors or encoded history) into user_embeddings"),

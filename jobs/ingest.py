@@ -8,18 +8,16 @@ Run: `behaviorlm ingest --conf conf/local.yaml` (or `spark-submit jobs/ingest.py
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from jobs import delta_io
-from jobs.config import Config
-from jobs.errors import BehaviorLMError
-from jobs.movielens import read_movielens
-from jobs.runtime import job_main, write_metrics
-from jobs.schemas import (
+from behaviorlm import delta
+from behaviorlm.config import Config
+from behaviorlm.errors import BehaviorLMError
+from behaviorlm.schemas import (
     BEHAVIOR_COLUMNS,
     BEHAVIORS,
     ITEM_COLUMNS,
@@ -28,8 +26,10 @@ from jobs.schemas import (
     REQUIRED_BEHAVIOR_COLUMNS,
     REQUIRED_ITEM_COLUMNS,
 )
-from jobs.synthetic import generate_behaviors, generate_items
-from jobs.validate import accepted, check_columns, rejected, rename_to_canonical, tag_behaviors, tag_items
+from behaviorlm.sources.movielens import read_movielens
+from behaviorlm.sources.synthetic import Spec, generate_behaviors, generate_items
+from behaviorlm.validate import accepted, check_columns, rejected, rename_to_canonical, tag_behaviors, tag_items
+from jobs.runtime import job_main, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,11 @@ def extract(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame]:
     if ing.source == "movielens":
         return read_movielens(spark, ing.path)
     if ing.source == "synthetic":
-        return generate_behaviors(spark, ing.synthetic), generate_items(spark, ing.synthetic)
-    behaviors = delta_io.read_source(spark, ing.behaviors_source, ing.source_format)
-    items = delta_io.read_source(spark, ing.items_source, ing.source_format)
-    b_map, i_map = asdict(ing.behavior_columns), asdict(ing.item_columns)
+        spec = Spec(**ing.synthetic.model_dump())
+        return generate_behaviors(spark, spec), generate_items(spark, spec)
+    behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format)
+    items = delta.read_source(spark, ing.items_source, ing.source_format)
+    b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
     check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS)
     check_columns(items, ing.items_source, i_map, REQUIRED_ITEM_COLUMNS)
     return rename_to_canonical(behaviors, b_map, BEHAVIOR_COLUMNS), rename_to_canonical(items, i_map, ITEM_COLUMNS)
@@ -69,7 +70,7 @@ def transform(raw_behaviors: DataFrame, raw_items: DataFrame, cfg: Config) -> tu
 
 
 def load_split(
-    tagged: DataFrame, schema: T.StructType, raw_columns: list[str], good: delta_io.TableRef, bad: delta_io.TableRef
+    tagged: DataFrame, schema: T.StructType, raw_columns: list[str], good: delta.TableRef, bad: delta.TableRef
 ) -> LoadCounts:
     """Write valid rows to `good` and rejected rows to `bad` (both full snapshots), then reconcile the counts
     against Delta's own commit metrics."""
@@ -77,13 +78,13 @@ def load_split(
     try:
         # One small action: a row per reason (null = valid), so the counts cost a single pass over the input.
         reasons = {r[REASON]: r["count"] for r in tagged.groupBy(REASON).count().collect()}
-        delta_io.overwrite(accepted(tagged, schema), good)
-        delta_io.overwrite(rejected(tagged, raw_columns), bad)
+        delta.overwrite(accepted(tagged, schema), good)
+        delta.overwrite(rejected(tagged, raw_columns), bad)
     finally:
         tagged.unpersist()
     spark = tagged.sparkSession
-    written = int(delta_io.last_operation_metrics(spark, good).get("numOutputRows", 0))
-    n_rejected = int(delta_io.last_operation_metrics(spark, bad).get("numOutputRows", 0))
+    written = int(delta.last_operation_metrics(spark, good).get("numOutputRows", 0))
+    n_rejected = int(delta.last_operation_metrics(spark, bad).get("numOutputRows", 0))
     read = sum(reasons.values())
     counts = LoadCounts(good.name, read, written, n_rejected, {k: v for k, v in reasons.items() if k is not None})
     if read != written + n_rejected:
@@ -93,7 +94,7 @@ def load_split(
 
 
 def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_items: DataFrame) -> list[LoadCounts]:
-    ref = lambda name: delta_io.table_ref(cfg.tables, name)  # noqa: E731
+    ref = lambda name: delta.table_ref(cfg.tables, name)  # noqa: E731
     results = [
         load_split(tagged_items, ITEMS, ITEM_COLUMNS, ref("items"), ref("rejected_items")),
         load_split(tagged_behaviors, BEHAVIORS, BEHAVIOR_COLUMNS, ref("behaviors"), ref("rejected_behaviors")),

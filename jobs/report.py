@@ -20,8 +20,8 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import delta_io
-from jobs.config import Config
+from behaviorlm import delta
+from behaviorlm.config import Config
 from jobs.runtime import job_main
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ BINS = 20
 
 
 def _table(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
-    ref = delta_io.table_ref(cfg.tables, name)
-    return delta_io.read_table(spark, ref) if delta_io.table_exists(spark, ref) else None
+    ref = delta.table_ref(cfg.tables, name)
+    return delta.read_table(spark, ref) if delta.table_exists(spark, ref) else None
 
 
 def similarity_histogram(neighbors: DataFrame, bins: int = BINS) -> list[tuple[float, int]]:

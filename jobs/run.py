@@ -18,13 +18,14 @@ import logging
 from collections.abc import Callable
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from jobs import complete, delta_io, embed_items, embed_users, evaluate, recommend, report, similar_users
-from jobs.config import Config
-from jobs.errors import BehaviorLMError
-from jobs.runtime import parse_args, setup_logging, timed, write_metrics
-from jobs.session import get_spark
+from behaviorlm import delta, runs
+from behaviorlm.config import Config
+from behaviorlm.errors import BehaviorLMError
+from behaviorlm.logs import setup_logging, timed
+from behaviorlm.session import get_spark
+from jobs import complete, embed_items, embed_users, evaluate, recommend, report, similar_users
+from jobs.runtime import parse_args, write_metrics
 
 log = logging.getLogger(__name__)
 STAGES: dict[str, Callable[[SparkSession, Config], object]] = {
@@ -46,31 +47,17 @@ def pick_stages(spec: str) -> list[str]:
     return [s for s in STAGES if s in wanted]
 
 
-def done_stages(spark: SparkSession, cfg: Config) -> set[str]:
-    """Stages this run id already finished, from run_metrics."""
-    ref = delta_io.table_ref(cfg.tables, "run_metrics")
-    if not delta_io.table_exists(spark, ref):
-        return set()
-    rows = (
-        delta_io.read_table(spark, ref)
-        .where((F.col("run_id") == cfg.run_id) & (F.col("stage") == "run") & F.col("metric").endswith(".done"))
-        .select("metric")
-        .collect()
-    )
-    return {r["metric"].removesuffix(".done") for r in rows}
-
-
 def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: bool = False) -> dict[str, object]:
     """Run `stages` in order, then write the run report; returns each stage's result (None for a stage skipped as
     already done) and the report's path under "report"."""
-    done = set() if force else done_stages(spark, cfg)
+    done = set() if force else runs.done_stages(spark, delta.table_ref(cfg.tables, "run_metrics"), cfg.run_id)
     results: dict[str, object] = {}
     for stage in stages:
         if stage in done:
             log.info("stage %s already done for run %s; skipped (--force re-runs it)", stage, cfg.run_id)
             results[stage] = None
             continue
-        with timed(log, f"stage {stage} run_id={cfg.run_id}"):
+        with timed(log, f"stage {stage} run_id={cfg.run_id}", spark):
             results[stage] = STAGES[stage](spark, cfg)
         write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0})
     results["report"] = report.build(spark, cfg)
@@ -86,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     setup_logging()
     cfg, args = parse_args(argv, "Run the pipeline stages in order under one run id.", _flags)
     stages = pick_stages(args.stages)
-    spark = get_spark(cfg)
+    spark = get_spark(cfg.spark)
     with timed(log, f"run {cfg.run_id}: {' -> '.join(stages)}"):
         return run_pipeline(spark, cfg, stages, args.force)
 

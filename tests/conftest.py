@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.config import Config, load_config
-from jobs.session import get_spark
+from behaviorlm.config import Config, load_config
+from behaviorlm.session import get_spark
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
             f"spark.conf.spark.local.dir={tmp / 'local'}",
         ]
     )
-    session = get_spark(cfg)
+    session = get_spark(cfg.spark)
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

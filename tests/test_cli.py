@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from behaviorlm.session import cached_delta_jars
 from jobs.cli import main
-from jobs.session import cached_delta_jars
 from tests.conftest import REPO
 from tests.util import package_bundle
 

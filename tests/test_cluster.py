@@ -8,13 +8,12 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from behaviorlm.session import cached_delta_jars
 from jobs import ingest
-from jobs.session import cached_delta_jars
 from tests.cluster import start_cluster
 from tests.conftest import REPO
 from tests.util import assert_same_rows, job_args, package_bundle, read
@@ -56,7 +55,7 @@ def finish(proc: subprocess.Popen, log: Path) -> str:
 def test_killed_worker_during_embedding_leaves_the_same_tables(spark, make_config, cluster, tmp_path):
     bundle = package_bundle(tmp_path)
     calm = make_config(run_id="cluster")
-    hit = replace(calm, tables=replace(calm.tables, root=str(tmp_path / "hit")))
+    hit = calm.but(tables={**calm.tables.model_dump(), "root": str(tmp_path / "hit")})
     for cfg in (calm, hit):
         ingest.main(job_args(cfg, *DATA))
     finish(submit(cluster, calm, bundle, tmp_path / "calm.log"), tmp_path / "calm.log")

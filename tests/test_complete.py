@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from chispa import assert_df_equality
 
+from behaviorlm.attributes import predict_labels
+from behaviorlm.completion import RatingModel, baseline_biases, predict_ratings
+from behaviorlm.schemas import BEHAVIORS, ITEMS
+from behaviorlm.errors import InputContractError
 from jobs import complete
-from jobs.completion import baseline_biases, predict_labels, predict_ratings
-from jobs.config import CompleteConfig
-from jobs.schemas import BEHAVIORS, ITEMS
-from jobs.validate import InputContractError
 from tests.util import job_args, read, write
 
 T0 = dt.datetime(2024, 1, 1)
@@ -130,13 +131,13 @@ def test_predictions_are_clipped_to_the_scale(spark):
     )
     neighbors = spark.createDataFrame([("a", "b", 1.0)], "user_id string, neighbor_id string, similarity double")
     targets = spark.createDataFrame([("a", "y")], "user_id string, item_id string")
-    cfg = CompleteConfig(bias_epochs=1, reg_user=0.0, reg_item=0.0, user_shrinkage=0.0, item_weight=0.0)
+    cfg = RatingModel(bias_epochs=1, reg_user=0.0, reg_item=0.0, user_shrinkage=0.0, item_weight=0.0)
     # By hand: mu 3.4, b_u(a) 0, b_i(y) -0.4, b's residual on y +1.0 -> 4.0 before clipping.
-    assert predict_ratings(targets, ratings, neighbors, None, cfg, (1.0, 5.0)).first()["predicted_rating"] == (
+    assert predict_ratings(targets, ratings, neighbors, None, cfg).first()["predicted_rating"] == (
         pytest.approx(4.0)
     )
-    assert predict_ratings(targets, ratings, neighbors, None, cfg, (1.0, 3.5)).first()["predicted_rating"] == 3.5
-    assert predict_ratings(targets, ratings, neighbors, None, cfg, (4.5, 5.0)).first()["predicted_rating"] == 4.5
+    assert predict_ratings(targets, ratings, neighbors, None, replace(cfg, rating_max=3.5)).first()["predicted_rating"] == 3.5
+    assert predict_ratings(targets, ratings, neighbors, None, replace(cfg, rating_min=4.5)).first()["predicted_rating"] == 4.5
 
 
 def test_single_label_attribute_gets_one_value_by_weighted_vote(spark):

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
+from pydantic import ValidationError
 
-from jobs.config import Config, ConfigError, cache_dir, load_config
-from jobs.delta_io import location_ref, table_ref
+from behaviorlm.config import Config, ConfigError, cache_dir, load_config
+from behaviorlm.delta import location_ref, table_ref
 from tests.conftest import REPO
 
 
@@ -68,7 +67,7 @@ def test_missing_file_and_unset_variable(tmp_path, monkeypatch):
 
 
 def test_config_is_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         Config().run_id = "x"  # type: ignore[misc]
 
 

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 
-from jobs import delta_io, embed_items, embed_users
-from jobs.assets import model_dir
-from jobs.config import ConfigError
-from jobs.schemas import BEHAVIORS, ITEMS
+from behaviorlm import delta
+from behaviorlm.assets import model_dir
+from behaviorlm.config import ConfigError
+from behaviorlm.schemas import BEHAVIORS, ITEMS
+from behaviorlm.text import item_texts
+from jobs import embed_items, embed_users
 from tests.test_encoder import reference_vectors
 
 ITEM_ROWS = [
@@ -24,11 +26,11 @@ ITEM_ROWS = [
 
 
 def write(spark, cfg, name, rows, schema):
-    delta_io.overwrite(spark.createDataFrame(rows, schema), delta_io.table_ref(cfg.tables, name))
+    delta.overwrite(spark.createDataFrame(rows, schema), delta.table_ref(cfg.tables, name))
 
 
 def read(spark, cfg, name):
-    return delta_io.read_table(spark, delta_io.table_ref(cfg.tables, name))
+    return delta.read_table(spark, delta.table_ref(cfg.tables, name))
 
 
 def argv(cfg, *overrides):
@@ -37,7 +39,7 @@ def argv(cfg, *overrides):
 
 def test_item_text_template(spark):
     items = spark.createDataFrame(ITEM_ROWS[:4], ITEMS)
-    got = embed_items.item_texts(items, ["{title}", "({year})", "Genres: {genres}.", "{description}"], "unknown item")
+    got = item_texts(items, ["{title}", "({year})", "Genres: {genres}.", "{description}"], "unknown item")
     expected = spark.createDataFrame(
         [
             ("1", "Toy Story (1995) Genres: Animation, Comedy.", False),
@@ -49,7 +51,7 @@ def test_item_text_template(spark):
     )
     assert_df_equality(got.drop("text_hash"), expected, ignore_row_order=True, ignore_nullable=True)
     with pytest.raises(ConfigError, match=r"\{rating\}"):
-        embed_items.item_texts(items, ["{rating}"], "x")
+        item_texts(items, ["{rating}"], "x")
 
 
 def test_udf_vectors_equal_direct_transformers_and_load_once_per_worker(spark, make_config):
@@ -62,7 +64,7 @@ def test_udf_vectors_equal_direct_transformers_and_load_once_per_worker(spark, m
     assert metrics["python_workers"] >= 1 and metrics["max_loads_per_worker"] <= 1
 
     got = read(spark, cfg, "item_embeddings").join(
-        embed_items.item_texts(read(spark, cfg, "items"), cfg.embed.item_fields, cfg.embed.empty_text), "item_id"
+        item_texts(read(spark, cfg, "items"), cfg.embed.item_fields, cfg.embed.empty_text), "item_id"
     )
     rows = sorted(got.collect(), key=lambda r: r["item_id"])
     expected = reference_vectors([r["text"] for r in rows])
@@ -167,7 +169,7 @@ def test_embed_users_job_writes_one_unit_vector_per_user(spark, make_config, mod
 def test_model_path_without_model_is_a_clear_error(spark, make_config, tmp_path):
     cfg = make_config()
     write(spark, cfg, "items", ITEM_ROWS[:1], ITEMS)
-    from jobs.encoding import ModelNotFoundError
+    from behaviorlm.embedding import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match="has no config.json"):
         embed_items.main(argv(cfg, f"model.path={tmp_path}"))

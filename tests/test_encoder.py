@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from jobs.assets import model_dir
+from behaviorlm.assets import model_dir
 from udfs import encoder as encoder_module
 from udfs.device import DriverCallError, task_device
 from udfs.encoder import get_encoder, load_count

@@ -8,8 +8,7 @@ import math
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import embed_items, evaluate, ingest
-from jobs.evaluation import (
+from behaviorlm.metrics import (
     catalog_coverage,
     chronological_split,
     leave_last_out,
@@ -18,6 +17,7 @@ from jobs.evaluation import (
     rating_errors,
     stratified_split,
 )
+from jobs import embed_items, evaluate, ingest
 from tests.util import job_args, read
 
 # Microsoft Recommenders' evaluation test fixture (tests/unit/recommenders/evaluation/conftest.py): the same toy

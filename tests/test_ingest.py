@@ -4,14 +4,15 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import delta_io, ingest
-from jobs.assets import movielens_dir
-from jobs.movielens import MovieLensNotFoundError
-from jobs.validate import InputContractError
+from behaviorlm import delta
+from behaviorlm.assets import movielens_dir
+from behaviorlm.sources.movielens import MovieLensNotFoundError
+from behaviorlm.errors import InputContractError, TableNotFoundError
+from jobs import ingest
 
 
 def read(spark, cfg, name):
-    return delta_io.read_table(spark, delta_io.table_ref(cfg.tables, name))
+    return delta.read_table(spark, delta.table_ref(cfg.tables, name))
 
 
 def metrics(spark, cfg):
@@ -115,5 +116,5 @@ def test_missing_movielens_folder_is_a_clear_error(spark, make_config, tmp_path)
 
 def test_reading_a_table_that_was_never_written(spark, make_config):
     cfg = make_config()
-    with pytest.raises(delta_io.TableNotFoundError, match="item_embeddings"):
+    with pytest.raises(TableNotFoundError, match="item_embeddings"):
         read(spark, cfg, "item_embeddings")

@@ -67,6 +67,6 @@ def test_notebooks_run_locally_on_movielens(spark, tmp_path, monkeypatch):
 
 
 def _cfg(root):
-    from jobs.config import load_config
+    from behaviorlm.config import load_config
 
     return load_config(overrides=[f"tables.root={root / 'data' / 'delta'}"])

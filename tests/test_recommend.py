@@ -10,8 +10,11 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import delta_io, recommend
-from jobs.schemas import BEHAVIORS, ITEMS
+from behaviorlm import delta
+from behaviorlm.errors import TableNotFoundError
+from behaviorlm.schemas import BEHAVIORS, ITEMS
+from behaviorlm.scoring import content_scores
+from jobs import recommend
 from tests.util import job_args, read, write
 from udfs.topk import block_scores
 
@@ -127,5 +130,5 @@ def test_content_scores_are_blocked_over_items_and_users(spark):
 
 def test_missing_requested_users_table_is_a_clear_error(spark, catalogue, tmp_path):
     cfg, base = catalogue
-    with pytest.raises(delta_io.TableNotFoundError, match="no_such_table"):
+    with pytest.raises(TableNotFoundError, match="no_such_table"):
         recommend.main(job_args(cfg, *base[:2], f"recommend.users={tmp_path / 'no_such_table'}"))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from behaviorlm.errors import BehaviorLMError
 from jobs import ingest, run
-from jobs.errors import BehaviorLMError
 from tests.util import assert_same_rows, job_args, read
 
 SMALL = ["ingest.source=synthetic", "ingest.synthetic.users=80", "ingest.synthetic.items=40",

@@ -7,16 +7,17 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs import delta_io, similar_users
-from jobs.synthetic import clustered_vectors
+from behaviorlm import delta
+from behaviorlm.sources.synthetic import clustered_vectors
+from jobs import similar_users
 
 
 def write_users(spark, cfg, df):
-    delta_io.overwrite(df.select("user_id", "embedding"), delta_io.table_ref(cfg.tables, "user_embeddings"))
+    delta.overwrite(df.select("user_id", "embedding"), delta.table_ref(cfg.tables, "user_embeddings"))
 
 
 def neighbors(spark, cfg):
-    return delta_io.read_table(spark, delta_io.table_ref(cfg.tables, "user_neighbors")).where(
+    return delta.read_table(spark, delta.table_ref(cfg.tables, "user_neighbors")).where(
         F.col("run_id") == cfg.run_id
     )
 
@@ -42,7 +43,7 @@ def test_exact_mode_equals_numpy_brute_force(spark, make_config):
     users = clustered_vectors(spark, 60, 16, 4, 0.5, seed=3)
     write_users(spark, cfg, users)
     # block_size 16 forces several blocks on each side.
-    metrics = similar_users.main(argv(cfg, "neighbors.mode=exact", "neighbors.k=5", "neighbors.block_size=16"))
+    metrics = similar_users.main(argv(cfg, "neighbors.mode=exact", "neighbors.k=5", "block_size=16"))
     assert metrics["underfilled_users"] == 0
     expected = spark.createDataFrame(
         brute_force(users.collect(), 5), "user_id string, neighbor_id string, rank int, similarity double"
@@ -94,7 +95,7 @@ def test_bad_vectors_are_rejected_with_a_reason_and_tiny_n_is_filled(spark, make
     assert (metrics["users"], metrics["rejected_users"], metrics["underfilled_users"]) == (3, 4, 0)
     got = {(r["user_id"], r["rank"]): r["neighbor_id"] for r in neighbors(spark, cfg).collect()}
     assert got == {("a", 1): "b", ("a", 2): "c", ("b", 1): "a", ("b", 2): "c", ("c", 1): "b", ("c", 2): "a"}
-    rejects = delta_io.read_table(spark, delta_io.table_ref(cfg.tables, "neighbor_rejects"))
+    rejects = delta.read_table(spark, delta.table_ref(cfg.tables, "neighbor_rejects"))
     assert {r["user_id"]: r["reason"] for r in rejects.collect()} == {
         "zero": "zero_embedding", "nan": "non_finite_embedding", "short": "wrong_dimension", "none": "missing_embedding"
     }  # fmt: skip
@@ -106,6 +107,6 @@ def test_block_kernel_never_returns_self(k):
 
     from udfs.topk import block_topk
 
-    frame = pd.DataFrame({"user_id": ["b", "a", "c"], "embedding": [np.array([1.0, 0.0], np.float32)] * 3})
+    frame = pd.DataFrame({"id": ["b", "a", "c"], "embedding": [np.array([1.0, 0.0], np.float32)] * 3})
     out = block_topk(frame, frame, k)
-    assert (out["user_id"] != out["neighbor_id"]).all() and len(out) == 3 * min(k, 2)
+    assert (out["id"] != out["neighbor_id"]).all() and len(out) == 3 * min(k, 2)

@@ -3,8 +3,8 @@ from __future__ import annotations
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from jobs.config import load_config
-from jobs.synthetic import generate_behaviors, generate_items, item_clusters, user_clusters
+from behaviorlm.config import load_config
+from behaviorlm.sources.synthetic import generate_behaviors, generate_items, item_clusters, user_clusters
 
 
 def synthetic(**overrides):

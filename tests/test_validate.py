@@ -6,9 +6,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StringType, StructField, StructType
 
-from jobs.schemas import BEHAVIOR_COLUMNS, BEHAVIORS, ITEM_COLUMNS, ITEMS, REASON, rejected_schema
-from jobs.validate import (
-    InputContractError,
+from behaviorlm.schemas import BEHAVIOR_COLUMNS, BEHAVIORS, ITEM_COLUMNS, ITEMS, REASON, rejected_schema
+from behaviorlm.errors import InputContractError
+from behaviorlm.validate import (
     accepted,
     check_columns,
     rejected,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs import delta_io
-from jobs.config import Config
+from behaviorlm import delta
+from behaviorlm.config import Config
 
 
 def job_args(cfg: Config, *overrides: str) -> list[str]:
@@ -16,12 +16,12 @@ def job_args(cfg: Config, *overrides: str) -> list[str]:
 
 def write(spark: SparkSession, cfg: Config, name: str, rows: list[tuple], schema) -> DataFrame:
     df = spark.createDataFrame(rows, schema)
-    delta_io.overwrite(df, delta_io.table_ref(cfg.tables, name))
+    delta.overwrite(df, delta.table_ref(cfg.tables, name))
     return df
 
 
 def read(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
-    return delta_io.read_table(spark, delta_io.table_ref(cfg.tables, name))
+    return delta.read_table(spark, delta.table_ref(cfg.tables, name))
 
 
 def _is_float(dtype: str) -> bool:
@@ -53,7 +53,7 @@ def assert_same_rows(got: DataFrame, expected: DataFrame, tol: float = 1e-5) -> 
 
 
 def package_bundle(folder) -> tuple[str, str]:
-    """(zip of the jobs and udfs packages, a driver file) as a cluster user ships them to spark-submit."""
+    """(zip of the behaviorlm, jobs and udfs packages, a driver file) as a cluster user ships them to spark-submit."""
     import shutil
     import zipfile
     from pathlib import Path
@@ -61,7 +61,7 @@ def package_bundle(folder) -> tuple[str, str]:
     repo = Path(__file__).resolve().parent.parent
     bundle = Path(folder) / "behaviorlm.zip"
     with zipfile.ZipFile(bundle, "w") as zf:
-        for package in ("jobs", "udfs"):
+        for package in ("behaviorlm", "jobs", "udfs"):
             for path in (repo / package).rglob("*.py"):
                 zf.write(path, path.relative_to(repo))
     driver = Path(folder) / "driver"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-OUTPUT_COLUMNS = ["user_id", "neighbor_id", "similarity"]
+OUTPUT_COLUMNS = ["id", "neighbor_id", "similarity"]
 SCORE_COLUMNS = {"user_id": "object", "item_id": "object", "content": "float32", "top": "bool", "wanted": "bool"}
 
 
@@ -23,14 +23,14 @@ def _stack(series: pd.Series) -> np.ndarray:
 def block_topk(
     queries: pd.DataFrame, candidates: pd.DataFrame, k: int, device: str = "cpu", exclude_self: bool = True
 ) -> pd.DataFrame:
-    """Top-`k` candidates per query from two frames of (user_id, embedding); with `exclude_self` (users against
-    users) a query never finds its own id. Items scored for users pass False: their ids live in another space."""
+    """Top-`k` candidates per query from two frames of (id, embedding); with `exclude_self` (a set searched against
+    itself) a query never finds its own id. Queries of another id space (users scored against items) pass False."""
     if queries.empty or candidates.empty:
         return pd.DataFrame({c: pd.Series(dtype="object" if c != "similarity" else "float32") for c in OUTPUT_COLUMNS})
-    queries = queries.sort_values("user_id", kind="stable")
-    candidates = candidates.sort_values("user_id", kind="stable")
-    q_ids = queries["user_id"].to_numpy()
-    c_ids = candidates["user_id"].to_numpy()
+    queries = queries.sort_values("id", kind="stable")
+    candidates = candidates.sort_values("id", kind="stable")
+    q_ids = queries["id"].to_numpy()
+    c_ids = candidates["id"].to_numpy()
     sims = _similarities(_stack(queries["embedding"]), _stack(candidates["embedding"]), device)
     if exclude_self:
         # Self-matches: candidate ids are sorted, so each query finds itself by binary search.
@@ -52,7 +52,7 @@ def block_topk(
     rows = np.repeat(np.arange(len(q_ids)), take).reshape(-1, take)
     return pd.DataFrame(
         {
-            "user_id": q_ids[rows[keep]],
+            "id": q_ids[rows[keep]],
             "neighbor_id": c_ids[idx[keep]],
             "similarity": best[keep].astype(np.float32),
         }
@@ -117,16 +117,17 @@ def closest_rows(targets: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """For one user: each target item's closest history entry by cosine.
 
     targets: user_id, item_id, embedding; history: user_id, label, embedding.
-    Returns user_id, item_id, label (the closest history entry's label).
+    Returns user_id, item_id, label (the closest history entry's label; None when two entries tie for closest).
     """
     if targets.empty or history.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in ("user_id", "item_id", "label")})
     sims = _stack(targets["embedding"]) @ _stack(history["embedding"]).T
     best = np.argmax(sims, axis=1)
+    labels = history["label"].to_numpy()[best].astype(object)
+    if sims.shape[1] > 1:
+        # Two history entries equally close: naming either would be a guess made by row order, so name none.
+        top2 = -np.partition(-sims, 1, axis=1)[:, :2]
+        labels[np.isclose(top2[:, 0], top2[:, 1], rtol=0.0, atol=1e-6)] = None
     return pd.DataFrame(
-        {
-            "user_id": targets["user_id"].to_numpy(),
-            "item_id": targets["item_id"].to_numpy(),
-            "label": history["label"].to_numpy()[best],
-        }
+        {"user_id": targets["user_id"].to_numpy(), "item_id": targets["item_id"].to_numpy(), "label": labels}
     )

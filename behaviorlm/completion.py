@@ -10,18 +10,51 @@ Ratings (the `complete` job and `bench-complete`):
     least squares, `bias_epochs` rounds, ridge terms reg_user / reg_item).
     confidence = (n_u + n_i) / (n_u + n_i + user_shrinkage): 0 when nothing supports the pair (baseline only),
     towards 1 as neighbours and similar items pile up. n_support = n_u + n_i.
-Attributes: the k items most similar to an item (by the embedding of its text *without* the attribute) that have
-the attribute vote for their values with weight max(cosine, 0) ** power; a value's confidence is its vote share.
+Attributes are in `behaviorlm.attributes`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.config import CompleteConfig
-from jobs.similar_users import exact_neighbors
+from behaviorlm.constants import BLOCK_SIZE
+from behaviorlm.errors import InputContractError
+from behaviorlm.neighbors import exact_top_k
+
+
+@dataclass(frozen=True)
+class RatingModel:
+    """The rating model's settings (see the module docstring for the formula)."""
+
+    bias_epochs: int = 10
+    reg_user: float = 15.0
+    reg_item: float = 10.0
+    user_shrinkage: float = 20.0
+    item_similarity_power: float = 2.0
+    item_shrinkage: float = 10.0
+    item_weight: float = 1.0
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+
+
+
+
+def hidden(fraction: float, seed: int, *keys: str) -> Column:
+    """A seeded, deterministic pick of about `fraction` of the rows (by a hash of their keys)."""
+    return (F.abs(F.xxhash64(F.lit(seed), *[F.col(k) for k in keys])) % 1_000_000) < int(fraction * 1_000_000)
+
+
+def rating_targets(behaviors: DataFrame, pairs: DataFrame | None) -> DataFrame:
+    """(user_id, item_id) with an interaction or a request but no observed rating."""
+    rated = behaviors.where(F.col("rating").isNotNull()).select("user_id", "item_id").distinct()
+    wanted = behaviors.where(F.col("rating").isNull()).select("user_id", "item_id")
+    if pairs is not None:
+        wanted = wanted.unionByName(pairs.select(F.col("user_id").cast("string"), F.col("item_id").cast("string")))
+    return wanted.distinct().join(rated, ["user_id", "item_id"], "left_anti")
 
 
 def baseline_biases(ratings: DataFrame, epochs: int, reg_user: float, reg_item: float) -> tuple[float, DataFrame]:
@@ -30,7 +63,10 @@ def baseline_biases(ratings: DataFrame, epochs: int, reg_user: float, reg_item: 
     Each round refits item biases given user biases, then user biases given item biases; `localCheckpoint` cuts
     the lineage so the plan does not grow with the rounds. Only the mean (one number) reaches the driver.
     """
-    mu = float(ratings.agg(F.avg("rating")).first()[0])
+    mean = ratings.agg(F.avg("rating")).first()[0]
+    if mean is None:
+        raise InputContractError("no observed ratings to fit a rating model on (an implicit-only behaviour log)")
+    mu = float(mean)
     r = ratings.select("user_id", "item_id", "rating").persist(StorageLevel.MEMORY_AND_DISK)
     user_b = r.select("user_id").distinct().withColumn("b_u", F.lit(0.0))
     item_b = None
@@ -70,12 +106,10 @@ def with_baseline(pairs: DataFrame, mu: float, biases: DataFrame) -> DataFrame:
     )
 
 
-def item_neighbors(item_vectors: DataFrame, k: int, block_size: int) -> DataFrame:
+def item_neighbors(item_vectors: DataFrame, k: int, block_size: int = BLOCK_SIZE) -> DataFrame:
     """(item_id, neighbor_id, similarity): each item's k most similar items by embedding (blocked, exact)."""
-    vecs = item_vectors.select(F.col("item_id").alias("user_id"), "embedding")
-    n = vecs.count()
-    found = exact_neighbors(vecs, vecs, k, block_size, n)
-    return found.select(F.col("user_id").alias("item_id"), "neighbor_id", "similarity")
+    found = exact_top_k(item_vectors, item_vectors, k, block_size, id_col="item_id")
+    return found.select("item_id", "neighbor_id", "similarity")
 
 
 def _weighted_deviation(contrib: DataFrame, name: str) -> DataFrame:
@@ -90,8 +124,7 @@ def predict_ratings(
     ratings: DataFrame,
     user_neighbors: DataFrame,
     item_sims: DataFrame | None,
-    cfg: CompleteConfig,
-    scale: tuple[float, float],
+    cfg: RatingModel,
 ) -> DataFrame:
     """(user_id, item_id, predicted_rating, confidence, n_support, method) for every target (user_id, item_id)."""
     mu, biases = baseline_biases(ratings, cfg.bias_epochs, cfg.reg_user, cfg.reg_item)
@@ -134,61 +167,8 @@ def predict_ratings(
     return with_baseline(parts, mu, biases).select(
         "user_id",
         "item_id",
-        F.least(F.greatest(raw, F.lit(scale[0])), F.lit(scale[1])).alias("predicted_rating"),
+        F.least(F.greatest(raw, F.lit(cfg.rating_min)), F.lit(cfg.rating_max)).alias("predicted_rating"),
         (n_support / (n_support + cfg.user_shrinkage)).alias("confidence"),
         n_support.cast("int").alias("n_support"),
         method.alias("method"),
     )
-
-
-def predict_labels(
-    known: DataFrame,
-    unknown_vectors: DataFrame,
-    known_vectors: DataFrame,
-    k: int,
-    threshold: float,
-    block: int,
-    power: float = 4.0,
-) -> DataFrame:
-    """(item_id, value, confidence, n_support) for items in `unknown_vectors` from the labels (item_id, value) of
-    their k nearest items in `known_vectors`. A value is kept when its share of the similarity mass reaches
-    `threshold`; an item whose values all fall short keeps its single best value (every item gets one)."""
-    n = known_vectors.count()
-    found = exact_neighbors(
-        unknown_vectors.select(F.col("item_id").alias("user_id"), "embedding"),
-        known_vectors.select(F.col("item_id").alias("user_id"), "embedding"),
-        k,
-        block,
-        n,
-        exclude_self=False,
-    )
-    # Votes weigh max(cosine, 0) ** power: close items count far more than merely near ones; the tiny floor keeps
-    # a vote when all k nearest have negative cosines (in a centred space they still are the nearest).
-    votes = found.select(
-        F.col("user_id").alias("item_id"),
-        F.col("neighbor_id").alias("_from"),
-        (F.pow(F.greatest(F.col("similarity"), F.lit(0.0)), F.lit(power)) + 1e-9).alias("similarity"),
-    )
-    mass = votes.groupBy("item_id").agg(F.sum("similarity").alias("_mass"))
-    labelled = votes.join(known.withColumnRenamed("item_id", "_from"), "_from")
-    scored = (
-        labelled.groupBy("item_id", "value")
-        .agg(F.sum("similarity").alias("_votes"), F.count("*").alias("n_support"))
-        .join(mass, "item_id")
-        .withColumn("confidence", F.col("_votes") / F.col("_mass"))
-    )
-    best = Window.partitionBy("item_id").orderBy(F.col("confidence").desc(), F.col("value"))
-    return (
-        scored.withColumn("_rank", F.row_number().over(best))
-        .where((F.col("confidence") >= threshold) | (F.col("_rank") == 1))
-        .select("item_id", "value", "confidence", F.col("n_support").cast("int"))
-    )
-
-
-def label_f1(predicted: DataFrame, truth: DataFrame) -> float:
-    """Micro-F1 over (item_id, value) pairs."""
-    tp = predicted.join(truth, ["item_id", "value"]).count()
-    n_pred, n_true = predicted.count(), truth.count()
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_true if n_true else 0.0
-    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0

@@ -9,12 +9,13 @@ clusters too: neighbours and recommendations have a ground truth (`user_clusters
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import SyntheticConfig
-from jobs.schemas import BEHAVIOR_COLUMNS, ITEM_COLUMNS
-from jobs.vectors import l2_normalize
+from behaviorlm.schemas import BEHAVIOR_COLUMNS, ITEM_COLUMNS
+from behaviorlm.vectors import l2_normalize
 
 THEMES = [
     ["space", "galaxy", "rocket", "alien", "planet", "orbit", "starship", "comet"],
@@ -40,6 +41,20 @@ _YEAR_SECONDS = 365 * 86_400
 _RES = 1 << 30
 
 
+@dataclass(frozen=True)
+class Spec:
+    """What to generate (`ingest.synthetic` in the config has the same fields)."""
+
+    users: int = 1000
+    items: int = 500
+    events: int = 20000
+    clusters: int = 8
+    seed: int = 42
+    in_cluster: float = 0.8  # share of a user's events inside their own taste cluster
+    bad_fraction: float = 0.0  # share of events corrupted on purpose
+    partitions: int = 8
+
+
 def _uniform(seed: int, key: Column, salt: int) -> Column:
     """A deterministic uniform [0, 1) value for (seed, key, salt)."""
     return F.pmod(F.xxhash64(F.lit(seed), key, F.lit(salt)), F.lit(_RES)) / float(_RES)
@@ -49,7 +64,7 @@ def _pick(options: list[str], index: Column) -> Column:
     return F.element_at(F.array(*[F.lit(o) for o in options]), (index % len(options) + 1).cast("int"))
 
 
-def user_clusters(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
+def user_clusters(spark: SparkSession, cfg: Spec) -> DataFrame:
     """Ground truth: (user_id, cluster) for every synthetic user."""
     uid = F.col("id")
     cluster = (_uniform(cfg.seed, uid, 1) * cfg.clusters).cast("int")
@@ -58,7 +73,7 @@ def user_clusters(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
     )
 
 
-def item_clusters(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
+def item_clusters(spark: SparkSession, cfg: Spec) -> DataFrame:
     """Ground truth: (item_id, cluster); item i belongs to cluster i mod clusters."""
     return spark.range(cfg.items, numPartitions=cfg.partitions).select(
         F.concat(F.lit("i"), F.col("id").cast("string")).alias("item_id"),
@@ -66,7 +81,7 @@ def item_clusters(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
     )
 
 
-def generate_items(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
+def generate_items(spark: SparkSession, cfg: Spec) -> DataFrame:
     """Raw items: cluster vocabulary in title and description, one or two genres, a year."""
     iid = F.col("id")
     theme = F.col("cluster") % len(THEMES)
@@ -93,7 +108,7 @@ def generate_items(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
     )
 
 
-def generate_behaviors(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
+def generate_behaviors(spark: SparkSession, cfg: Spec) -> DataFrame:
     """Raw behaviour events; `bad_fraction` of them are corrupted in one of five ways to exercise quarantine."""
     eid = F.col("id")
     user = (_uniform(cfg.seed, eid, 2) * cfg.users).cast("long")
@@ -136,7 +151,7 @@ def generate_behaviors(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
     return _corrupt(events, cfg).select(BEHAVIOR_COLUMNS)
 
 
-def _corrupt(events: DataFrame, cfg: SyntheticConfig) -> DataFrame:
+def _corrupt(events: DataFrame, cfg: Spec) -> DataFrame:
     if cfg.bad_fraction <= 0:
         return events
     eid = F.col("id")

@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from jobs.config import cache_dir
+from behaviorlm.config import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def ensure_model() -> Path:
 
 def ensure_delta_jars() -> Path:
     """Resolve the Delta jars once with Spark's resolver into a private Ivy cache and keep the jar files."""
-    from jobs.session import DELTA_PACKAGE, cached_delta_jars, delta_jars_dir
+    from behaviorlm.session import DELTA_PACKAGE, cached_delta_jars, delta_jars_dir
 
     target = delta_jars_dir()
     if cached_delta_jars():
@@ -135,13 +135,3 @@ def _bundled_with_spark(ivy_jar: str) -> bool:
 
 def setup_all() -> dict[str, Path]:
     return {"delta jars": ensure_delta_jars(), "MovieLens-100K": ensure_movielens(), "model": ensure_model()}
-
-
-def main(argv: list[str] | None = None) -> dict[str, Path]:
-    from jobs.runtime import setup_logging
-
-    setup_logging()
-    done = setup_all()
-    for what, path in done.items():
-        log.info("%-15s %s", what, path)
-    return done

@@ -10,3 +10,11 @@ class BehaviorLMError(Exception):
 
 class ConfigError(BehaviorLMError, ValueError):
     """A configuration file or override is invalid; the message names the key."""
+
+
+class InputContractError(BehaviorLMError, ValueError):
+    """An input table lacks a required column, has an unusable type, or holds nothing to work on."""
+
+
+class TableNotFoundError(BehaviorLMError, LookupError):
+    """A table or source a job reads does not exist."""

@@ -1,7 +1,7 @@
 """MovieLens-100K readers: RecBole's atomic files (`ml-100k.inter`, `ml-100k.item`) or GroupLens' `u.data`/`u.item`.
 
 Both return raw frames with the canonical column names (values still text where the files are text), ready for
-`jobs.validate`. Every rating becomes an event of type `rating`; the genre `unknown` means no genre (null).
+`behaviorlm.validate`. Every rating becomes an event of type `rating`; the genre `unknown` means no genre (null).
 Known defects of the shipped files are repaired here, not rejected: RecBole's item 1412 has its year inside the
 title and `V` as year, and the placeholder item 267 has `unkonwn` as year; a title's trailing `(yyyy)` becomes the
 year when the year column has none.
@@ -13,9 +13,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.delta_io import path_exists
-from jobs.errors import BehaviorLMError
-from jobs.schemas import BEHAVIOR_COLUMNS, ITEM_COLUMNS
+from behaviorlm.delta import path_exists
+from behaviorlm.errors import BehaviorLMError
+from behaviorlm.schemas import BEHAVIOR_COLUMNS, ITEM_COLUMNS
 
 GROUPLENS_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",

@@ -1,7 +1,7 @@
 """Canonical table schemas: the input contract every source is mapped to, and the rejected-rows tables.
 
 Columns are nullable in the Delta schema (Spark cannot prove non-nullness after a filter); the REQUIRED_* lists are
-the contract, enforced by `jobs.validate`, which routes rows with a null required value to the rejected table.
+the contract, enforced by `behaviorlm.validate`, which routes rows with a null required value to the rejected table.
 """
 
 from __future__ import annotations

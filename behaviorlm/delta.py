@@ -15,12 +15,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
-from jobs.config import TablesConfig
-from jobs.errors import BehaviorLMError
-
-
-class TableNotFoundError(BehaviorLMError, LookupError):
-    """A table a job reads does not exist yet."""
+from behaviorlm.config import TablesConfig
+from behaviorlm.errors import TableNotFoundError
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,7 @@ class TableRef:
 def table_ref(tables: TablesConfig, name: str) -> TableRef:
     """Resolve the logical table `name` (a field of `TablesConfig`) to a path or catalog table."""
     value = getattr(tables, name, None)
-    if not isinstance(value, str) or name == "root":
+    if not isinstance(value, str) or name not in tables.names():
         raise KeyError(f"no table named {name!r} in config section 'tables'")
     return location_ref(name, value, tables.root)
 
@@ -73,6 +69,8 @@ def read_table(spark: SparkSession, ref: TableRef) -> DataFrame:
 def read_source(spark: SparkSession, location: str, fmt: str) -> DataFrame:
     """Read a raw input table in any Spark format (delta, parquet, csv with header, json, or a catalog table)."""
     ref = location_ref("source", location)
+    if ref.is_path and not path_exists(spark, ref.location):
+        raise TableNotFoundError(f"source {location!r} does not exist (looked for {ref.location})")
     try:
         if not ref.is_path:
             return spark.read.table(ref.location)
@@ -81,7 +79,9 @@ def read_source(spark: SparkSession, location: str, fmt: str) -> DataFrame:
             reader = reader.option("header", "true")
         return reader.load(ref.location)
     except AnalysisException as exc:
-        raise TableNotFoundError(f"cannot read source {location!r} as {fmt}: {exc}") from exc
+        # The first line says what is wrong; the rest is the JVM's stack trace, of no use to the reader.
+        reason = str(exc).strip().splitlines()[0]
+        raise TableNotFoundError(f"cannot read source {location!r} as {fmt}: {reason}") from None
 
 
 def _writer(df: DataFrame, mode: str):
@@ -107,6 +107,22 @@ def replace_where(df: DataFrame, ref: TableRef, predicate: str) -> None:
         writer.save(ref.location)
     else:
         writer.saveAsTable(ref.location)
+
+
+def sql_string(value: str) -> str:
+    """`value` as a Spark SQL string literal: quotes and backslashes escaped, so an id can never end the literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def replace_run(df: DataFrame, ref: TableRef, run_id: str, column: str = "run_id") -> int:
+    """Write `df` as the rows of one run (adds `column` = run_id, replaces that run's rows); returns rows written."""
+    replace_where(df.withColumn(column, F.lit(run_id)), ref, f"`{column}` = {sql_string(run_id)}")
+    return written_rows(df.sparkSession, ref)
+
+
+def written_rows(spark: SparkSession, ref: TableRef) -> int:
+    """Rows the table's latest commit wrote, from Delta's own commit metrics (no second pass over the data)."""
+    return int(last_operation_metrics(spark, ref).get("numOutputRows", 0))
 
 
 def _delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable:

@@ -11,15 +11,12 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.errors import BehaviorLMError
-from jobs.schemas import REASON
+from behaviorlm.errors import InputContractError
+from behaviorlm.schemas import REASON
 
 # Numeric timestamps are epoch seconds; beyond this they are garbage (and would overflow timestamp_seconds).
 _MAX_EPOCH_SECONDS = 1e11
 
-
-class InputContractError(BehaviorLMError, ValueError):
-    """An input table lacks a required column or has an unusable type."""
 
 
 def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: list[str]) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.config import Config, cache_dir
-from jobs.errors import BehaviorLMError
+from behaviorlm.config import SparkConfig, cache_dir
+from behaviorlm.errors import BehaviorLMError
 
 log = logging.getLogger(__name__)
 
@@ -54,29 +54,49 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def get_spark(cfg: Config) -> SparkSession:
+# Our defaults where the config says nothing: Spark's progress bars interleave with our log lines (the stage
+# timer logs progress instead).
+QUIET_CONF = {"spark.ui.showConsoleProgress": "false"}
+
+
+def get_spark(conf: SparkConfig) -> SparkSession:
     """Return the session for this process: the active one, a spark-submit one, or a local one with Delta."""
     active = SparkSession.getActiveSession()
     if active is not None:
+        _apply_to_active(active, conf.conf)
         return active
-    builder = SparkSession.builder.appName(cfg.spark.app_name)
-    for key, value in DELTA_SQL_CONF.items():
+    builder = SparkSession.builder.appName(conf.app_name)
+    for key, value in {**DELTA_SQL_CONF, **QUIET_CONF}.items():
         builder = builder.config(key, value)
     if not under_spark_submit():
         # Python workers must run this interpreter (the one with our packages); pyspark reads only the variable.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = builder.master(cfg.spark.master)
+        builder = builder.master(conf.master)
         jars = cached_delta_jars()
         if jars:
             builder = builder.config("spark.jars", ",".join(jars))
         else:
             log.warning("Delta jars not cached (run `behaviorlm setup`); resolving %s from Maven", DELTA_PACKAGE)
             builder = builder.config("spark.jars.packages", DELTA_PACKAGE)
-    for key, value in cfg.spark.conf.items():
+    for key, value in conf.conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(conf.log_level)
     _check_delta(spark)
     return spark
+
+
+def _apply_to_active(spark: SparkSession, conf: dict[str, str]) -> None:
+    """Settings for a session that already exists (Databricks, a notebook, tests): runtime settings are applied,
+    and a static one that differs is named in a warning instead of being silently ignored."""
+    for key, value in conf.items():
+        if spark.conf.get(key, None) == value:
+            continue
+        if spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
+        else:
+            log.warning("spark.conf %s=%s not applied: the session already exists with %s (a static setting; "
+                        "set it on the cluster or before the session starts)", key, value, spark.conf.get(key, None))
 
 
 def _check_delta(spark: SparkSession) -> None:

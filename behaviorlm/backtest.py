@@ -1,0 +1,80 @@
+"""Offline backtest pieces: the split, the validation grid search of the blend, MLlib ALS as a baseline, and the
+scoring of several models' recommendations on one test split. The evaluate stage wires them to the tables."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+
+from pyspark.ml.feature import StringIndexer
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from behaviorlm.constants import SEED
+from behaviorlm.metrics import catalog_coverage, chronological_split, rank_by_score, ranking_metrics, stratified_split
+from behaviorlm.scoring import blend
+
+log = logging.getLogger(__name__)
+COLUMNS = ["ndcg_at_k", "precision_at_k", "recall_at_k", "map", "map_at_k", "hit_rate", "coverage"]
+
+
+def split(behaviors: DataFrame, method: str, ratio: float, seed: int = SEED) -> tuple[DataFrame, DataFrame]:
+    """(train, test): `stratified` (random share per user) or `chronological` (latest share per user)."""
+    if method == "chronological":
+        return chronological_split(behaviors, ratio)
+    return stratified_split(behaviors, ratio, seed)
+
+
+def grid_search(
+    candidates_for: Callable[[float], DataFrame], truth: DataFrame, grid: dict[str, list[float]], k: int,
+    default_power: float = 2.0,
+) -> tuple[float, dict[str, float], float]:  # fmt: skip
+    """Best (similarity power, blend weights, nDCG@k) on `truth` over `grid`; `candidates_for(power)` gives the
+    scored candidates for one power (computed once per power, every weight pair reuses them)."""
+    best: tuple[float, float, dict[str, float]] = (-1.0, default_power, {})
+    for power in grid.get("similarity_power", [default_power]):
+        cands = candidates_for(power).persist()
+        for wc, wp in itertools.product(grid.get("content", [0.1]), grid.get("popularity", [0.1])):
+            weights = {"neighbors": 1.0, "content": wc, "popularity": wp}
+            ndcg = ranking_metrics(blend(cands, weights, k), truth, k)["ndcg_at_k"]
+            log.info("validation: power=%.1f content=%.2f popularity=%.2f ndcg@%d=%.4f", power, wc, wp, k, ndcg)
+            if ndcg > best[0]:
+                best = (ndcg, power, weights)
+        cands.unpersist()
+    return best[1], best[2], best[0]
+
+
+def als_recommendations(
+    train: DataFrame, k: int, rank: int = 64, reg: float = 0.05, alpha: float = 10.0, iterations: int = 15,
+    seed: int = SEED,
+) -> DataFrame:  # fmt: skip
+    """Spark MLlib ALS (implicit feedback: every behaviour is a positive) top-k unseen items per user."""
+    pairs = train.select("user_id", "item_id").distinct().withColumn("one", F.lit(1.0))
+    indexers = [StringIndexer(inputCol=c, outputCol=f"{c}_ix").fit(pairs) for c in ("user_id", "item_id")]
+    indexed = indexers[1].transform(indexers[0].transform(pairs))
+    model = ALS(rank=rank, regParam=reg, alpha=alpha, maxIter=iterations, implicitPrefs=True, userCol="user_id_ix",
+                itemCol="item_id_ix", ratingCol="one", seed=seed, coldStartStrategy="drop").fit(indexed)  # fmt: skip
+    # Ask for k + the most anyone has seen, so k unseen remain for everyone after removing seen items.
+    most_seen = indexed.groupBy("user_id_ix").count().agg(F.max("count")).first()[0]
+    recs = model.recommendForAllUsers(k + most_seen).select("user_id_ix", F.explode("recommendations").alias("r"))
+    users = indexed.select("user_id", "user_id_ix").distinct()
+    items = indexed.select("item_id", "item_id_ix").distinct()
+    scored = (
+        recs.select("user_id_ix", F.col("r.item_id_ix").alias("item_id_ix"), F.col("r.rating").alias("score"))
+        .join(users, "user_id_ix")
+        .join(items, "item_id_ix")
+        .join(pairs, ["user_id", "item_id"], "left_anti")
+    )
+    return rank_by_score(scored, "score").where(F.col("rank") <= k)
+
+
+def score_models(models: dict[str, DataFrame], test: DataFrame, catalogue: DataFrame, k: int) -> dict[str, dict]:
+    """Ranking metrics at k and catalogue coverage of each model's recommendations against `test`."""
+    out = {}
+    for name, recs in models.items():
+        recs = recs.persist()
+        out[name] = {**ranking_metrics(recs, test, k), "coverage": catalog_coverage(recs, catalogue)}
+        recs.unpersist()
+    return out

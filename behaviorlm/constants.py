@@ -1,0 +1,22 @@
+"""Default column names and parameters of the library, in one place (after Microsoft Recommenders'
+`DEFAULT_USER_COL` style). Library functions take these as keyword defaults; jobs pass values from the config."""
+
+from __future__ import annotations
+
+USER_COL = "user_id"
+ITEM_COL = "item_id"
+RATING_COL = "rating"
+TIME_COL = "ts"
+EVENT_COL = "event_type"
+TEXT_COL = "text"
+VECTOR_COL = "embedding"
+NEIGHBOR_COL = "neighbor_id"
+SIMILARITY_COL = "similarity"
+RANK_COL = "rank"
+SCORE_COL = "score"
+
+SEED = 42
+# Rows per side of one blocked vector product: bounds what one task holds (4000 x 384 floats = 6 MB a side).
+BLOCK_SIZE = 4000
+# Below this norm a vector is treated as zero (cosine undefined): never divided by.
+NORM_EPSILON = 1e-12

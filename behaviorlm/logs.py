@@ -1,0 +1,48 @@
+"""What the console shows: one line per stage start and end (rows, seconds), a progress line while a long Spark
+job runs, and warnings that mean something to the reader; py4j, Spark's own INFO/WARN chatter and progress bars are
+turned down (`spark.log_level`, `spark.ui.showConsoleProgress`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyspark.sql import SparkSession
+
+FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format=FORMAT, datefmt="%H:%M:%S", force=True)
+    # py4j logs every gateway call at INFO, and these libraries chat at INFO too; keep our own lines readable.
+    for noisy in ("py4j", "transformers", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _progress(spark: SparkSession, log: logging.Logger, what: str, every: float, stop: threading.Event) -> None:
+    tracker = spark.sparkContext.statusTracker()
+    while not stop.wait(every):
+        stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+        stages = [s for s in stages if s is not None]
+        if stages:
+            done = sum(s.numCompletedTasks for s in stages)
+            total = sum(s.numTasks for s in stages)
+            log.info("  %s: running, %d/%d tasks of %d Spark stage(s) done", what, done, total, len(stages))
+
+
+@contextmanager
+def timed(log: logging.Logger, what: str, spark: SparkSession | None = None, every: float = 30.0) -> Iterator[None]:
+    """Log `what: start` and `what: done in Ns`; with `spark`, a progress line every `every` seconds meanwhile."""
+    log.info("%s: start", what)
+    start = time.perf_counter()
+    stop = threading.Event()
+    if spark is not None:
+        threading.Thread(target=_progress, args=(spark, log, what, every, stop), daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
+    log.info("%s: done in %.1fs", what, time.perf_counter() - start)

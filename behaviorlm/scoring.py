@@ -1,0 +1,263 @@
+"""Recommendation scoring: the parts of the blend, the blend itself and the reasons, as DataFrame functions.
+
+The score blends three parts, each on a 0..1-ish scale:
+- `neighbors`: items the user's neighbours interacted with; each neighbour votes similarity ** power x its
+  interaction strength (event weight, moved up or down by its rating centred on its own mean); votes are summed and
+  divided by the user's best item, so every user's top CF item scores 1 (a user with no positive vote gets none).
+- `content`: cosine of the user vector with the item vector (both in the catalogue-centred space), from a blocked
+  user x item product, so the catalogue never has to fit in one task and cold items can be recommended.
+- `popularity`: log(1 + users who interacted) / log(1 + the most): what cold users get.
+Items the user already interacted with are never recommended. `source` is the part with the largest weighted
+contribution; `reason` says in words why, with true counts, and names a neighbour or a history item only when one
+stands out (a tie names nobody).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructField, StructType
+
+from behaviorlm.users import map_lookup
+from udfs.device import task_device
+from udfs.topk import block_scores, closest_rows
+
+PARTS = ("neighbors", "content", "popularity")
+HISTORY_FOR_REASON = 50  # strongest history items per user searched for the "close to ..." part of a reason
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the recommender reads, already in the shape it needs."""
+
+    behaviors: DataFrame  # canonical behaviours (the user's history)
+    items: DataFrame  # item_id, title
+    item_vectors: DataFrame  # item_id, embedding (unit, centred like the user vectors)
+    user_vectors: DataFrame  # user_id, embedding (valid unit vectors only)
+    neighbors: DataFrame  # user_id, neighbor_id, similarity
+    users: DataFrame  # user_id: everyone to serve
+
+
+@dataclass(frozen=True)
+class Strength:
+    """How a behaviour counts as a vote: weight per event type, the rating scale, and how much a rating centred on
+    the user's own mean moves it."""
+
+    event_weights: dict[str, float]
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+    centering: float = 0.5
+
+
+def interaction_strength(behaviors: DataFrame, strength: Strength) -> DataFrame:
+    """(user_id, item_id, strength > 0): the event-type weight, times 1 + centering x (rating - the user's mean
+    rating) / (rating range) for rated events; the strongest event per (user, item) counts."""
+    mean = F.avg("rating").over(Window.partitionBy("user_id"))
+    span = F.lit(strength.rating_max - strength.rating_min)
+    deviation = F.coalesce((F.col("rating") - mean) / span, F.lit(0.0))
+    weight = F.coalesce(map_lookup(strength.event_weights, F.col("event_type")), F.lit(0.0))
+    value = weight * F.greatest(F.lit(0.0), 1.0 + F.lit(strength.centering) * deviation)
+    return (
+        behaviors.withColumn("strength", value.cast("double"))
+        .groupBy("user_id", "item_id")
+        .agg(F.max("strength").alias("strength"))
+        .where(F.col("strength") > 0)
+    )
+
+
+def neighbor_scores(neighbors: DataFrame, strengths: DataFrame, power: float, seen: DataFrame) -> DataFrame:
+    """(user_id, item_id, neighbors, voters, top_neighbor): summed neighbour votes on items the user has not `seen`,
+    scaled so each user's best unseen item scores 1. `top_neighbor` is the single strongest voter, null on a tie."""
+    votes = neighbors.select(
+        "user_id", "neighbor_id", F.pow(F.greatest(F.col("similarity"), F.lit(0.0)), F.lit(power)).alias("vote")
+    ).join(strengths.withColumnRenamed("user_id", "neighbor_id"), "neighbor_id")
+    vote = F.col("vote") * F.col("strength")
+    pair = Window.partitionBy("user_id", "item_id")
+    summed = (
+        votes.join(seen, ["user_id", "item_id"], "left_anti")
+        .withColumn("_v", vote)
+        .withColumn("_is_top", F.col("_v") == F.max("_v").over(pair))
+        .groupBy("user_id", "item_id")
+        .agg(
+            F.sum("_v").alias("_raw"),
+            F.count("*").alias("voters"),
+            F.max_by("neighbor_id", "_v").alias("_top_id"),
+            F.sum(F.col("_is_top").cast("int")).alias("_n_top"),
+        )
+        .withColumn("top_neighbor", F.when(F.col("_n_top") == 1, F.col("_top_id")))
+        .drop("_top_id", "_n_top")
+    )
+    best = F.max("_raw").over(Window.partitionBy("user_id"))
+    # A user whose votes sum to nothing positive (neighbours' centred ratings that cancel) has no CF signal: no rows,
+    # rather than a division by zero.
+    scaled = F.when(best > 0, F.col("_raw") / best)
+    return summed.withColumn("neighbors", scaled).drop("_raw").where(F.col("neighbors") > 0)
+
+
+def content_scores(
+    user_vectors: DataFrame, item_vectors: DataFrame, wanted: DataFrame, m: int, block: int
+) -> DataFrame:
+    """(user_id, item_id, content): each user's `m` highest-cosine items plus the cosine of every (user, item) pair
+    in `wanted`, from one blocked user x item product (`udfs.topk.block_scores`, BLAS per block), so neither the
+    users nor the catalogue has to fit in one task."""
+    n_items, n_users = item_vectors.count(), user_vectors.count()
+    i_blocks, u_blocks = max(1, math.ceil(n_items / block)), max(1, math.ceil(n_users / block))
+    item_block = F.pmod(F.xxhash64("item_id"), F.lit(i_blocks)).cast("int")
+    lists = wanted.withColumn("ib", item_block).groupBy("user_id", "ib").agg(F.collect_list("item_id").alias("wanted"))
+    users = (
+        user_vectors.select(
+            F.col("user_id").alias("user_id"),
+            F.col("embedding").alias("embedding"),
+            F.pmod(F.xxhash64("user_id"), F.lit(u_blocks)).cast("int").alias("ub"),
+            F.explode(F.sequence(F.lit(0), F.lit(i_blocks - 1))).alias("ib"),
+        )
+        .join(lists, ["user_id", "ib"], "left")
+        .select("ub", "ib", "user_id", "embedding", "wanted")
+    )
+    items = item_vectors.select(
+        F.explode(F.sequence(F.lit(0), F.lit(u_blocks - 1))).alias("ub"),
+        item_block.alias("ib"),
+        F.col("item_id").alias("item_id"),
+        F.col("embedding").alias("embedding"),
+    )
+
+    def score(q: pd.DataFrame, c: pd.DataFrame) -> pd.DataFrame:
+        return block_scores(q, c, m, task_device())
+
+    schema = "user_id string, item_id string, content float, top boolean, wanted boolean"
+    scored = users.groupBy("ub", "ib").cogroup(items.groupBy("ub", "ib")).applyInPandas(score, schema)
+    if i_blocks > 1:  # the best m of each block -> the best m overall
+        order = Window.partitionBy("user_id", "top").orderBy(F.col("content").desc(), F.col("item_id"))
+        scored = scored.withColumn("top", F.col("top") & (F.row_number().over(order) <= m))
+    return scored.where(F.col("top") | F.col("wanted")).select("user_id", "item_id", F.col("content").cast("double"))
+
+
+def popularity(strengths: DataFrame) -> DataFrame:
+    """(item_id, pop_users, popularity, pop_rank): users who interacted, log-scaled to 0..1, and the rank."""
+    counts = strengths.groupBy("item_id").agg(F.countDistinct("user_id").alias("pop_users"))
+    top = counts.agg(F.max("pop_users").alias("_max"))
+    scaled = counts.crossJoin(F.broadcast(top)).withColumn("popularity", F.log1p("pop_users") / F.log1p("_max"))
+    # A global rank without a one-partition window: a distributed sort, then each row's position in it.
+    ordered = scaled.orderBy(F.col("pop_users").desc(), F.col("item_id")).drop("_max")
+    ranked = ordered.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
+    schema = StructType([*ordered.schema.fields, StructField("pop_rank", LongType(), False)])
+    return ordered.sparkSession.createDataFrame(ranked, schema)
+
+
+def popular_candidates(seen_counts: DataFrame, pop: DataFrame, k: int) -> DataFrame:
+    """(user_id, item_id): the k + (items the user has seen) most popular items, so k remain after removing seen."""
+    ranks = seen_counts.select("user_id", F.explode(F.sequence(F.lit(1), F.lit(k) + F.col("n_seen"))).alias("pop_rank"))
+    return ranks.join(pop.select("item_id", "pop_rank"), "pop_rank").select("user_id", "item_id")
+
+
+
+def candidates(
+    inp: Inputs, strength: Strength, power: float, k: int, content_candidates: int = 100, block_size: int = 4000
+) -> DataFrame:
+    """Every (user, unseen item) any part proposes, with all three part scores (0 where a part is silent) and the
+    user's neighbour count (for true reasons)."""
+    strengths = interaction_strength(inp.behaviors, strength)
+    seen = inp.behaviors.select("user_id", "item_id").distinct()
+    seen_counts = inp.users.join(seen.groupBy("user_id").agg(F.count("*").alias("n_seen")), "user_id", "left")
+    seen_counts = seen_counts.fillna(0, ["n_seen"])
+    cf = neighbor_scores(inp.neighbors, strengths, power, seen)
+    pop = popularity(strengths)
+    proposed = (
+        cf.select("user_id", "item_id")
+        .unionByName(popular_candidates(seen_counts, pop, k))
+        .join(seen, ["user_id", "item_id"], "left_anti")
+        .distinct()
+    )
+    content = content_scores(inp.user_vectors, inp.item_vectors, proposed, content_candidates, block_size)
+    keys = proposed.unionByName(content.select("user_id", "item_id")).distinct()
+    n_neighbors = inp.neighbors.groupBy("user_id").agg(F.count("*").alias("n_neighbors"))
+    return (
+        keys.join(inp.users, "user_id")
+        .join(seen, ["user_id", "item_id"], "left_anti")
+        .join(cf, ["user_id", "item_id"], "left")
+        .join(content, ["user_id", "item_id"], "left")
+        .join(pop.select("item_id", "popularity", "pop_users"), "item_id", "left")
+        .join(n_neighbors, "user_id", "left")
+        .fillna(0.0, ["neighbors", "content", "popularity"])
+        .fillna(0, ["voters", "pop_users", "n_neighbors"])
+    )
+
+
+def blend(cands: DataFrame, weights: dict[str, float], k: int) -> DataFrame:
+    """Top-k per user by the weighted sum of the parts (ties: item id), with `rank`, `score` and `source`."""
+    parts = {p: F.lit(weights.get(p, 0.0)) * F.col(p) for p in PARTS}
+    score = parts["neighbors"] + parts["content"] + parts["popularity"]
+    best = F.greatest(*parts.values())
+    # Nothing positive (a cold user's never-touched item): call it popularity, the part that filled the slot.
+    source = (
+        F.when(best <= 0, "popularity")
+        .when(parts["neighbors"] == best, "neighbors")
+        .when(parts["content"] == best, "content")
+    )
+    order = Window.partitionBy("user_id").orderBy(F.col("score").desc(), F.col("item_id"))
+    return (
+        cands.withColumn("score", score)
+        .withColumn("source", source.otherwise("popularity"))
+        .withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= k)
+    )
+
+def closest_history(top: DataFrame, inp: Inputs) -> DataFrame:
+    """(user_id, item_id, close): per recommended item, the title of the most similar item (by embedding) among the
+    user's strongest `HISTORY_FOR_REASON` history items (null on a tie); one small matrix product per user."""
+    strongest = Window.partitionBy("user_id").orderBy(F.col("w").desc(), F.col("item_id"))
+    history = (
+        inp.behaviors.groupBy("user_id", "item_id")
+        .agg(F.max(F.coalesce("rating", F.lit(0.0))).alias("w"))
+        .withColumn("_r", F.row_number().over(strongest))
+        .where(F.col("_r") <= HISTORY_FOR_REASON)
+        .join(inp.item_vectors, "item_id")
+        .join(inp.items, "item_id")
+        .select("user_id", F.col("title").alias("label"), "embedding")
+    )
+    targets = top.select("user_id", "item_id").join(inp.item_vectors, "item_id")
+    return (
+        targets.groupBy("user_id")
+        .cogroup(history.groupBy("user_id"))
+        .applyInPandas(closest_rows, "user_id string, item_id string, label string")
+        .withColumnRenamed("label", "close")
+    )
+
+
+def explain(top: DataFrame, inp: Inputs) -> DataFrame:
+    """Adds `reason`: neighbour votes (true counts), content cosine or popularity, and the closest history item."""
+    close = F.when(F.col("close").isNotNull(), F.format_string("; close to %s from your history", "close"))
+    strongest = F.when(F.col("top_neighbor").isNotNull(), F.format_string(" (strongest vote: user %s)", "top_neighbor"))
+    users = F.when(F.col("n_neighbors") == 1, F.lit("user")).otherwise(F.lit("users"))
+    votes = F.concat(
+        F.format_string("%d of your %d nearest %s chose it", "voters", "n_neighbors", users),
+        F.coalesce(strongest, F.lit("")),
+    )
+    reason = (
+        F.when(F.col("source") == "neighbors", votes)
+        .when(F.col("source") == "content", F.format_string("matches your taste profile (cosine %.2f)", "content"))
+        .otherwise(F.format_string("popular: %d users interacted with it", "pop_users"))
+    )
+    return (
+        top.join(closest_history(top, inp), ["user_id", "item_id"], "left")
+        .withColumn("reason", F.concat(reason, F.coalesce(close, F.lit(""))))
+        .drop("close")
+    )
+
+
+def recommend(
+    inp: Inputs,
+    strength: Strength,
+    weights: dict[str, float],
+    k: int = 10,
+    power: float = 2.0,
+    content_candidates: int = 100,
+    block_size: int = 4000,
+) -> DataFrame:
+    """Top-k recommendations with reasons for every user in `inp.users`."""
+    cands = candidates(inp, strength, power, k, content_candidates, block_size)
+    return explain(blend(cands, weights, k), inp)

@@ -1,0 +1,43 @@
+"""Column functions on array<float> vectors, shared by every stage that builds or compares embeddings."""
+
+from __future__ import annotations
+
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.stat import Summarizer
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from behaviorlm.constants import NORM_EPSILON, VECTOR_COL
+
+
+def l2_normalize(vector: Column) -> Column:
+    """Unit-length copy of an array<float> column (null stays null; a zero vector stays zero, never NaN).
+
+    The norm is the aggregate's accumulator, bound once in its `finish` lambda: written as
+    `transform(v, x -> x / sqrt(aggregate(v, ...)))`, Spark would recompute the norm for every element (O(dim^2)).
+    """
+    return F.aggregate(
+        vector,
+        F.lit(0.0),
+        lambda acc, x: acc + x * x,
+        lambda acc: F.transform(vector, lambda x: (x / F.greatest(F.sqrt(acc), F.lit(NORM_EPSILON))).cast("float")),
+    )
+
+
+def mean_vector(vectors: DataFrame, column: str = VECTOR_COL) -> DataFrame:
+    """One row, one column `_mean`: the mean of `column` over its non-null rows (MLlib `Summarizer`, O(dim))."""
+    return vectors.where(F.col(column).isNotNull()).select(
+        vector_to_array(Summarizer.mean(array_to_vector(column)), "float32").alias("_mean")
+    )
+
+
+def center(vectors: DataFrame, column: str = VECTOR_COL, reference: DataFrame | None = None) -> DataFrame:
+    """Subtract a mean vector from `column`, then re-normalise to unit length.
+
+    The mean is that of `reference` (a frame with the same vector column) when given, else of `vectors` itself:
+    users encoded from text are moved by the catalogue's mean, so they live in the same centred space as the items
+    they are compared with. The mean is joined back as a one-row broadcast.
+    """
+    mean = mean_vector(vectors if reference is None else reference, column)
+    centred = l2_normalize(F.zip_with(column, "_mean", lambda x, m: (x - m).cast("float")))
+    return vectors.crossJoin(F.broadcast(mean)).withColumn(column, centred).drop("_mean")
