@@ -30,9 +30,10 @@ class ModelNotFoundError(BehaviorLMError, FileNotFoundError):
 
 
 @lru_cache(maxsize=256)
-def _file_digest(path: str, mtime_ns: int, size: int) -> str:
-    """SHA-256 of a file's content, cached by (path, mtime, size): a 90 MB weight file is read once per process
-    and again only when it changes."""
+def _file_digest(path: str, stamp: tuple[int, ...]) -> str:
+    """SHA-256 of a file's content, cached by path and `stamp` (size, mtime, ctime, inode): a 90 MB weight file is
+    read once per process and again only when it changes. ctime and inode are in the key because a copy that keeps
+    the old mtime (`cp -p`, `rsync -a`) still changes them."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -46,8 +47,9 @@ def model_digest(path: str) -> str:
     for name in sorted(os.listdir(path)):
         full = os.path.join(path, name)
         if os.path.isfile(full) and name.endswith(_MODEL_FILES):
-            stat = os.stat(full)
-            digest.update(f"{name}:{_file_digest(full, stat.st_mtime_ns, stat.st_size)}\n".encode())
+            st = os.stat(full)
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            digest.update(f"{name}:{_file_digest(full, stamp)}\n".encode())
     return digest.hexdigest()
 
 

@@ -33,16 +33,33 @@ def _progress(spark: SparkSession, log: logging.Logger, what: str, every: float,
             log.info("  %s: running, %d/%d tasks of %d Spark stage(s) done", what, done, total, len(stages))
 
 
+def counts_line(metrics: object, limit: int = 4) -> str:
+    """The row counts among a stage's metrics, as `name=value` pairs for its end line ("" when there are none)."""
+    if not isinstance(metrics, dict):
+        return ""
+    counted = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and _is_count(k)]
+    return " ".join(f"{k}={v:g}" for k, v in counted[:limit])
+
+
+def _is_count(name: str) -> bool:
+    return name.endswith(("_written", "_embedded", "_filled", "users", "rows", "_read")) and "share" not in name
+
+
 @contextmanager
-def timed(log: logging.Logger, what: str, spark: SparkSession | None = None, every: float = 30.0) -> Iterator[None]:
-    """Log `what: start` and `what: done in Ns`; with `spark`, a progress line every `every` seconds meanwhile."""
+def timed(
+    log: logging.Logger, what: str, spark: SparkSession | None = None, every: float = 30.0
+) -> Iterator[dict[str, str]]:
+    """Log `what: start` and `what: done in Ns` (plus what the block put under "rows" in the yielded dict); with
+    `spark`, a progress line every `every` seconds while the block runs."""
     log.info("%s: start", what)
     start = time.perf_counter()
     stop = threading.Event()
+    note: dict[str, str] = {}
     if spark is not None:
         threading.Thread(target=_progress, args=(spark, log, what, every, stop), daemon=True).start()
     try:
-        yield
+        yield note
     finally:
         stop.set()
-    log.info("%s: done in %.1fs", what, time.perf_counter() - start)
+    rows = f" · {note['rows']}" if note.get("rows") else ""
+    log.info("%s: done in %.1fs%s", what, time.perf_counter() - start, rows)

@@ -21,6 +21,26 @@ ITEM_COLUMNS = ["item_id", "title", "description", "genres", "year"]
 REQUIRED_BEHAVIOR_COLUMNS = ["user_id", "item_id", "event_type", "ts"]
 REQUIRED_ITEM_COLUMNS = ["item_id", "title"]
 REASON = "reason"
+# Flag column on tagged behaviours: an otherwise-valid event whose item is not in the catalogue. Also the reason such
+# events get when `ingest.unknown_items` is `reject`.
+UNKNOWN_ITEM = "unknown_item"
+
+# Source column types the contract accepts, per canonical column; anything else (struct, map, binary, an array where
+# a scalar belongs) fails before any Spark action instead of surfacing as a cast error or as "{1, x}"-like text.
+# Kinds: string (also char/varchar), numeric (integral, float, double, decimal), timestamp (timestamp,
+# timestamp_ntz, date), array (of strings or numbers). A column of type void (all null, or absent) always passes.
+SOURCE_TYPES: dict[str, tuple[str, ...]] = {
+    "user_id": ("string", "numeric"),
+    "item_id": ("string", "numeric"),
+    "event_type": ("string", "numeric"),
+    "rating": ("numeric", "string"),
+    "ts": ("numeric", "string", "timestamp"),
+    "text": ("string", "numeric"),
+    "title": ("string", "numeric"),
+    "description": ("string", "numeric"),
+    "genres": ("array", "string"),
+    "year": ("numeric", "string"),
+}
 
 BEHAVIORS = StructType(
     [

@@ -1,8 +1,9 @@
 """Input contract checks: map source columns to the canonical names, then tag every bad row with a reason.
 
-Pure `DataFrame -> DataFrame` transforms. `check_columns` fails fast, before any Spark action, naming the table and
-the missing column. `tag_behaviors` / `tag_items` add a `reason` column (null for good rows) instead of dropping
-anything, so the ingest job can write good rows and rejected rows and reconcile `read = written + rejected`.
+Pure `DataFrame -> DataFrame` transforms. `check_columns` and `check_types` fail fast, before any Spark action,
+naming the table and the offending column. `tag_behaviors` / `tag_items` add a `reason` column (null for good rows)
+instead of dropping anything, so the ingest job can write good rows and rejected rows and reconcile
+`read = written + rejected`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,24 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from behaviorlm.errors import InputContractError
-from behaviorlm.schemas import REASON
+from behaviorlm.schemas import REASON, SOURCE_TYPES, UNKNOWN_ITEM
 
-# Numeric timestamps are epoch seconds; beyond this they are garbage (and would overflow timestamp_seconds).
+# Epoch timestamps beyond this many seconds (year ~5138) are garbage and would overflow the timestamp type.
 _MAX_EPOCH_SECONDS = 1e11
+# With ts_unit=auto a number this large cannot be seconds (see above), so it is read as milliseconds.
+_AUTO_MILLIS_FROM = 1e11
+TS_UNITS = ("auto", "seconds", "milliseconds")
+# Doubles are exact integers only up to 2**53; a larger "integral" double is not a trustworthy id, so keep its text.
+_MAX_EXACT_DOUBLE = 2.0**53
+# Leading/trailing whitespace of any kind: tabs, newlines, no-break and other Unicode spaces.
+_EDGE_SPACE = r"^[\s\p{Z}]+|[\s\p{Z}]+$"
 
+_KIND_NAMES = {
+    "string": "string",
+    "numeric": "numeric (tinyint, smallint, int, bigint, float, double, decimal)",
+    "timestamp": "timestamp, timestamp_ntz, date",
+    "array": "array of strings or numbers",
+}
 
 
 def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: list[str]) -> None:
@@ -28,6 +42,41 @@ def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: 
             raise InputContractError(
                 f"table {table!r}: required column {source!r} (canonical {canonical!r}) is missing; "
                 f"columns present: {sorted(present)}"
+            )
+
+
+def _is_kind(dtype: T.DataType, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(dtype, (T.StringType, T.CharType, T.VarcharType))
+    if kind == "numeric":
+        return isinstance(dtype, T.NumericType)
+    if kind == "timestamp":
+        return isinstance(dtype, (T.TimestampType, T.TimestampNTZType, T.DateType))
+    if kind == "array":
+        return isinstance(dtype, T.ArrayType) and (
+            _is_kind(dtype.elementType, "string") or _is_kind(dtype.elementType, "numeric")
+        )
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+def check_types(df: DataFrame, table: str, mapping: dict[str, str] | None = None) -> None:
+    """Raise `InputContractError` if a canonical column of `df` has a type the input contract does not accept.
+
+    Args:
+        df: a frame with canonical column names (after `rename_to_canonical`).
+        table: the source, named in the message.
+        mapping: canonical -> source column names, so the message names the column the user knows.
+    """
+    mapping = mapping or {}
+    for field in df.schema.fields:
+        kinds = SOURCE_TYPES.get(field.name)
+        if kinds is None or isinstance(field.dataType, T.NullType):
+            continue
+        if not any(_is_kind(field.dataType, k) for k in kinds):
+            source = mapping.get(field.name, field.name)
+            raise InputContractError(
+                f"table {table!r}: column {source!r} (canonical {field.name!r}) has type "
+                f"{field.dataType.simpleString()}; accepted types: {'; '.join(_KIND_NAMES[k] for k in kinds)}"
             )
 
 
@@ -43,18 +92,38 @@ def rename_to_canonical(df: DataFrame, mapping: dict[str, str], canonical: list[
 
 
 def _blank_to_null(c: Column) -> Column:
-    trimmed = F.trim(c.cast("string"))
-    return F.when(trimmed == "", None).otherwise(trimmed)
+    trimmed = F.regexp_replace(c.cast("string"), _EDGE_SPACE, "")
+    return F.when(trimmed != "", trimmed)
 
 
-def _parse_ts(c: Column, dtype: T.DataType) -> Column:
-    if isinstance(dtype, (T.TimestampType, T.TimestampNTZType, T.DateType)):
+def _parse_id(c: Column, dtype: T.DataType) -> Column:
+    """Ids as trimmed text; an integral float or decimal loses its fraction (123.0 -> "123"); NaN/inf -> null."""
+    # Both branches are cast to text: a `when` over bigint and double would coerce the bigint back to 123.0.
+    if isinstance(dtype, (T.FloatType, T.DoubleType)):
+        integral = (c == F.floor(c)) & (F.abs(c) < _MAX_EXACT_DOUBLE)
+        text = F.when(integral, F.floor(c).cast("string")).otherwise(c.cast("string"))
+        c = F.when(~F.isnan(c) & (F.abs(c) != float("inf")), text)
+    elif isinstance(dtype, T.DecimalType):
+        c = F.when(c == F.floor(c), F.floor(c).cast("string")).otherwise(c.cast("string"))
+    return _blank_to_null(c)
+
+
+def _epoch(number: Column, unit: str) -> Column:
+    """Epoch seconds or milliseconds to a timestamp (auto: |n| >= 1e11 is milliseconds); out of range -> null."""
+    millis = F.abs(number) >= _AUTO_MILLIS_FROM if unit == "auto" else F.lit(unit == "milliseconds")
+    # Scale straight to whole microseconds (exact for integral input) instead of going through fractional seconds.
+    micros = number * F.when(millis, F.lit(1e3)).otherwise(F.lit(1e6))
+    return F.when(F.abs(micros) < _MAX_EPOCH_SECONDS * 1e6, F.timestamp_micros(F.round(micros).cast("long")))
+
+
+def _parse_ts(c: Column, dtype: T.DataType, unit: str) -> Column:
+    if isinstance(dtype, (T.TimestampType, T.TimestampNTZType, T.DateType, T.NullType)):
         return c.cast("timestamp")
-    seconds = c.cast("double") if isinstance(dtype, T.NumericType) else c.try_cast("double")
-    from_epoch = F.when(F.abs(seconds) < _MAX_EPOCH_SECONDS, F.timestamp_seconds(seconds))
     if isinstance(dtype, T.NumericType):
-        return from_epoch
-    return F.coalesce(F.try_to_timestamp(c.cast("string")), from_epoch)
+        return _epoch(c.cast("double"), unit)
+    # Text holding a number is an epoch like a numeric column ("2024" is 2024 s, not a year); other text is a date.
+    number = c.try_cast("double")
+    return F.when(number.isNotNull(), _epoch(number, unit)).otherwise(F.try_to_timestamp(c.cast("string")))
 
 
 def _parse_number(c: Column, dtype: T.DataType, to: str) -> Column:
@@ -70,33 +139,52 @@ def _first_reason(checks: list[tuple[Column, str]]) -> Column:
     return reason
 
 
+def _mark_duplicates(tagged: DataFrame, key: list[str], order: list[Column], reason: str) -> DataFrame:
+    """Every valid row after the first of its key gets `reason`. Invalid rows are ranked apart, so a bad row that
+    sorts first (a rating of 9, say) never pushes the valid one of its key out as a duplicate."""
+    valid = F.col(REASON).isNull()
+    window = Window.partitionBy(*[F.col(k) for k in key], valid).orderBy(*order)
+    rank = F.when(valid, F.row_number().over(window))
+    return tagged.withColumn(REASON, F.when(rank > 1, F.lit(reason)).otherwise(F.col(REASON)))
+
+
+def _typed_behaviors(raw: DataFrame, ts_unit: str) -> DataFrame:
+    types = {f.name: f.dataType for f in raw.schema.fields}
+    return raw.select(
+        *[F.col(c).cast("string").alias(f"raw_{c}") for c in raw.columns],
+        _parse_id(F.col("user_id"), types["user_id"]).alias("user_id"),
+        _parse_id(F.col("item_id"), types["item_id"]).alias("item_id"),
+        F.lower(_blank_to_null(F.col("event_type"))).alias("event_type"),
+        _parse_number(F.col("rating"), types["rating"], "double").alias("rating"),
+        _parse_ts(F.col("ts"), types["ts"], ts_unit).alias("ts"),
+        F.col("text").cast("string").alias("text"),
+    )
+
+
 def tag_behaviors(
     raw: DataFrame,
     event_types: list[str],
     rating_min: float,
     rating_max: float,
+    ts_unit: str = "auto",
 ) -> DataFrame:
     """Typed canonical behaviours plus a `reason` column (null = valid) and `raw_*` text copies for quarantine.
 
-    Reasons, first match wins: null_user_id, null_item_id, unknown_event_type, invalid_ts, invalid_rating,
-    missing_rating (a `rating` event without one), rating_out_of_range, duplicate_event (same user, item, event
-    type and timestamp as an earlier valid row; the row with the highest rating, then text, is kept).
+    Ids are text with all edge whitespace trimmed (blank = null); integral float/decimal ids lose their `.0`.
+    A numeric `ts` (or text holding a number) is epoch `seconds`, `milliseconds`, or with `auto` milliseconds from
+    1e11 on; other text is parsed as a date-time. Reasons, first match wins: null_user_id, null_item_id,
+    unknown_event_type, invalid_ts, invalid_rating, missing_rating (a `rating` event without one),
+    rating_out_of_range, duplicate_event (same user, item, event type and timestamp as another valid row; the row
+    with the highest rating, then text, is kept). `tag_unknown_items` may then add unknown_item.
+
+    Raises:
+        InputContractError: a column has a type the contract does not accept (e.g. a struct id, an array ts).
+        ValueError: `ts_unit` is not one of auto, seconds, milliseconds.
     """
-    types = {f.name: f.dataType for f in raw.schema.fields}
-    user = _blank_to_null(F.col("user_id"))
-    item = _blank_to_null(F.col("item_id"))
-    event = F.lower(_blank_to_null(F.col("event_type")))
-    ts = _parse_ts(F.col("ts"), types["ts"])
-    rating = _parse_number(F.col("rating"), types["rating"], "double")
-    typed = raw.select(
-        *[F.col(c).cast("string").alias(f"raw_{c}") for c in raw.columns],
-        user.alias("user_id"),
-        item.alias("item_id"),
-        event.alias("event_type"),
-        rating.alias("rating"),
-        ts.alias("ts"),
-        F.col("text").cast("string").alias("text"),
-    )
+    if ts_unit not in TS_UNITS:
+        raise ValueError(f"ts_unit must be one of {TS_UNITS}, got {ts_unit!r}")
+    check_types(raw, "behaviors")
+    typed = _typed_behaviors(raw, ts_unit)
     reason = _first_reason(
         [
             (F.col("user_id").isNull(), "null_user_id"),
@@ -108,19 +196,34 @@ def tag_behaviors(
             (~F.col("rating").between(rating_min, rating_max), "rating_out_of_range"),
         ]
     )
-    tagged = typed.withColumn(REASON, reason)
+    order = [F.col("rating").desc_nulls_last(), F.col("text").asc_nulls_last()]
     key = ["user_id", "item_id", "event_type", "ts"]
-    order = Window.partitionBy(*key).orderBy(F.col("rating").desc_nulls_last(), F.col("text").asc_nulls_last())
-    rank = F.when(F.col(REASON).isNull(), F.row_number().over(order))
-    return tagged.withColumn(REASON, F.when(rank > 1, F.lit("duplicate_event")).otherwise(F.col(REASON)))
+    return _mark_duplicates(typed.withColumn(REASON, reason), key, order, "duplicate_event")
+
+
+def tag_unknown_items(tagged: DataFrame, known_items: DataFrame, reject: bool = False) -> DataFrame:
+    """Flag otherwise-valid behaviours whose `item_id` is not in `known_items` (boolean column `unknown_item`, for
+    counting); with `reject` they also get reason `unknown_item`. Rows already rejected are left as they are."""
+    known = known_items.select(F.col("item_id").alias("_known_item_id")).distinct()
+    joined = tagged.join(known, F.col("item_id") == F.col("_known_item_id"), "left")
+    flagged = joined.withColumn(UNKNOWN_ITEM, F.col(REASON).isNull() & F.col("_known_item_id").isNull())
+    if reject:
+        flagged = flagged.withColumn(
+            REASON, F.when(F.col(UNKNOWN_ITEM), F.lit("unknown_item")).otherwise(F.col(REASON))
+        )
+    return flagged.drop("_known_item_id")
 
 
 def tag_items(raw: DataFrame, genre_separator: str = r"[|,]") -> DataFrame:
     """Typed canonical items plus `reason` (null = valid) and `raw_*` text copies.
 
-    `genres` may arrive as an array or as text separated by `|` or `,`. Reasons: null_item_id, invalid_year,
-    duplicate_item (the first by title is kept).
+    `genres` may arrive as an array or as text separated by `|` or `,`. Ids are normalised as in `tag_behaviors`.
+    Reasons: null_item_id, invalid_year, duplicate_item (among valid rows of an id, the first by title is kept).
+
+    Raises:
+        InputContractError: a column has a type the contract does not accept.
     """
+    check_types(raw, "items")
     types = {f.name: f.dataType for f in raw.schema.fields}
     if isinstance(types["genres"], T.ArrayType):
         genres = F.col("genres").cast("array<string>")
@@ -131,7 +234,7 @@ def tag_items(raw: DataFrame, genre_separator: str = r"[|,]") -> DataFrame:
     year = _parse_number(F.col("year"), types["year"], "int")
     typed = raw.select(
         *[F.col(c).cast("string").alias(f"raw_{c}") for c in raw.columns],
-        _blank_to_null(F.col("item_id")).alias("item_id"),
+        _parse_id(F.col("item_id"), types["item_id"]).alias("item_id"),
         F.col("title").cast("string").alias("title"),
         F.col("description").cast("string").alias("description"),
         genres.alias("genres"),
@@ -143,10 +246,8 @@ def tag_items(raw: DataFrame, genre_separator: str = r"[|,]") -> DataFrame:
             (F.col("raw_year").isNotNull() & F.col("year").isNull(), "invalid_year"),
         ]
     )
-    tagged = typed.withColumn(REASON, reason)
-    order = Window.partitionBy("item_id").orderBy(F.col("title").asc_nulls_last(), F.col("year").asc_nulls_last())
-    rank = F.when(F.col(REASON).isNull(), F.row_number().over(order))
-    return tagged.withColumn(REASON, F.when(rank > 1, F.lit("duplicate_item")).otherwise(F.col(REASON)))
+    order = [F.col("title").asc_nulls_last(), F.col("year").asc_nulls_last()]
+    return _mark_duplicates(typed.withColumn(REASON, reason), ["item_id"], order, "duplicate_item")
 
 
 def accepted(tagged: DataFrame, schema: T.StructType) -> DataFrame:

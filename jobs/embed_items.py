@@ -1,6 +1,7 @@
 """Embed items: render each item's text from the configured fields, hash it, and encode only new or changed texts
 (or all of them when the model changed) into `item_embeddings(item_id, text_hash, embedding, model, dim,
-updated_at)` with a Delta MERGE. Items gone from the catalogue lose their vector.
+updated_at)` with a Delta MERGE. Items gone from the catalogue lose their vector. Then it checks, on samples, that
+the model can read the texts (unknown tokens, near-identical vectors) and warns when it cannot.
 
 Run: `behaviorlm embed-items --conf conf/local.yaml`.
 """
@@ -16,6 +17,7 @@ from pyspark.sql import functions as F
 from behaviorlm import delta
 from behaviorlm.config import Config
 from behaviorlm.embedding import embed_changed, mark_changed, model_info
+from behaviorlm.readability import readability
 from behaviorlm.text import item_texts
 from jobs import params
 from jobs.runtime import job_main, write_metrics
@@ -39,11 +41,18 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     source.where("changed").count()
     delta.merge(source, target, ["item_id"], changed="changed", delete_missing=True)
     source.unpersist()
+    e = cfg.embed
+    # Measured on the stored vectors, after the MERGE: unchanged items count too, not only this run's.
+    health = readability(marked.where(~F.col("fallback")), delta.read_table(spark, target), m.path, m.max_length,
+                         e.max_unknown_token_share, e.max_identical_pair_share, cfg.seed)  # fmt: skip
     marked.unpersist()
     embedded, skipped = counts.get(True, (0, 0))[0], counts.get(False, (0, 0))[0]
     fallback = sum(f or 0 for _, f in counts.values())
-    log.info("items embedded=%d skipped (unchanged)=%d fallback_text=%d", embedded, skipped, fallback)
-    metrics = {"items_embedded": embedded, "items_skipped": skipped, "items_fallback_text": fallback, **embed.report()}
+    log.info("items embedded=%d skipped (unchanged)=%d fallback_text=%d unknown_token_share=%.3f "
+             "identical_pair_share=%.3f", embedded, skipped, fallback, health["unknown_token_share"],
+             health["identical_pair_share"])  # fmt: skip
+    metrics = {"items_embedded": embedded, "items_skipped": skipped, "items_fallback_text": fallback, **health,
+               **embed.report()}  # fmt: skip
     write_metrics(spark, cfg, "embed_items", metrics)
     return metrics
 

@@ -8,14 +8,15 @@ Run: `behaviorlm ingest --conf conf/local.yaml` (or `spark-submit jobs/ingest.py
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from behaviorlm import delta
-from behaviorlm.config import Config
+from behaviorlm.config import Config, IngestConfig
 from behaviorlm.errors import BehaviorLMError
 from behaviorlm.schemas import (
     BEHAVIOR_COLUMNS,
@@ -25,10 +26,20 @@ from behaviorlm.schemas import (
     REASON,
     REQUIRED_BEHAVIOR_COLUMNS,
     REQUIRED_ITEM_COLUMNS,
+    UNKNOWN_ITEM,
 )
 from behaviorlm.sources.movielens import read_movielens
 from behaviorlm.sources.synthetic import Spec, generate_behaviors, generate_items
-from behaviorlm.validate import accepted, check_columns, rejected, rename_to_canonical, tag_behaviors, tag_items
+from behaviorlm.validate import (
+    accepted,
+    check_columns,
+    check_types,
+    rejected,
+    rename_to_canonical,
+    tag_behaviors,
+    tag_items,
+    tag_unknown_items,
+)
 from jobs.runtime import job_main, write_metrics
 
 log = logging.getLogger(__name__)
@@ -45,39 +56,71 @@ class LoadCounts:
     written: int
     rejected: int
     reasons: dict[str, int]
+    flagged: dict[str, int] = field(default_factory=dict)  # rows with each flag column true, e.g. unknown_item
+
+
+def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, DataFrame]:
+    """The `table` source: both tables read, renamed to canonical columns, and their columns' presence and types
+    checked against the contract."""
+    behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format)
+    items = delta.read_source(spark, ing.items_source, ing.source_format)
+    b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
+    check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS)
+    check_columns(items, ing.items_source, i_map, REQUIRED_ITEM_COLUMNS)
+    behaviors = rename_to_canonical(behaviors, b_map, BEHAVIOR_COLUMNS)
+    items = rename_to_canonical(items, i_map, ITEM_COLUMNS)
+    check_types(behaviors, ing.behaviors_source, b_map)
+    check_types(items, ing.items_source, i_map)
+    return behaviors, items
 
 
 def extract(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame]:
-    """Raw (behaviors, items) with canonical column names, from the configured source."""
+    """Raw (behaviors, items) with canonical column names, from the configured source.
+
+    Raises:
+        TableNotFoundError: a `table` source does not exist.
+        InputContractError: a source lacks a required column or has a column of a type the contract does not
+            accept; raised before any Spark job runs.
+    """
     ing = cfg.ingest
     if ing.source == "movielens":
         return read_movielens(spark, ing.path)
     if ing.source == "synthetic":
         spec = Spec(**ing.synthetic.model_dump())
         return generate_behaviors(spark, spec), generate_items(spark, spec)
-    behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format)
-    items = delta.read_source(spark, ing.items_source, ing.source_format)
-    b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
-    check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS)
-    check_columns(items, ing.items_source, i_map, REQUIRED_ITEM_COLUMNS)
-    return rename_to_canonical(behaviors, b_map, BEHAVIOR_COLUMNS), rename_to_canonical(items, i_map, ITEM_COLUMNS)
+    return _read_tables(spark, ing)
 
 
 def transform(raw_behaviors: DataFrame, raw_items: DataFrame, cfg: Config) -> tuple[DataFrame, DataFrame]:
-    """Tag every raw row with a rejection reason (null = valid)."""
+    """Tag every raw row with a rejection reason (null = valid); behaviours also get the `unknown_item` flag.
+
+    The known items are the valid items of this same run (what `load` writes to `items`), so a behaviour is checked
+    against the catalogue it is published with.
+    """
     ing = cfg.ingest
-    return tag_behaviors(raw_behaviors, ing.event_types, ing.rating_min, ing.rating_max), tag_items(raw_items)
+    tagged_items = tag_items(raw_items)
+    tagged_behaviors = tag_behaviors(raw_behaviors, ing.event_types, ing.rating_min, ing.rating_max, ing.ts_unit)
+    known = accepted(tagged_items, ITEMS).select("item_id")
+    return tag_unknown_items(tagged_behaviors, known, reject=ing.unknown_items == "reject"), tagged_items
 
 
 def load_split(
-    tagged: DataFrame, schema: T.StructType, raw_columns: list[str], good: delta.TableRef, bad: delta.TableRef
+    tagged: DataFrame,
+    schema: T.StructType,
+    raw_columns: list[str],
+    good: delta.TableRef,
+    bad: delta.TableRef,
+    flags: tuple[str, ...] = (),
 ) -> LoadCounts:
     """Write valid rows to `good` and rejected rows to `bad` (both full snapshots), then reconcile the counts
-    against Delta's own commit metrics."""
+    against Delta's own commit metrics. `flags` names boolean columns of `tagged` whose true rows are counted too."""
     tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One small action: a row per reason (null = valid), so the counts cost a single pass over the input.
-        reasons = {r[REASON]: r["count"] for r in tagged.groupBy(REASON).count().collect()}
+        aggs = [F.count(F.lit(1)).alias("count"), *[F.count_if(F.col(f)).alias(f) for f in flags]]
+        rows = tagged.groupBy(REASON).agg(*aggs).collect()
+        reasons = {r[REASON]: r["count"] for r in rows}
+        flagged = {f: sum(r[f] for r in rows) for f in flags}
         delta.overwrite(accepted(tagged, schema), good)
         delta.overwrite(rejected(tagged, raw_columns), bad)
     finally:
@@ -86,10 +129,14 @@ def load_split(
     written = int(delta.last_operation_metrics(spark, good).get("numOutputRows", 0))
     n_rejected = int(delta.last_operation_metrics(spark, bad).get("numOutputRows", 0))
     read = sum(reasons.values())
-    counts = LoadCounts(good.name, read, written, n_rejected, {k: v for k, v in reasons.items() if k is not None})
+    counts = LoadCounts(
+        good.name, read, written, n_rejected, {k: v for k, v in reasons.items() if k is not None}, flagged
+    )
     if read != written + n_rejected:
         raise ReconciliationError(f"{good}: read {read} != written {written} + rejected {n_rejected}")
-    log.info("%s: read=%d = written=%d + rejected=%d %s", good.name, read, written, n_rejected, counts.reasons)
+    log.info(
+        "%s: read=%d = written=%d + rejected=%d %s %s", good.name, read, written, n_rejected, counts.reasons, flagged
+    )
     return counts
 
 
@@ -97,12 +144,15 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
     ref = lambda name: delta.table_ref(cfg.tables, name)  # noqa: E731
     results = [
         load_split(tagged_items, ITEMS, ITEM_COLUMNS, ref("items"), ref("rejected_items")),
-        load_split(tagged_behaviors, BEHAVIORS, BEHAVIOR_COLUMNS, ref("behaviors"), ref("rejected_behaviors")),
+        load_split(
+            tagged_behaviors, BEHAVIORS, BEHAVIOR_COLUMNS, ref("behaviors"), ref("rejected_behaviors"), (UNKNOWN_ITEM,)
+        ),
     ]
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})
         metrics.update({f"{c.table}_rejected_{reason}": n for reason, n in c.reasons.items()})
+        metrics.update({f"{c.table}_{flag}": n for flag, n in c.flagged.items()})
     write_metrics(spark, cfg, "ingest", metrics)
     return results
 

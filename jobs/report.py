@@ -104,6 +104,19 @@ def _scatter(points: list[tuple[float, float]], size: int = 420) -> str:
     return f'<svg width="{size}" height="{size}" style="border:1px solid #ccc">{dots}</svg>'
 
 
+def embedding_health(metrics: list[tuple[str, str, float]], limits: dict[str, float]) -> str | None:
+    """A small table of embed-items' readability shares against their limits; None when the run has none."""
+    rows = [(m, v) for s, m, v in metrics if s == "embed_items" and m in limits]
+    if not rows:
+        return None
+    cells = "".join(
+        f"<tr><td>{html.escape(m)}</td><td>{v:.3f}</td><td>{limits[m]:.3f}</td>"
+        f"<td>{'over the limit: the model cannot read most of the item text' if v > limits[m] else 'ok'}</td></tr>"
+        for m, v in rows
+    )
+    return f"<table><tr><th>metric</th><th>value</th><th>limit</th><th></th></tr>{cells}</table>"
+
+
 def render(run_id: str, metrics: list[tuple[str, str, float]], sections: dict[str, str]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(s)}</td><td>{html.escape(m)}</td><td>{v:.4g}</td></tr>" for s, m, v in metrics
@@ -147,6 +160,10 @@ def build(spark: SparkSession, cfg: Config) -> str:
     sections: dict[str, str] = {}
     headline = [(f"{s}: {m}", v) for s, m, v in metrics if m.startswith(("recall_at", "behaviorlm.", "holdout_"))]
     sections["Quality"] = _bars([(k, round(v, 4)) for k, v in headline])
+    health = embedding_health(metrics, {"unknown_token_share": cfg.embed.max_unknown_token_share,
+                                        "identical_pair_share": cfg.embed.max_identical_pair_share})  # fmt: skip
+    if health is not None:
+        sections["Embedding health"] = health
     neighbors = _table(spark, cfg, "user_neighbors")
     if neighbors is not None:
         hist = similarity_histogram(neighbors.where(F.col("run_id") == run_id))

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from behaviorlm import delta, runs
 from behaviorlm.config import Config, load_config
-from behaviorlm.logs import setup_logging, timed
+from behaviorlm.logs import counts_line, setup_logging, timed
 from behaviorlm.session import get_spark
 
 T = TypeVar("T")
@@ -45,8 +45,10 @@ def job_main(argv: list[str] | None, description: str, stage: str, run: Callable
     setup_logging()
     cfg = parse_job_args(argv, description)
     spark = get_spark(cfg.spark)
-    with timed(logging.getLogger(f"jobs.{stage}"), f"{stage} run_id={cfg.run_id}", spark):
-        return run(spark, cfg)
+    with timed(logging.getLogger(f"jobs.{stage}"), f"{stage} run_id={cfg.run_id}", spark) as note:
+        result = run(spark, cfg)
+        note["rows"] = counts_line(result)
+    return result
 
 
 def write_metrics(spark: SparkSession, cfg: Config, stage: str, metrics: dict[str, float]) -> None:

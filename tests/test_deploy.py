@@ -41,7 +41,8 @@ def test_gpu_properties_and_discovery_script():
     )
     assert props["spark.executor.resource.gpu.amount"].strip() == "1"
     assert 0 < float(props["spark.task.resource.gpu.amount"]) <= 1
-    assert int(props["spark.sql.execution.arrow.maxRecordsPerBatch"]) > 0
+    # One place for the Arrow batch size: `embed.arrow_batch_size`, applied by the embedding stages at run time.
+    assert "spark.sql.execution.arrow.maxRecordsPerBatch" not in props
     # No nvidia-smi here: the script still answers in Spark's format, with no addresses.
     out = subprocess.run([str(REPO / "conf" / "gpu_discovery.sh")], capture_output=True, text=True, check=True)
     info = json.loads(out.stdout)

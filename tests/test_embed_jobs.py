@@ -13,6 +13,7 @@ from behaviorlm.assets import model_dir
 from behaviorlm.config import ConfigError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.text import item_texts
+from behaviorlm.users import event_weights, pooled_vectors, render_sequences
 from jobs import embed_items, embed_users
 from tests.test_encoder import reference_vectors
 
@@ -106,8 +107,8 @@ def test_pooled_user_vectors_are_weighted_means(spark):
         ],
         BEHAVIORS,
     )
-    weighted = embed_users.event_weights(behaviors, {"rating": 1.0, "view": 0.5, "click": 1.0}, 5.0, 0.0)
-    got = embed_users.pooled_vectors(weighted, item_vectors, None, 1.0)
+    weighted = event_weights(behaviors, {"rating": 1.0, "view": 0.5, "click": 1.0}, 5.0, 0.0)
+    got = pooled_vectors(weighted, item_vectors, None, 1.0)
     norm = np.sqrt(1 + 0.25)
     expected = spark.createDataFrame(
         [("u1", [float(1 / norm), float(0.5 / norm)]), ("u2", [0.0, 1.0])], "user_id string, embedding array<float>"
@@ -119,7 +120,7 @@ def test_recency_half_life_halves_the_weight(spark):
     behaviors = spark.createDataFrame(
         [("u", "a", "view", None, dt.datetime(2024, 1, 11), None), ("u", "b", "view", None, dt.datetime(2024, 1, 1),
          None)], BEHAVIORS)  # fmt: skip
-    weights = {r["item_id"]: r["w"] for r in embed_users.event_weights(behaviors, {"view": 1.0}, 5.0, 10.0).collect()}
+    weights = {r["item_id"]: r["w"] for r in event_weights(behaviors, {"view": 1.0}, 5.0, 10.0).collect()}
     assert weights == pytest.approx({"a": 1.0, "b": 0.5})
 
 
@@ -134,7 +135,7 @@ def test_sequence_text_is_the_latest_behaviours_newest_first(spark):
         ],
         BEHAVIORS,
     )
-    got = embed_users.render_sequences(behaviors, items, 3, 5.0).first()
+    got = render_sequences(behaviors, items, 3, 5.0).first()
     assert got["text"] == "searched item 9 'space movies'; viewed Toy Story (1995); rated Toy Story (1995) 4/5"
 
 

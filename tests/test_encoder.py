@@ -1,6 +1,10 @@
-"""The encoder core against a direct transformers computation, with the real all-MiniLM-L6-v2 weights."""
+"""The encoder core against a direct transformers computation, with the real all-MiniLM-L6-v2 weights; the model id
+that says when stored vectors are stale; the GPU a task uses."""
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -8,8 +12,9 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from behaviorlm.assets import model_dir
+from behaviorlm.embedding import model_info
 from udfs import encoder as encoder_module
-from udfs.device import DriverCallError, task_device
+from udfs.device import DriverCallError, GpuAddressError, task_device, visible_ordinal
 from udfs.encoder import get_encoder, load_count
 
 TEXTS = [
@@ -98,3 +103,52 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 def test_task_device_on_the_driver_is_an_error():
     with pytest.raises(DriverCallError, match="runs inside a Spark task"):
         task_device()
+
+
+def test_model_id_follows_the_files_content_and_dtype(tmp_path):
+    copy = tmp_path / model_dir().name  # the id starts with the folder name
+    shutil.copytree(model_dir(), copy)
+    same = model_info(str(copy))[0]
+    assert same == model_info(str(model_dir()))[0]
+
+    # One weight byte flipped, same size, same mtime (as `cp -p` leaves it): the vectors are stale, so must be the id.
+    weights = copy / "model.safetensors"
+    before = weights.stat()
+    with open(weights, "r+b") as fh:
+        fh.seek(-1, os.SEEK_END)  # the last byte is tensor data, not the safetensors header
+        last = fh.read(1)[0]
+        fh.seek(-1, os.SEEK_END)
+        fh.write(bytes([last ^ 1]))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert weights.stat().st_size == before.st_size
+    new_weights = model_info(str(copy))[0]
+    assert new_weights != same
+
+    with open(copy / "vocab.txt", "a", encoding="utf-8") as fh:
+        fh.write("behaviorlmtoken\n")
+    assert model_info(str(copy))[0] not in {same, new_weights}
+    assert model_info(str(copy), dtype="float16")[0] != model_info(str(copy), dtype="float32")[0]
+
+
+@pytest.mark.parametrize(
+    ("address", "visible", "count", "ordinal"),
+    [
+        ("1", None, 2, 1),  # no isolation: the address is the ordinal
+        ("3", "2,3", 2, 1),  # YARN-style list of physical ids: the index in it
+        ("3", " 2, 3 ", 2, 1),
+        ("5", "5", 1, 0),  # the task's one GPU, isolated
+        ("0", "GPU-8f2e0c1a", 1, 0),  # Kubernetes names it by UUID; the one visible GPU
+        ("1", "GPU-a,GPU-b", 2, 1),  # discovery already counted visible GPUs
+    ],
+)
+def test_spark_gpu_address_maps_to_the_visible_ordinal(address, visible, count, ordinal):
+    assert visible_ordinal(address, visible, count) == ordinal
+
+
+@pytest.mark.parametrize(
+    ("address", "visible", "count", "message"),
+    [("2", None, 2, "below the 2 GPU"), ("0", "", 1, "set and empty"), ("7", "4,5", 2, "neither listed")],
+)
+def test_a_gpu_address_the_process_cannot_see_is_a_clear_error(address, visible, count, message):
+    with pytest.raises(GpuAddressError, match=message):
+        visible_ordinal(address, visible, count)

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.assets import movielens_dir
-from behaviorlm.sources.movielens import MovieLensNotFoundError
 from behaviorlm.errors import InputContractError, TableNotFoundError
-from jobs import ingest
+from behaviorlm.sources.movielens import MovieLensNotFoundError
+from jobs import cli, ingest
 
 
 def read(spark, cfg, name):
@@ -118,3 +120,75 @@ def test_reading_a_table_that_was_never_written(spark, make_config):
     cfg = make_config()
     with pytest.raises(TableNotFoundError, match="item_embeddings"):
         read(spark, cfg, "item_embeddings")
+
+
+def table_source(spark, tmp_path, behaviors, items, *extra):
+    """Overrides pointing ingest at `behaviors` / `items` written as Delta tables under `tmp_path` (canonical
+    column names), plus `extra` overrides."""
+    src_b, src_i = str(tmp_path / "src_events"), str(tmp_path / "src_items")
+    behaviors.write.format("delta").save(src_b)
+    items.write.format("delta").save(src_i)
+    return ["ingest.source=table", f"ingest.behaviors_source={src_b}", f"ingest.items_source={src_i}", *extra]
+
+
+def run_ingest(cfg, overrides):
+    argv = [a for o in [*overrides, f"tables.root={cfg.tables.root}"] for a in ("--set", o)]
+    return {c.table: c for c in ingest.main([*argv, "--run-id", cfg.run_id])}
+
+
+@pytest.mark.parametrize("policy", ["keep", "reject"])
+def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ms_is_read(spark, make_config, tmp_path, policy):
+    behaviors = spark.createDataFrame(
+        [
+            ("a", "x", "click", 1_700_000_000_123),  # epoch milliseconds
+            ("b", "gone", "click", 1_700_000_000),  # an item the catalogue does not have
+            ("c", "gone", "teleport", 1_700_000_000),  # already bad: counted under its own reason only
+            ("d", "x", "click", 10**15),  # out of range as seconds and as milliseconds
+        ],
+        "user_id string, item_id string, event_type string, ts long",
+    )
+    items = spark.createDataFrame([("x", "Red shoes")], "item_id string, title string")
+    overrides = table_source(spark, tmp_path, behaviors, items, f"ingest.unknown_items={policy}")
+    cfg = make_config(*overrides)
+    counts = run_ingest(cfg, overrides)["behaviors"]
+
+    assert counts.read == 4 == counts.written + counts.rejected
+    assert counts.flagged == {"unknown_item": 1}
+    written = {r["user_id"]: r["ts"] for r in read(spark, cfg, "behaviors").collect()}
+    assert written["a"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123000)
+    assert ("b" in written) == (policy == "keep")
+    rejected = {r["user_id"]: r["reason"] for r in read(spark, cfg, "rejected_behaviors").collect()}
+    expected = {"c": "unknown_event_type", "d": "invalid_ts"} | ({"b": "unknown_item"} if policy == "reject" else {})
+    assert rejected == expected
+    m = metrics(spark, cfg)
+    assert m["behaviors_unknown_item"] == 1
+    assert m.get("behaviors_rejected_unknown_item", 0) == (policy == "reject")
+    assert m["behaviors_read"] == m["behaviors_written"] + m["behaviors_rejected"]
+
+
+def test_source_column_of_an_unsupported_type_is_named_before_spark_runs(spark, make_config, tmp_path):
+    behaviors = spark.createDataFrame(
+        [("a", "x", "click", [1])], "uid string, item_id string, event_type string, t array<int>"
+    )
+    items = spark.createDataFrame([("x", "Red shoes")], "item_id string, title string")
+    overrides = table_source(
+        spark, tmp_path, behaviors, items, "ingest.behavior_columns.user_id=uid", "ingest.behavior_columns.ts=t"
+    )
+    cfg = make_config(*overrides)
+    expected = (
+        r"src_events': column 't' \(canonical 'ts'\) has type array<int>; accepted types: numeric .*; string; timestamp"
+    )
+    with pytest.raises(InputContractError, match=expected):
+        run_ingest(cfg, overrides)
+
+
+def test_missing_source_path_is_one_clear_line(spark, make_config, tmp_path, capsys):
+    missing = str(tmp_path / "no_such_events")
+    overrides = ["ingest.source=table", f"ingest.behaviors_source={missing}", f"ingest.items_source={tmp_path}"]
+    cfg = make_config(*overrides)
+    argv = [a for o in [*overrides, f"tables.root={cfg.tables.root}"] for a in ("--set", o)]
+    assert cli.main(["ingest", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"behaviorlm ingest: error: source {missing!r} does not exist" in err
+    assert "JVM stacktrace" not in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 5, err

@@ -1,20 +1,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from decimal import Decimal
 
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StringType, StructField, StructType
 
-from behaviorlm.schemas import BEHAVIOR_COLUMNS, BEHAVIORS, ITEM_COLUMNS, ITEMS, REASON, rejected_schema
 from behaviorlm.errors import InputContractError
+from behaviorlm.schemas import BEHAVIOR_COLUMNS, BEHAVIORS, ITEM_COLUMNS, ITEMS, REASON, UNKNOWN_ITEM, rejected_schema
 from behaviorlm.validate import (
     accepted,
     check_columns,
+    check_types,
     rejected,
     rename_to_canonical,
     tag_behaviors,
     tag_items,
+    tag_unknown_items,
 )
 
 RAW_BEHAVIORS = StructType([StructField(c, StringType()) for c in BEHAVIOR_COLUMNS])
@@ -39,7 +43,7 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
         ("u3", "i1", "rating", None, "881250949", None),
         ("u3", "i1", "rating", "9", "881250949", None),
         ("u3", "i1", "rating", "NaN", "881250949", None),
-        ("u3", "i1", "view", None, "99999999999999", None),
+        ("u3", "i1", "view", None, "100000000000000", None),  # 1e14: too large even as epoch milliseconds
         ("u2", "i1", "rating", "3", "881250949", None),  # same key as row 3, lower rating: the duplicate
     ]
     tagged = tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1.0, 5.0)
@@ -66,7 +70,7 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
             ("u3", "i1", "rating", None, "881250949", None, "missing_rating"),
             ("u3", "i1", "rating", "9", "881250949", None, "rating_out_of_range"),
             ("u3", "i1", "rating", "NaN", "881250949", None, "invalid_rating"),
-            ("u3", "i1", "view", None, "99999999999999", None, "invalid_ts"),
+            ("u3", "i1", "view", None, "100000000000000", None, "invalid_ts"),
             ("u2", "i1", "rating", "3", "881250949", None, "duplicate_event"),
         ],
         rejected_schema(BEHAVIOR_COLUMNS),
@@ -141,3 +145,140 @@ def test_rename_to_canonical_maps_columns_and_fills_optional_ones(spark):
     assert out.first().asDict() == {
         "user_id": "u", "item_id": "i", "event_type": "view", "rating": None, "ts": 1.0, "text": None
     }  # fmt: skip
+
+
+def test_invalid_rows_never_push_a_valid_row_of_their_key_out_as_a_duplicate(spark):
+    rows = [
+        ("u1", "i1", "rating", "9", "881250949", None),  # out of range, and first by rating desc
+        ("u1", "i1", "rating", "4", "881250949", None),
+        ("u1", "i1", "rating", "3", "881250949", None),  # the real duplicate of the row above
+    ]
+    tagged = tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1.0, 5.0)
+    got = sorted((r["raw_rating"], r[REASON]) for r in tagged.collect())
+    assert got == [("3", "duplicate_event"), ("4", None), ("9", "rating_out_of_range")]
+    assert accepted(tagged, BEHAVIORS).count() + rejected(tagged, BEHAVIOR_COLUMNS).count() == 3
+
+
+def test_an_invalid_item_row_never_pushes_the_valid_one_of_its_id_out_as_a_duplicate(spark):
+    items = spark.createDataFrame(
+        [("1", "A", None, None, "soon"), ("1", "B", None, None, "1995"), ("1", "C", None, None, "1996")],
+        StructType([StructField(c, StringType()) for c in ITEM_COLUMNS]),
+    )
+    tagged_items = tag_items(items)
+    assert sorted((r["title"], r[REASON]) for r in tagged_items.collect()) == [
+        ("A", "invalid_year"), ("B", None), ("C", "duplicate_item")
+    ]  # fmt: skip
+    assert accepted(tagged_items, ITEMS).count() + rejected(tagged_items, ITEM_COLUMNS).count() == 3
+
+
+@pytest.mark.parametrize(
+    "column, dtype",
+    [
+        ("ts", "array<int>"),
+        ("ts", "struct<s:bigint>"),
+        ("ts", "map<string,int>"),
+        ("ts", "binary"),
+        ("user_id", "struct<a:int,b:string>"),
+        ("user_id", "binary"),
+        ("item_id", "array<string>"),
+        ("item_id", "map<string,string>"),
+    ],
+)
+def test_unsupported_column_types_fail_before_any_spark_job(spark, column, dtype):
+    raw = spark.createDataFrame([], ", ".join(f"{c} {dtype if c == column else 'string'}" for c in BEHAVIOR_COLUMNS))
+    message = rf"table 'behaviors': column '{column}' \(canonical '{column}'\) has type {re.escape(dtype)}; accepted"
+    with pytest.raises(InputContractError, match=message):
+        tag_behaviors(raw, EVENTS, 1.0, 5.0)
+
+
+def test_check_types_names_the_source_column_and_the_accepted_types(spark):
+    df = spark.createDataFrame([], "sku struct<id:int>, name string")
+    canonical = rename_to_canonical(df, {"item_id": "sku", "title": "name"}, ITEM_COLUMNS)
+    with pytest.raises(InputContractError) as err:
+        check_types(canonical, "raw.items", {"item_id": "sku", "title": "name"})
+    assert str(err.value) == (
+        "table 'raw.items': column 'sku' (canonical 'item_id') has type struct<id:int>; accepted types: string; "
+        "numeric (tinyint, smallint, int, bigint, float, double, decimal)"
+    )
+    check_types(rename_to_canonical(df.drop("sku"), {"title": "name"}, ITEM_COLUMNS), "raw.items")  # void is fine
+
+
+def test_integral_float_and_decimal_ids_lose_their_fraction(spark):
+    numeric = spark.createDataFrame(
+        [
+            (123.0, Decimal("7.00"), "view", None, 881250949, None),
+            (1.5, Decimal("7.25"), "view", None, 881250949, None),
+            (float("nan"), Decimal("8.00"), "view", None, 881250949, None),
+        ],
+        "user_id double, item_id decimal(10,2), event_type string, rating double, ts bigint, text string",
+    )
+    got = {
+        (r["raw_user_id"], r["user_id"], r["item_id"], r[REASON])
+        for r in tag_behaviors(numeric, EVENTS, 1, 5).collect()
+    }
+    assert got == {("123.0", "123", "7", None), ("1.5", "1.5", "7.25", None), ("NaN", None, "8", "null_user_id")}
+
+    items = spark.createDataFrame([(42.0, "Answer"), (None, "Nobody")], "item_id double, title string")
+    items = rename_to_canonical(items, {}, ITEM_COLUMNS)
+    assert {r["item_id"] for r in accepted(tag_items(items), ITEMS).collect()} == {"42"}
+
+
+def test_ids_lose_edge_whitespace_of_every_kind_and_blank_ids_are_null(spark):
+    rows = [
+        ("\tu1\n", " i1\u00a0", "view", None, "881250949", None),
+        ("\t\n", "i1", "view", None, "881250949", None),
+        ("u1", "\t", "view", None, "881250949", None),
+    ]
+    got = [
+        (r["user_id"], r["item_id"], r[REASON])
+        for r in tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1, 5).collect()
+    ]
+    assert sorted(got, key=str) == sorted(
+        [("u1", "i1", None), (None, "i1", "null_user_id"), ("u1", None, "null_item_id")], key=str
+    )
+    items = spark.createDataFrame([("\t\n", "Blank")], "item_id string, title string")
+    assert tag_items(rename_to_canonical(items, {}, ITEM_COLUMNS)).first()[REASON] == "null_item_id"
+
+
+MS = dt.datetime(1997, 12, 4, 15, 55, 49, 123000)
+S = dt.datetime(1997, 12, 4, 15, 55, 49)
+
+
+@pytest.mark.parametrize(
+    "unit, expected",
+    [
+        ("auto", [S, MS, dt.datetime(1973, 3, 3, 9, 46, 40), None]),
+        ("seconds", [S, None, None, None]),
+        ("milliseconds", [dt.datetime(1970, 1, 11, 4, 47, 30, 949000), MS, dt.datetime(1973, 3, 3, 9, 46, 40), None]),
+    ],
+)
+def test_numeric_ts_is_epoch_seconds_or_milliseconds(spark, unit, expected):
+    values = [881250949, 881250949123, 10**11, 10**14]  # 1e11 is ms in auto and too big as s; 1e14 too big as ms
+    for dtype, cast in (("bigint", int), ("string", str)):
+        rows = [("u1", f"i{n}", "view", None, cast(v), None) for n, v in enumerate(values)]
+        raw = spark.createDataFrame(
+            rows, f"user_id string, item_id string, event_type string, rating double, ts {dtype}, text string"
+        )
+        got = {r["item_id"]: r["ts"] for r in tag_behaviors(raw, EVENTS, 1.0, 5.0, ts_unit=unit).collect()}
+        assert [got[f"i{n}"] for n in range(len(values))] == expected, dtype
+
+
+def test_unknown_items_are_flagged_and_rejected_only_on_request(spark):
+    rows = [
+        ("u1", "i1", "view", None, "881250949", None),
+        ("u1", "zz", "view", None, "881250949", None),
+        (None, "zz", "view", None, "881250949", None),
+    ]
+    tagged = tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1.0, 5.0)
+    known = spark.createDataFrame([("i1",), ("i1",)], "item_id string")  # duplicates must not duplicate behaviours
+
+    def outcome(reject):
+        return sorted(
+            ((r["item_id"], r[REASON], r[UNKNOWN_ITEM]) for r in tag_unknown_items(tagged, known, reject).collect()),
+            key=str,
+        )
+
+    assert outcome(False) == sorted([("i1", None, False), ("zz", None, True), ("zz", "null_user_id", False)], key=str)
+    assert outcome(True) == sorted(
+        [("i1", None, False), ("zz", "unknown_item", True), ("zz", "null_user_id", False)], key=str
+    )

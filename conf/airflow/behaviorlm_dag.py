@@ -36,7 +36,6 @@ def _gpu_conf() -> dict[str, str]:
         "spark.executor.resource.gpu.amount": "1",
         "spark.task.resource.gpu.amount": "0.25",
         "spark.executor.resource.gpu.discoveryScript": "/opt/behaviorlm/conf/gpu_discovery.sh",
-        "spark.sql.execution.arrow.maxRecordsPerBatch": "2048",
     }
 
 
