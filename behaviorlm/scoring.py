@@ -154,7 +154,6 @@ def popular_candidates(seen_counts: DataFrame, pop: DataFrame, k: int) -> DataFr
     return ranks.join(pop.select("item_id", "pop_rank"), "pop_rank").select("user_id", "item_id")
 
 
-
 def candidates(
     inp: Inputs, strength: Strength, power: float, k: int, content_candidates: int = 100, block_size: int = 4000
 ) -> DataFrame:
@@ -206,6 +205,7 @@ def blend(cands: DataFrame, weights: dict[str, float], k: int) -> DataFrame:
         .where(F.col("rank") <= k)
     )
 
+
 def closest_history(top: DataFrame, inp: Inputs) -> DataFrame:
     """(user_id, item_id, close): per recommended item, the title of the most similar item (by embedding) among the
     user's strongest `HISTORY_FOR_REASON` history items (null on a tie); one small matrix product per user."""
@@ -240,7 +240,9 @@ def explain(top: DataFrame, inp: Inputs) -> DataFrame:
     reason = (
         F.when(F.col("source") == "neighbors", votes)
         .when(F.col("source") == "content", F.format_string("matches your taste profile (cosine %.2f)", "content"))
-        .otherwise(F.format_string("popular: %d users interacted with it", "pop_users"))
+        .when(F.col("pop_users") > 0, F.format_string("popular: %d users interacted with it", "pop_users"))
+        # A slot no part supports (a cold user, a small catalogue): say so rather than call it popular.
+        .otherwise(F.lit("new in the catalogue: nobody has interacted with it yet"))
     )
     return (
         top.join(closest_history(top, inp), ["user_id", "item_id"], "left")

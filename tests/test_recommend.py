@@ -14,9 +14,10 @@ from behaviorlm import delta
 from behaviorlm.errors import TableNotFoundError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.scoring import content_scores
+from behaviorlm.vectors import l2_normalize
 from jobs import recommend
 from tests.util import job_args, read, write
-from udfs.topk import block_scores
+from udfs.topk import block_scores, closest_rows
 
 T0 = dt.datetime(2024, 1, 1)
 
@@ -38,22 +39,23 @@ NEIGHBORS = [("u1", "u2", 1, 0.8), ("u1", "u3", 2, 0.6), ("u2", "u1", 1, 0.8), (
 REQUESTED = [("u4",), ("u1",)]
 
 
+NEIGHBOR_SCHEMA = "user_id string, neighbor_id string, rank int, similarity float, run_id string"
+
+
+def write_inputs(spark, cfg, ratings, item_vectors, user_vectors, neighbors) -> None:
+    """The tables recommend reads: rated behaviours, titled items, item and user vectors, neighbours of cfg's run."""
+    behaviors = [(u, i, "rating", r, T0 + dt.timedelta(days=n), None) for n, (u, i, r) in enumerate(ratings)]
+    write(spark, cfg, "behaviors", behaviors, BEHAVIORS)
+    write(spark, cfg, "items", [(i, f"Title {i}", None, None, None) for i in item_vectors], ITEMS)
+    write(spark, cfg, "item_embeddings", list(item_vectors.items()), "item_id string, embedding array<float>")
+    write(spark, cfg, "user_embeddings", list(user_vectors.items()), "user_id string, embedding array<float>")
+    write(spark, cfg, "user_neighbors", [(*r, cfg.run_id) for r in neighbors], NEIGHBOR_SCHEMA)
+
+
 @pytest.fixture
 def catalogue(spark, make_config, tmp_path):
     cfg = make_config()
-    behaviors = [(u, i, "rating", r, T0 + dt.timedelta(days=n), None) for n, (u, i, r) in enumerate(RATINGS)]
-    write(spark, cfg, "behaviors", behaviors, BEHAVIORS)
-    write(spark, cfg, "items", [(i, f"Title {i}", None, None, None) for i in ITEM_VECTORS], ITEMS)
-    write(spark, cfg, "item_embeddings", list(ITEM_VECTORS.items()), "item_id string, embedding array<float>")
-    write(spark, cfg, "user_embeddings", list(USER_VECTORS.items()), "user_id string, embedding array<float>")
-    rows = [(*r, cfg.run_id) for r in NEIGHBORS]
-    write(
-        spark,
-        cfg,
-        "user_neighbors",
-        rows,
-        "user_id string, neighbor_id string, rank int, similarity float, run_id string",
-    )
+    write_inputs(spark, cfg, RATINGS, ITEM_VECTORS, USER_VECTORS, NEIGHBORS)
     requested = str(tmp_path / "requested_users")
     spark.createDataFrame(REQUESTED, "user_id string").write.format("delta").save(requested)
     return cfg, ["embed.center_items=false", "recommend.k=3", f"recommend.users={requested}"]
@@ -118,8 +120,8 @@ def test_content_scores_are_blocked_over_items_and_users(spark):
     items_df = spark.createDataFrame(vectors, "item_id string, embedding array<float>")
     users_df = spark.createDataFrame(users, "user_id string, embedding array<float>")
     wanted = spark.createDataFrame([("u0", "i8"), ("u3", "i1")], "user_id string, item_id string")
-    one = recommend.content_scores(users_df, items_df, wanted, 2, 100)
-    many = recommend.content_scores(users_df, items_df, wanted, 2, 2)  # 5 item blocks x 3 user blocks
+    one = content_scores(users_df, items_df, wanted, 2, 100)
+    many = content_scores(users_df, items_df, wanted, 2, 2)  # 5 item blocks x 3 user blocks
     assert_approx_df_equality(many, one, 1e-6, ignore_row_order=True, ignore_nullable=True)
     expected = {("u0", "i8"), ("u3", "i1")}
     for uid, u in users:
@@ -132,3 +134,103 @@ def test_missing_requested_users_table_is_a_clear_error(spark, catalogue, tmp_pa
     cfg, base = catalogue
     with pytest.raises(TableNotFoundError, match="no_such_table"):
         recommend.main(job_args(cfg, *base[:2], f"recommend.users={tmp_path / 'no_such_table'}"))
+
+
+def test_zero_or_nan_user_vector_proposes_nothing_and_never_scores_nan(spark, catalogue):
+    cfg, base = catalogue
+    # u1's stored vector is all zeros, u3's holds a NaN: neither is a direction, so neither may propose or score
+    # content (NaN cosines would sort above every number; filled as 0 they would still push the cold i6 into u3's
+    # list for no reason). Both keep their neighbour and popular items; u3 has nothing else left to get.
+    vectors = {**USER_VECTORS, "u1": [0.0, 0.0, 0.0, 0.0], "u3": [float("nan"), 1.0, 0.0, 0.0]}
+    write(spark, cfg, "user_embeddings", list(vectors.items()), "user_id string, embedding array<float>")
+    recommend.main(job_args(cfg, *base, "recommend.weights={neighbors: 1, content: 1, popularity: 0.1}"))
+    got = recs(spark, cfg)
+    assert got.where(F.isnan("score") | F.col("score").isNull()).count() == 0
+    lists = {
+        r["user_id"]: [(i, s) for _, i, s in sorted(r["recs"])]
+        for r in got.where(F.col("user_id").isin("u1", "u3"))
+        .groupBy("user_id")
+        .agg(F.collect_list(F.struct("rank", "item_id", "source")).alias("recs"))
+        .collect()
+    }
+    assert lists == {
+        "u1": [("i2", "neighbors"), ("i5", "neighbors"), ("i4", "neighbors")],
+        "u3": [("i2", "neighbors"), ("i5", "neighbors")],
+    }
+    # The normaliser the stages share keeps a zero vector zero instead of dividing by its zero norm.
+    zero = spark.createDataFrame([([0.0, 0.0],)], "v array<float>").select(l2_normalize(F.col("v")).alias("v"))
+    assert zero.first()["v"] == [0.0, 0.0]
+
+
+def test_neighbours_that_cancel_out_leave_other_parts(spark, make_config):
+    """Three users; u3's neighbours point away from it (similarity <= 0), so every vote it gets is 0: its best CF item
+    would be divided by 0 (an error under ANSI) rather than leaving u3 to content and popularity."""
+    cfg = make_config()
+    items = {"i1": unit(1, 0, 0), "i2": unit(0, 1, 0), "i3": unit(0, 0, 1), "i4": unit(-1, 0.2, 0)}
+    users = {"u1": unit(1, 0.1, 0), "u2": unit(1, 0, 0.1), "u3": unit(-1, 0, 0)}
+    ratings = [("u1", "i1", 5.0), ("u1", "i2", 4.0), ("u2", "i1", 5.0), ("u2", "i3", 4.0), ("u3", "i4", 5.0),
+               ("u3", "i2", 3.0)]  # fmt: skip
+    nbrs = [("u1", "u2", 1, 0.99), ("u1", "u3", 2, -0.99), ("u2", "u1", 1, 0.99), ("u2", "u3", 2, -0.99),
+            ("u3", "u1", 1, -0.99), ("u3", "u2", 2, -0.99)]  # fmt: skip
+    write_inputs(spark, cfg, ratings, items, users, nbrs)
+    metrics = recommend.main(job_args(cfg, "embed.center_items=false", "recommend.k=2"))
+    assert metrics["users_short"] == 0
+    got = {(r["user_id"], r["item_id"]): r["source"] for r in recs(spark, cfg).collect()}
+    assert {i for (u, i) in got if u == "u3"} == {"i1", "i3"}
+    assert all(s != "neighbors" for (u, _), s in got.items() if u == "u3")
+    assert got[("u1", "i3")] == "neighbors"  # the other users' CF is untouched
+
+
+def test_reasons_count_real_neighbours_and_name_nobody_on_a_tie(spark, make_config):
+    """a has two neighbours (not neighbors.k = 50) who vote identically for i3, which is as close to a's i1 as to
+    a's i2: the reason says "2 of your 2" and names neither the voter nor the history item."""
+    cfg = make_config()
+    items = {"i1": unit(1, 0, 0, 0), "i2": unit(0, 1, 0, 0), "i3": unit(1, 1, 0, 0), "i4": unit(0.3, 0, 1, 0),
+             "i5": unit(0, 0, 0, 1)}  # fmt: skip
+    users = {"a": unit(1, 1, 0, 0), "b": unit(1, 1, 1, 0), "c": unit(1, 1, 0, 1)}
+    ratings = [("a", "i1", 5.0), ("a", "i2", 5.0), ("b", "i3", 5.0), ("b", "i4", 3.0), ("c", "i3", 5.0),
+               ("c", "i5", 3.0)]  # fmt: skip
+    nbrs = [("a", "b", 1, 0.7), ("a", "c", 2, 0.7), ("b", "a", 1, 0.7), ("b", "c", 2, 0.5), ("c", "a", 1, 0.7),
+            ("c", "b", 2, 0.5)]  # fmt: skip
+    write_inputs(spark, cfg, ratings, items, users, nbrs)
+    weights = "recommend.weights={neighbors: 1, content: 0, popularity: 0.1}"
+    recommend.main(job_args(cfg, "embed.center_items=false", "recommend.k=3", weights))
+    got = {r["item_id"]: r["reason"] for r in recs(spark, cfg).where("user_id = 'a'").collect()}
+    assert got == {
+        "i3": "2 of your 2 nearest users chose it",
+        "i4": "1 of your 2 nearest users chose it (strongest vote: user b); close to Title i1 from your history",
+        "i5": "1 of your 2 nearest users chose it (strongest vote: user c)",
+    }
+
+
+def test_closest_rows_names_no_history_entry_on_a_tie():
+    def frame(ids, vectors, key):
+        return pd.DataFrame({"user_id": "a", key: ids, "embedding": [np.asarray(v, np.float32) for v in vectors]})
+
+    history = frame(["x", "y"], [unit(1, 0), unit(0, 1)], "label")
+    targets = frame(["tie", "near_x", "near_y"], [unit(1, 1), unit(1, 0.2), unit(0.1, 1)], "item_id")
+    out = closest_rows(targets, history)
+    assert dict(zip(out["item_id"], out["label"], strict=True)) == {"tie": None, "near_x": "x", "near_y": "y"}
+    one = closest_rows(targets, history.iloc[:1])  # a single history entry is never a tie
+    assert list(one["label"]) == ["x", "x", "x"]
+    assert list(closest_rows(targets.iloc[:0], history).columns) == ["user_id", "item_id", "label"]
+
+
+def test_run_without_neighbours_reads_the_run_written_last_and_quoted_ids_replace(spark, catalogue):
+    cfg, base = catalogue
+    ref = delta.table_ref(cfg.tables, "user_neighbors")
+    # "b-first" is written first but sorts last: the run written last ("a-second") is the one to read.
+    write(spark, cfg, "user_neighbors", [("u1", "u3", 1, 0.6, "b-first")], NEIGHBOR_SCHEMA)
+    second = spark.createDataFrame(
+        [("u1", "u2", 1, 0.8)], "user_id string, neighbor_id string, rank int, similarity float"
+    )
+    delta.replace_run(second, ref, "a-second")
+    quoted = "o'brien-run"
+    argv = job_args(cfg, *base)[:-1] + [quoted]
+    recommend.main(argv)
+    recommend.main(argv)  # a re-run replaces its rows: the quote must not end the replaceWhere literal
+    got = recs(spark, cfg, quoted)
+    assert got.count() == 12 and got.select("user_id", "item_id").distinct().count() == 12
+    votes = {r["item_id"]: r["reason"] for r in got.where("user_id = 'u1' and source = 'neighbors'").collect()}
+    assert set(votes) == {"i2", "i5"}  # u2's items, not u3's i4
+    assert all(v.startswith("1 of your 1 nearest user chose it (strongest vote: user u2)") for v in votes.values())

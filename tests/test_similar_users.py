@@ -17,9 +17,7 @@ def write_users(spark, cfg, df):
 
 
 def neighbors(spark, cfg):
-    return delta.read_table(spark, delta.table_ref(cfg.tables, "user_neighbors")).where(
-        F.col("run_id") == cfg.run_id
-    )
+    return delta.read_table(spark, delta.table_ref(cfg.tables, "user_neighbors")).where(F.col("run_id") == cfg.run_id)
 
 
 def argv(cfg, *overrides):
@@ -38,7 +36,7 @@ def brute_force(rows, k):
     return out
 
 
-def test_exact_mode_equals_numpy_brute_force(spark, make_config):
+def test_exact_mode_equals_numpy_brute_force_and_measures_no_recall(spark, make_config):
     cfg = make_config()
     users = clustered_vectors(spark, 60, 16, 4, 0.5, seed=3)
     write_users(spark, cfg, users)
@@ -50,6 +48,13 @@ def test_exact_mode_equals_numpy_brute_force(spark, make_config):
     )
     got = neighbors(spark, cfg).select("user_id", "neighbor_id", "rank", F.col("similarity").cast("double"))
     assert_approx_df_equality(got, expected, 1e-5, ignore_row_order=True, ignore_nullable=True)
+    # Exact search is its own reference: a recall of 1.0 would be a measurement never made.
+    assert not [m for m in metrics if m.startswith("recall_at_")]
+    written = delta.read_table(spark, delta.table_ref(cfg.tables, "run_metrics")).where(
+        (F.col("run_id") == cfg.run_id) & (F.col("stage") == "similar_users")
+    )
+    assert written.where(F.col("metric").startswith("recall_at_")).count() == 0
+    assert written.where("metric = 'users'").first()["value"] == 60
 
 
 def test_approximate_recall_on_planted_clusters_and_guarantees(spark, make_config):
