@@ -21,7 +21,8 @@ COLUMNS = ["ndcg_at_k", "precision_at_k", "recall_at_k", "map", "map_at_k", "hit
 
 
 def split(behaviors: DataFrame, method: str, ratio: float, seed: int = SEED) -> tuple[DataFrame, DataFrame]:
-    """(train, test): `stratified` (random share per user) or `chronological` (latest share per user)."""
+    """(train, test) of each user's (user, item) pairs, every event of a pair on one side: `stratified` (a seeded
+    random share per user) or `chronological` (the pairs met latest to test)."""
     if method == "chronological":
         return chronological_split(behaviors, ratio)
     return stratified_split(behaviors, ratio, seed)

@@ -41,8 +41,6 @@ class RatingModel:
     rating_max: float = 5.0
 
 
-
-
 def hidden(fraction: float, seed: int, *keys: str) -> Column:
     """A seeded, deterministic pick of about `fraction` of the rows (by a hash of their keys)."""
     return (F.abs(F.xxhash64(F.lit(seed), *[F.col(k) for k in keys])) % 1_000_000) < int(fraction * 1_000_000)
@@ -62,10 +60,17 @@ def baseline_biases(ratings: DataFrame, epochs: int, reg_user: float, reg_item: 
 
     Each round refits item biases given user biases, then user biases given item biases; `localCheckpoint` cuts
     the lineage so the plan does not grow with the rounds. Only the mean (one number) reaches the driver.
+
+    Raises:
+        InputContractError: `ratings` holds no non-null rating (an implicit-only behaviour log).
     """
     mean = ratings.agg(F.avg("rating")).first()[0]
     if mean is None:
-        raise InputContractError("no observed ratings to fit a rating model on (an implicit-only behaviour log)")
+        # avg over no value is null: say why, rather than fail later on float(None).
+        raise InputContractError(
+            "no observed ratings to fit a rating model on: column 'rating' is null in every row or the frame is "
+            "empty (an implicit-only behaviour log of views, clicks, purchases); skip rating completion instead"
+        )
     mu = float(mean)
     r = ratings.select("user_id", "item_id", "rating").persist(StorageLevel.MEMORY_AND_DISK)
     user_b = r.select("user_id").distinct().withColumn("b_u", F.lit(0.0))

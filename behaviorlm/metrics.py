@@ -11,53 +11,63 @@ are comparable with its published table:
 - hit rate: share of users with at least one hit; catalogue coverage: distinct recommended items / distinct items in
   the catalogue given;
 - RMSE and MAE over the (user, item) pairs present in both truth and predictions.
+
+Splitters split each user's (user, item) pairs, not rows: every row of a pair goes to the same side, because a pair
+with rows on both sides is a test item already seen in train, which the recommender and the baselines remove from
+their lists (it could never be hit). A user's pair at position p of n goes to train when p / n <= ratio, the rule of
+Microsoft Recommenders' `spark_stratified_split` / `spark_chrono_split`: train keeps floor(n x ratio) pairs, so a
+user with few pairs still leaves one for test (2 pairs at 0.75: 1 train, 1 test, where rounding half up kept both
+in train; a user with a single pair has it in test).
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 
 def stratified_split(
     df: DataFrame, ratio: float, seed: int, col_user: str = "user_id", col_item: str = "item_id"
 ) -> tuple[DataFrame, DataFrame]:
-    """Per user, a seeded random `ratio` of the rows (count rounded half up) to train, the rest to test. Deterministic
-    for a seed: the order is a hash of (seed, row values), ties broken by item id."""
-    return _split_in_order(df, ratio, col_user, [F.xxhash64(F.lit(seed), *df.columns), F.col(col_item)])
+    """Per user, a seeded random `ratio` of the (user, item) pairs to train, the rest to test; every row of a pair
+    goes to the same side. Deterministic for a seed: pairs are ordered by a hash of (seed, user, item)."""
+    key = F.xxhash64(F.lit(seed), F.col(col_user), F.col(col_item))
+    return _halves(_pair_positions(df, key, col_user, col_item), F.col("_pos") / F.col("_n") <= ratio)
 
 
 def chronological_split(
     df: DataFrame, ratio: float, col_user: str = "user_id", col_item: str = "item_id", col_time: str = "ts"
 ) -> tuple[DataFrame, DataFrame]:
-    """Per user, the earliest `ratio` of the rows to train and the latest to test (ties: item id). A ratio that
-    leaves one row out per user is leave-last-out."""
-    return _split_in_order(df, ratio, col_user, [F.col(col_time), F.col(col_item)])
-
-
-def _split_in_order(df: DataFrame, ratio: float, col_user: str, order: list) -> tuple[DataFrame, DataFrame]:
-    """Per user, the first `ratio` of the rows in `order` (count rounded half up) to train, the rest to test."""
-    ranked = Window.partitionBy(col_user).orderBy(*order)
-    tagged = (
-        df.withColumn("_pos", F.row_number().over(ranked))
-        .withColumn("_n", F.count("*").over(Window.partitionBy(col_user)))
-        .withColumn("_train", F.col("_pos") <= F.round(F.col("_n") * ratio))
-    )
-    return _halves(tagged)
+    """Per user, the (user, item) pairs met earliest (by a pair's first row; ties: item id) to train, the latest to
+    test; every row of a pair goes to the same side."""
+    return _halves(_pair_positions(df, F.col(col_time), col_user, col_item), F.col("_pos") / F.col("_n") <= ratio)
 
 
 def leave_last_out(
     df: DataFrame, col_user: str = "user_id", col_item: str = "item_id", col_time: str = "ts"
 ) -> tuple[DataFrame, DataFrame]:
-    """Per user, the latest row to test and everything before it to train."""
-    order = Window.partitionBy(col_user).orderBy(F.col(col_time).desc(), F.col(col_item).desc())
-    tagged = df.withColumn("_train", F.row_number().over(order) > 1)
-    return _halves(tagged)
+    """Per user, the (user, item) pair met latest (by its first row; ties: the larger item id) to test with all its
+    rows, every other pair to train."""
+    return _halves(_pair_positions(df, F.col(col_time), col_user, col_item), F.col("_pos") < F.col("_n"))
 
 
-def _halves(tagged: DataFrame) -> tuple[DataFrame, DataFrame]:
-    drop = [c for c in ("_pos", "_n", "_train") if c in tagged.columns]
-    return tagged.where("_train").drop(*drop), tagged.where("not _train").drop(*drop)
+def _pair_positions(df: DataFrame, key: Column, col_user: str, col_item: str) -> DataFrame:
+    """`df` plus `_pos`, the position of the row's (user, item) pair among the user's pairs ordered by the pair's
+    smallest `key` then item id (1 = first), and `_n`, the user's number of pairs. Rows with a null user or item
+    have no pair and are dropped."""
+    pairs = df.groupBy(col_user, col_item).agg(F.min(key).alias("_key"))
+    ranked = pairs.select(
+        col_user,
+        col_item,
+        F.row_number().over(Window.partitionBy(col_user).orderBy("_key", col_item)).alias("_pos"),
+        F.count("*").over(Window.partitionBy(col_user)).alias("_n"),
+    )
+    return df.join(ranked, [col_user, col_item]).select(*[F.col(f"`{c}`") for c in df.columns], "_pos", "_n")
+
+
+def _halves(tagged: DataFrame, train: Column) -> tuple[DataFrame, DataFrame]:
+    """(rows where `train`, the other rows), without the helper columns."""
+    return tagged.where(train).drop("_pos", "_n"), tagged.where(~train).drop("_pos", "_n")
 
 
 def ranking_metrics(

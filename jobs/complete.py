@@ -3,7 +3,8 @@ touching observed values:
 
 - `completed_ratings(user_id, item_id, predicted_rating, confidence, n_support, method, run_id)`: pairs with an
   interaction but no rating (views, clicks, purchases) plus the optional `complete.pairs` table; model and
-  confidence in `jobs.completion`.
+  confidence in `behaviorlm.completion`. A behaviour log without any rating (implicit-only) skips this table, with
+  a logged reason and the metric `ratings_skipped_no_ratings` = 1.
 - `completed_attributes(item_id, attribute, value, confidence, n_support, method, run_id)`: items whose configured
   attribute (e.g. genres; array = multi-label) is missing, from the most similar items that have it, compared by the
   embedding of the item text rendered *without* that attribute.
@@ -41,9 +42,11 @@ def complete_ratings(spark: SparkSession, cfg: Config, behaviors: DataFrame) -> 
     """Observed ratings minus the holdout are the evidence; unrated pairs, requests and the holdout are targets.
     A behaviour log without any rating (clicks, views) has nothing to learn ratings from: skipped, with a reason."""
     comp, run_id = cfg.complete, cfg.run_id
-    rated = behaviors.where(F.col("rating").isNotNull())
-    if not rated.limit(1).count():
-        log.warning("rating completion skipped: table 'behaviors' has no rating in any row (an implicit-only log)")
+    # A behaviours table written outside ingest may lack the optional column altogether: the same implicit-only log.
+    rated = behaviors.where(F.col("rating").isNotNull()) if "rating" in behaviors.columns else None
+    if rated is None or not rated.limit(1).count():
+        log.warning("rating completion skipped: table 'behaviors' has no rating in any row (an implicit-only log: "
+                    "views, clicks, purchases); nothing to learn ratings from")  # fmt: skip
         return {"ratings_skipped_no_ratings": 1.0}
     held = rated.where(hidden(comp.holdout, cfg.seed, "user_id", "item_id")) if comp.holdout else None
     evidence = rated.join(held.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti") if held else rated

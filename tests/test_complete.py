@@ -7,11 +7,13 @@ from dataclasses import replace
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
+from behaviorlm import delta
 from behaviorlm.attributes import predict_labels
 from behaviorlm.completion import RatingModel, baseline_biases, predict_ratings
-from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.errors import InputContractError
+from behaviorlm.schemas import BEHAVIORS, ITEMS
 from jobs import complete
 from tests.util import job_args, read, write
 
@@ -132,12 +134,14 @@ def test_predictions_are_clipped_to_the_scale(spark):
     neighbors = spark.createDataFrame([("a", "b", 1.0)], "user_id string, neighbor_id string, similarity double")
     targets = spark.createDataFrame([("a", "y")], "user_id string, item_id string")
     cfg = RatingModel(bias_epochs=1, reg_user=0.0, reg_item=0.0, user_shrinkage=0.0, item_weight=0.0)
+
+    def predicted(model: RatingModel) -> float:
+        return predict_ratings(targets, ratings, neighbors, None, model).first()["predicted_rating"]
+
     # By hand: mu 3.4, b_u(a) 0, b_i(y) -0.4, b's residual on y +1.0 -> 4.0 before clipping.
-    assert predict_ratings(targets, ratings, neighbors, None, cfg).first()["predicted_rating"] == (
-        pytest.approx(4.0)
-    )
-    assert predict_ratings(targets, ratings, neighbors, None, replace(cfg, rating_max=3.5)).first()["predicted_rating"] == 3.5
-    assert predict_ratings(targets, ratings, neighbors, None, replace(cfg, rating_min=4.5)).first()["predicted_rating"] == 4.5
+    assert predicted(cfg) == pytest.approx(4.0)
+    assert predicted(replace(cfg, rating_max=3.5)) == 3.5
+    assert predicted(replace(cfg, rating_min=4.5)) == 4.5
 
 
 def test_single_label_attribute_gets_one_value_by_weighted_vote(spark):
@@ -162,3 +166,41 @@ def test_pairs_table_without_item_id_is_a_clear_error(spark, data, tmp_path):
     spark.createDataFrame([("a",)], "user_id string").write.format("delta").save(bad)
     with pytest.raises(InputContractError, match=r"complete.pairs .*required column 'item_id'"):
         complete.main(job_args(cfg, *overrides, f"complete.pairs={bad}"))
+
+
+def test_rating_model_without_any_rating_is_a_clear_error(spark):
+    schema = "user_id string, item_id string, rating double"
+    targets = spark.createDataFrame([("u", "i")], "user_id string, item_id string")
+    neighbors = spark.createDataFrame([], "user_id string, neighbor_id string, similarity double")
+    # No rows at all, and rows whose rating is null (what ingest writes for a log of views and clicks).
+    for rows in ([], [("u", "i", None), ("v", "i", None)]):
+        ratings = spark.createDataFrame(rows, schema)
+        with pytest.raises(InputContractError, match=r"no observed ratings .*implicit-only"):
+            baseline_biases(ratings, 1, reg_user=1.0, reg_item=1.0)
+        with pytest.raises(InputContractError, match=r"no observed ratings"):
+            predict_ratings(targets, ratings, neighbors, None, RatingModel())
+
+
+@pytest.mark.parametrize("rating_column", [True, False], ids=["rating_all_null", "no_rating_column"])
+def test_implicit_only_log_skips_rating_completion(spark, make_config, rating_column):
+    cfg = make_config("complete.holdout=0.5")
+    rows = [(u, i, e, T0 + dt.timedelta(hours=n)) for n, (u, i, e) in enumerate(UNRATED)]
+    schema = "user_id string, item_id string, event_type string, ts timestamp"
+    behaviors = spark.createDataFrame(rows, schema)
+    if rating_column:
+        behaviors = behaviors.withColumn("rating", F.lit(None).cast("double"))
+    # Returns before reading any other table: nothing to learn from, nothing written.
+    assert complete.complete_ratings(spark, cfg, behaviors) == {"ratings_skipped_no_ratings": 1.0}
+    assert not delta.table_exists(spark, delta.table_ref(cfg.tables, "completed_ratings"))
+
+
+def test_complete_job_on_an_implicit_only_log_fills_the_rest(spark, data):
+    cfg, overrides = data
+    rows = [(u, i, e, None, T0 + dt.timedelta(days=n), None) for n, (u, i, e) in enumerate(UNRATED)]
+    write(spark, cfg, "behaviors", rows, BEHAVIORS)
+    metrics = complete.main(job_args(cfg, *overrides, "complete.holdout=0.2"))
+    assert metrics["ratings_skipped_no_ratings"] == 1.0 and "ratings_filled" not in metrics
+    assert read(spark, cfg, "completed_attributes").where("item_id = 'sw3'").count() >= 1
+    assert read(spark, cfg, "completed_behaviors").count() == len(UNRATED)
+    stored = read(spark, cfg, "run_metrics").where("stage = 'complete' and metric = 'ratings_skipped_no_ratings'")
+    assert [r["value"] for r in stored.collect()] == [1.0]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from behaviorlm import delta
 from behaviorlm.metrics import (
     catalog_coverage,
     chronological_split,
@@ -18,7 +21,7 @@ from behaviorlm.metrics import (
     stratified_split,
 )
 from jobs import embed_items, evaluate, ingest
-from tests.util import job_args, read
+from tests.util import job_args, read, write
 
 # Microsoft Recommenders' evaluation test fixture (tests/unit/recommenders/evaluation/conftest.py): the same toy
 # truth and predictions, for which its python_evaluation gives the numbers asserted below.
@@ -99,7 +102,9 @@ def test_splitters(spark):
         .join(df.groupBy("user_id").count().withColumnRenamed("count", "n"), "user_id")
         .collect()
     ):
-        assert r["count"] == math.floor(r["n"] * 0.75 + 0.5)  # Spark rounds half up
+        # Microsoft Recommenders' rule (pair position / pairs <= ratio) keeps floor(n x 0.75) for train; the old
+        # rounding half up (n=2 -> 2, n=6 -> 5) left some users no test pair at all.
+        assert r["count"] == math.floor(r["n"] * 0.75)
     again, _ = stratified_split(df, 0.75, seed=42)
     other, _ = stratified_split(df, 0.75, seed=7)
     key = sorted((r["user_id"], r["item_id"]) for r in train.collect())
@@ -117,6 +122,49 @@ def test_splitters(spark):
     assert last.join(df.groupBy("user_id").agg(F.max("ts").alias("ts")), ["user_id", "ts"]).count() == 20
 
 
+def _pairs(df):
+    return {(r["user_id"], r["item_id"]) for r in df.select("user_id", "item_id").distinct().collect()}
+
+
+def test_splits_keep_every_event_of_a_pair_on_one_side(spark):
+    t0 = dt.datetime(2024, 1, 1)
+    # Each user meets items a, b, c, d in turn and comes back to `a` twice more, in between and at the very end:
+    # split by row, a's early event would train and its last one test (an already seen item, never a hit).
+    rows = []
+    for u in range(12):
+        visits = ["a", "b", "a", "c", "d", "a"]
+        rows += [(f"u{u}", item, t0 + dt.timedelta(hours=h)) for h, item in enumerate(visits)]
+    df = spark.createDataFrame(rows, "user_id string, item_id string, ts timestamp")
+    splits = [stratified_split(df, 0.75, seed=s) for s in (1, 2, 42)] + [chronological_split(df, 0.5)]
+    for train, test in [*splits, leave_last_out(df)]:
+        assert train.count() + test.count() == df.count()
+        assert not _pairs(train) & _pairs(test)
+        assert train.where("item_id = 'a'").groupBy("user_id").count().where("count != 3").count() == 0
+    # Chronological: a pair's first event places it; 4 pairs at 0.5 -> a, b train; c, d test.
+    train, test = chronological_split(df, 0.5)
+    assert {i for _, i in _pairs(train)} == {"a", "b"} and {i for _, i in _pairs(test)} == {"c", "d"}
+    assert train.where("item_id = 'a'").count() == 36
+
+
+def test_a_user_with_two_pairs_keeps_one_for_test(spark):
+    t0, t1, t2 = (dt.datetime(2024, 1, 1, h) for h in range(3))
+    rows = [("t", "x", t0), ("t", "y", t1), ("u", "x", t0), ("u", "x", t1), ("u", "y", t2), ("v", "x", t0),
+            ("w", "x", t0), ("w", "y", t0), ("w", "z", t0), ("w", "q", t0)]  # fmt: skip
+    df = spark.createDataFrame(rows, "user_id string, item_id string, ts timestamp")
+    for train, test in (stratified_split(df, 0.75, seed=42), chronological_split(df, 0.75)):
+        per_user = {u: (len({i for v, i in _pairs(train) if v == u}), len({i for v, i in _pairs(test) if v == u}))
+                    for u in ("t", "u", "v", "w")}  # fmt: skip
+        # 2 pairs at 0.75 (t; u, whose x has two events): 1 train + 1 test, where rounding 1.5 half up kept both in
+        # train; 4 pairs: 3 + 1; a single pair goes to test, as in Recommenders (1 / 1 > 0.75).
+        assert per_user == {"t": (1, 1), "u": (1, 1), "v": (0, 1), "w": (3, 1)}
+    _, test = chronological_split(df, 0.75)
+    assert {i for v, i in _pairs(test) if v == "u"} == {"y"}
+
+
+def _version(spark, cfg, name: str) -> int:
+    return DeltaTable.forPath(spark, delta.table_ref(cfg.tables, name).location).history(1).first()["version"]
+
+
 @pytest.mark.slow
 def test_evaluate_job_backtests_without_touching_the_real_tables(spark, make_config):
     cfg = make_config()
@@ -124,7 +172,16 @@ def test_evaluate_job_backtests_without_touching_the_real_tables(spark, make_con
                  "ingest.synthetic.events=3000", "ingest.synthetic.clusters=4"]  # fmt: skip
     ingest.main(job_args(cfg, *synthetic))
     embed_items.main(job_args(cfg))
-    before = read(spark, cfg, "behaviors").count()
+    # The real neighbours table of some earlier run: evaluate rebuilds its own, elsewhere.
+    real = [("u1", "u2", 1, 0.5, "earlier")]
+    write(
+        spark,
+        cfg,
+        "user_neighbors",
+        real,
+        "user_id string, neighbor_id string, rank int, similarity float, run_id string",
+    )
+    versions = {t: _version(spark, cfg, t) for t in ("behaviors", "items", "item_embeddings", "user_neighbors")}
     grid = "evaluate.grid={similarity_power: [1.0, 4.0], content: [0.0, 0.1], popularity: [0.1]}"
     metrics = evaluate.main(job_args(cfg, "neighbors.k=20", grid, "evaluate.als.iterations=5"))
     for model in ("behaviorlm", "popularity", "als"):
@@ -133,6 +190,18 @@ def test_evaluate_job_backtests_without_touching_the_real_tables(spark, make_con
     # Planted taste clusters: neighbours must beat popularity.
     assert metrics["behaviorlm.ndcg_at_k"] > metrics["popularity.ndcg_at_k"]
     assert metrics["tuned.similarity_power"] in (1.0, 4.0)
-    assert read(spark, cfg, "behaviors").count() == before
-    stored = read(spark, cfg, "run_metrics").where("stage = 'evaluate'").count()
+    stored = read(spark, cfg, "run_metrics").where(f"stage = 'evaluate' and run_id = '{cfg.run_id}'").count()
     assert stored == len(metrics)
+    # A second run id (with characters a folder name cannot hold) gets its own folder; the first run's stays as
+    # it was, and the real tables were never written by either.
+    root = Path(cfg.tables.root) / "_evaluate"
+    first = {p: p.stat().st_mtime_ns for p in (root / "test-run").rglob("*") if p.is_file()}
+    other = make_config(run_id="run:2/b")
+    evaluate.main(job_args(other, "neighbors.k=20", "evaluate.tune=false", "evaluate.baselines=[popularity]"))
+    assert sorted(p.name for p in root.iterdir()) == ["run_2_b", "test-run"]
+    assert sorted(p.name for p in (root / "test-run").iterdir()) == ["test", "validation"]
+    assert sorted(p.name for p in (root / "run_2_b").iterdir()) == ["test"]
+    assert {p: p.stat().st_mtime_ns for p in (root / "test-run").rglob("*") if p.is_file()} == first
+    assert {t: _version(spark, cfg, t) for t in versions} == versions
+    assert [tuple(r) for r in read(spark, cfg, "user_neighbors").collect()] == real
+    assert not delta.table_exists(spark, delta.table_ref(cfg.tables, "user_embeddings"))
