@@ -24,7 +24,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["behaviorlm", "behaviorlm.*", "jobs", "jobs.*", "udfs", "udfs.*"]),
-        install_requires=[
+    install_requires=[
         f"pyspark=={PYSPARK_VERSION}",
         f"delta-spark=={DELTA_VERSION}",
         "pandas>=2.2,<3",

@@ -4,7 +4,7 @@ in `jobs/` call and what a notebook imports.
 - data in: `sources.movielens`, `sources.synthetic`, `validate` (input contract, rejected rows), `schemas`
 - embeddings: `embedding` (model id, encoder UDF), `text` (item text), `users` (user vectors), `vectors`
 - similarity: `neighbors` (exact and approximate k-NN for any keyed vectors)
-- recommend: `scoring`; complete: `completion` (ratings), `attributes`; evaluate: `metrics`, `backtest`
+- recommend: `scoring`; complete: `ratings`, `attributes`; evaluate: `metrics`, `backtest`
 - plumbing: `config`, `session`, `delta` (Delta I/O), `runs` (run metrics, which run to read), `logs`, `assets`
 """
 

@@ -182,8 +182,14 @@ class EmbedConfig(Section):
     user_mode: Literal["pooled", "sequence"] = "pooled"
     # pooled: weight of each event type in a user's weighted mean of item vectors (unknown types weigh 0).
     event_weights: dict[str, NonNegative] = Field(
-        default_factory=lambda: {"rating": 1.0, "purchase": 1.0, "review": 1.0, "click": 0.5, "search": 0.5,
-                                 "view": 0.3}  # fmt: skip
+        default_factory=lambda: {
+            "rating": 1.0,
+            "purchase": 1.0,
+            "review": 1.0,
+            "click": 0.5,
+            "search": 0.5,
+            "view": 0.3,
+        }  # fmt: skip
     )
     # Recency half-life in days, counted back from the user's latest event; 0 turns decay off.
     half_life_days: NonNegative = 0.0
@@ -248,8 +254,13 @@ class EvaluateConfig(Section):
     # Tune the blend on a validation split carved from the training part (never on the test part).
     tune: bool = True
     grid: dict[Literal["similarity_power", "content", "popularity"], Annotated[list[float], Field(min_length=1)]] = (
-        Field(default_factory=lambda: {"similarity_power": [1.0, 2.0, 4.0], "content": [0.0, 0.1, 0.2],
-                                       "popularity": [0.0, 0.1, 0.2]})  # fmt: skip
+        Field(
+            default_factory=lambda: {
+                "similarity_power": [1.0, 2.0, 4.0],
+                "content": [0.0, 0.1, 0.2],
+                "popularity": [0.0, 0.1, 0.2],
+            }
+        )  # fmt: skip
     )
     baselines: list[Literal["popularity", "als"]] = Field(default_factory=lambda: ["popularity", "als"])
     als: AlsConfig = Field(default_factory=AlsConfig)

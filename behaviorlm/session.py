@@ -95,8 +95,13 @@ def _apply_to_active(spark: SparkSession, conf: dict[str, str]) -> None:
         if spark.conf.isModifiable(key):
             spark.conf.set(key, value)
         else:
-            log.warning("spark.conf %s=%s not applied: the session already exists with %s (a static setting; "
-                        "set it on the cluster or before the session starts)", key, value, spark.conf.get(key, None))
+            log.warning(
+                "spark.conf %s=%s not applied: the session already exists with %s (a static setting; "
+                "set it on the cluster or before the session starts)",
+                key,
+                value,
+                spark.conf.get(key, None),
+            )
 
 
 def _check_delta(spark: SparkSession) -> None:

@@ -3,7 +3,7 @@
 Ratings: 5-fold cross-validation over the 100,000 ratings, as in the Surprise library's benchmark (seeded random
 folds): each fold's ratings are hidden, user vectors and approximate neighbours are rebuilt from the other four
 folds (embed-users + similar-users, so nothing of the hidden fold leaks in), and the hidden pairs are completed by
-`behaviorlm.completion.predict_ratings`. Beside it, in the same run: the global-mean baseline and Spark MLlib ALS
+`behaviorlm.ratings.predict_ratings`. Beside it, in the same run: the global-mean baseline and Spark MLlib ALS
 (explicit; unseen users/items get the global mean). RMSE/MAE are averaged over the folds.
 Genres: the genres of a seeded 20% of items are hidden and predicted from the other items by the embedding of
 title + year (the `complete` job's attribute path); micro-F1 over (item, genre) pairs, beside a majority baseline
@@ -26,11 +26,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from behaviorlm.attributes import attribute_labels, fill_attribute, label_f1, without_attribute
-from behaviorlm.completion import hidden, item_neighbors, predict_ratings
 from behaviorlm.config import Config, load_config
 from behaviorlm.logs import setup_logging
 from behaviorlm.metrics import rating_errors
 from behaviorlm.neighbors import split_valid, vector_dim
+from behaviorlm.ratings import hidden, item_neighbors, predict_ratings
 from behaviorlm.session import get_spark
 from behaviorlm.text import item_texts
 from behaviorlm.vectors import center

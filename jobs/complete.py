@@ -3,7 +3,7 @@ touching observed values:
 
 - `completed_ratings(user_id, item_id, predicted_rating, confidence, n_support, method, run_id)`: pairs with an
   interaction but no rating (views, clicks, purchases) plus the optional `complete.pairs` table; model and
-  confidence in `behaviorlm.completion`. A behaviour log without any rating (implicit-only) skips this table, with
+  confidence in `behaviorlm.ratings`. A behaviour log without any rating (implicit-only) skips this table, with
   a logged reason and the metric `ratings_skipped_no_ratings` = 1.
 - `completed_attributes(item_id, attribute, value, confidence, n_support, method, run_id)`: items whose configured
   attribute (e.g. genres; array = multi-label) is missing, from the most similar items that have it, compared by the
@@ -26,9 +26,9 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta, runs
 from behaviorlm.attributes import fill_attribute, label_f1, without_attribute
-from behaviorlm.completion import hidden, item_neighbors, predict_ratings, rating_targets
 from behaviorlm.config import Config
 from behaviorlm.metrics import rating_errors
+from behaviorlm.ratings import hidden, item_neighbors, predict_ratings, rating_targets
 from behaviorlm.text import fill_texts, item_texts
 from behaviorlm.validate import check_columns
 from behaviorlm.vectors import center

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 
 from behaviorlm import delta
-from behaviorlm.completion import RatingModel
 from behaviorlm.config import Config
 from behaviorlm.embedding import EmbedFn, make_embed_fn
 from behaviorlm.neighbors import top_k
+from behaviorlm.ratings import RatingModel
 from behaviorlm.scoring import Strength
 from behaviorlm.users import user_vectors
 from behaviorlm.vectors import center

@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 from behaviorlm import delta, runs
 from behaviorlm.config import Config
 from behaviorlm.errors import BehaviorLMError
-from behaviorlm.logs import setup_logging, timed
+from behaviorlm.logs import counts_line, setup_logging, timed
 from behaviorlm.session import get_spark
 from jobs import complete, embed_items, embed_users, evaluate, recommend, report, similar_users
 from jobs.runtime import parse_args, write_metrics
@@ -57,8 +57,9 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: boo
             log.info("stage %s already done for run %s; skipped (--force re-runs it)", stage, cfg.run_id)
             results[stage] = None
             continue
-        with timed(log, f"stage {stage} run_id={cfg.run_id}", spark):
+        with timed(log, f"stage {stage} run_id={cfg.run_id}", spark) as note:
             results[stage] = STAGES[stage](spark, cfg)
+            note["rows"] = counts_line(results[stage])
         write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0})
     results["report"] = report.build(spark, cfg)
     return results

@@ -11,8 +11,8 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.attributes import predict_labels
-from behaviorlm.completion import RatingModel, baseline_biases, predict_ratings
 from behaviorlm.errors import InputContractError
+from behaviorlm.ratings import RatingModel, baseline_biases, predict_ratings
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from jobs import complete
 from tests.util import job_args, read, write

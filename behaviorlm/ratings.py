@@ -1,4 +1,4 @@
-"""Completion library: predict missing ratings and missing item attributes from observed data and embeddings.
+"""Rating completion: predict missing ratings from observed ratings, user neighbours and item embeddings.
 
 Ratings (the `complete` job and `bench-complete`):
     prediction = mu + b_u + b_i                                         (baseline: regularised biases)
