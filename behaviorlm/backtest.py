@@ -40,7 +40,7 @@ def grid_search(
         for wc, wp in itertools.product(grid.get("content", [0.1]), grid.get("popularity", [0.1])):
             weights = {"neighbors": 1.0, "content": wc, "popularity": wp}
             ndcg = ranking_metrics(blend(cands, weights, k), truth, k)["ndcg_at_k"]
-            log.info("validation: power=%.1f content=%.2f popularity=%.2f ndcg@%d=%.4f", power, wc, wp, k, ndcg)
+            log.debug("validation: power=%.1f content=%.2f popularity=%.2f ndcg@%d=%.4f", power, wc, wp, k, ndcg)
             if ndcg > best[0]:
                 best = (ndcg, power, weights)
         cands.unpersist()

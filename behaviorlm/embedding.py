@@ -81,11 +81,12 @@ class EmbedFn:
         # one load in any worker would mean the cache failed.
         result = {"model_loads": sum(counts.values()), "python_workers": len(counts),
                   "max_loads_per_worker": max(counts.values(), default=0)}  # fmt: skip
-        log.info("model loads %d across %d Python worker(s) %s", result["model_loads"], len(counts), counts)
         devices = dict(self.devices.value)
-        if devices:
-            log.info("encoder devices (tasks per Spark GPU address -> device used): %s", devices)
         result["gpu_tasks"] = sum(n for k, n in devices.items() if "-> cuda" in k)
+        # On a CPU-only machine the device line says nothing new; where GPUs were assigned it is the proof.
+        level = logging.INFO if any(not k.startswith("gpu None") for k in devices) else logging.DEBUG
+        log.log(level, "model loads %d across %d Python worker(s) %s; encoder devices (tasks per Spark GPU address "
+                "-> device used): %s", result["model_loads"], len(counts), counts, devices)  # fmt: skip
         return result
 
 
