@@ -39,8 +39,8 @@ def submit(cluster, cfg, bundle: tuple[str, str], log: Path) -> subprocess.Popen
            "--conf", "spark.executor.memory=1g", "--conf", "spark.executor.cores=1",
            "--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.ui.enabled=false",
            driver, "run", "--stages", STAGES, "--set", f"report.dir={log.parent / 'reports'}",
-           # Spark's own WARN lines are the evidence that the kill reached a running task.
-           *job_args(cfg, *DATA, "spark.log_level=WARN")]  # fmt: skip
+           # Spark's own INFO/WARN lines (its default under spark-submit) are the evidence of the lost running task.
+           *job_args(cfg, *DATA, "spark.log_level=INFO")]  # fmt: skip
     return subprocess.Popen(cmd, cwd=log.parent, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
