@@ -23,6 +23,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
+    package_data={"behaviorlm": ["log4j2.properties"]},
     packages=find_packages(include=["behaviorlm", "behaviorlm.*", "jobs", "jobs.*", "udfs", "udfs.*"]),
     install_requires=[
         f"pyspark=={PYSPARK_VERSION}",

@@ -54,7 +54,9 @@ def als_recommendations(
     """Spark MLlib ALS (implicit feedback: every behaviour is a positive) top-k unseen items per user."""
     pairs = train.select("user_id", "item_id").distinct().withColumn("one", F.lit(1.0))
     indexers = [StringIndexer(inputCol=c, outputCol=f"{c}_ix").fit(pairs) for c in ("user_id", "item_id")]
-    indexed = indexers[1].transform(indexers[0].transform(pairs))
+    # ALS ships its input's RDD lineage with every task of every iteration: a deep input plan (the pair-level split's
+    # windows and joins) overflows the executor's stack when the tasks are deserialised. Cut it first.
+    indexed = indexers[1].transform(indexers[0].transform(pairs)).localCheckpoint()
     model = ALS(rank=rank, regParam=reg, alpha=alpha, maxIter=iterations, implicitPrefs=True, userCol="user_id_ix",
                 itemCol="item_id_ix", ratingCol="one", seed=seed, coldStartStrategy="drop").fit(indexed)  # fmt: skip
     # Ask for k + the most anyone has seen, so k unseen remain for everyone after removing seen items.

@@ -54,6 +54,8 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+# Spark's JVM start-up notices are not for our readers: local sessions start with errors only (see the file).
+LOG4J_FILE = Path(__file__).with_name("log4j2.properties")
 # Our defaults where the config says nothing: Spark's progress bars interleave with our log lines (the stage
 # timer logs progress instead).
 QUIET_CONF = {"spark.ui.showConsoleProgress": "false"}
@@ -72,6 +74,8 @@ def get_spark(conf: SparkConfig) -> SparkSession:
         # Python workers must run this interpreter (the one with our packages); pyspark reads only the variable.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.master(conf.master)
+        options = f"-Dlog4j2.configurationFile={LOG4J_FILE} {conf.conf.get('spark.driver.extraJavaOptions', '')}"
+        builder = builder.config("spark.driver.extraJavaOptions", options.strip())
         jars = cached_delta_jars()
         if jars:
             builder = builder.config("spark.jars", ",".join(jars))
@@ -79,7 +83,8 @@ def get_spark(conf: SparkConfig) -> SparkSession:
             log.warning("Delta jars not cached (run `behaviorlm setup`); resolving %s from Maven", DELTA_PACKAGE)
             builder = builder.config("spark.jars.packages", DELTA_PACKAGE)
     for key, value in conf.conf.items():
-        builder = builder.config(key, value)
+        if key != "spark.driver.extraJavaOptions" or under_spark_submit():
+            builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(conf.log_level)
     _check_delta(spark)

@@ -106,15 +106,19 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     metrics["behavior_rows_missing_text"] = save_run(texts, cfg, "completed_behaviors")
     done_texts = params.table(spark, cfg, "completed_behaviors").where(F.col("run_id") == cfg.run_id)
     metrics["behavior_rows_not_completed"] = done_texts.where(F.col("reason").isNotNull()).count()
-    log.info("completion: %s", metrics)
+    log.debug("completion: %s", metrics)
     write_metrics(spark, cfg, "complete", metrics)
     return metrics
+
+
+def _short(value: object) -> object:
+    return f"{value:.3f}" if isinstance(value, float) else value
 
 
 def _log_examples(what: str, df: DataFrame, n: int = 5) -> None:
     keys = [c for c in df.columns if c.endswith("_id")]
     rows = df.orderBy(F.col("confidence").desc(), *keys).limit(n).collect()
-    lines = ["  " + ", ".join(f"{k}={v}" for k, v in r.asDict().items() if k != "run_id") for r in rows]
+    lines = ["  " + ", ".join(f"{k}={_short(v)}" for k, v in r.asDict().items() if k != "run_id") for r in rows]
     log.info("examples of filled %s:\n%s", what, "\n".join(lines))
 
 

@@ -103,6 +103,10 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
         models["popularity"] = blend(cands, {"popularity": 1.0}, ev.k)
     if "als" in ev.baselines:
         a = ev.als
+        if spark.sparkContext.getCheckpointDir() is None:
+            # ALS checkpoints its factors every 10 iterations only where a checkpoint folder is set; without it
+            # the lineage of its iterations grows until tasks overflow the stack.
+            spark.sparkContext.setCheckpointDir(workdir(cfg, "checkpoints"))
         models["als"] = als_recommendations(train, ev.k, a.rank, a.reg, a.alpha, a.iterations, cfg.seed)
     results = score_models(models, test, params.table(spark, cfg, "items"), ev.k)
     for frame in (cands, train, test):
