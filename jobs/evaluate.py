@@ -106,7 +106,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
         if spark.sparkContext.getCheckpointDir() is None:
             # ALS checkpoints its factors every 10 iterations only where a checkpoint folder is set; without it
             # the lineage of its iterations grows until tasks overflow the stack.
-            spark.sparkContext.setCheckpointDir(workdir(cfg, "checkpoints"))
+            spark.sparkContext.setCheckpointDir(f"{cfg.tables.root.rstrip('/')}/{ev.workdir}/_checkpoints")
         models["als"] = als_recommendations(train, ev.k, a.rank, a.reg, a.alpha, a.iterations, cfg.seed)
     results = score_models(models, test, params.table(spark, cfg, "items"), ev.k)
     for frame in (cands, train, test):
