@@ -9,61 +9,32 @@ the model). Only the job layer reads a `Config`: library functions take plain pa
 
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from behaviorlm.constants import BLOCK_SIZE, SEED
 from behaviorlm.errors import ConfigError
 from behaviorlm.overrides import describe, merge_sources
+from behaviorlm.sections import (
+    CACHE_ENV,
+    CompleteConfig,
+    EvaluateConfig,
+    NeighborsConfig,
+    NonNegative,
+    Positive,
+    PredictConfig,
+    RecommendConfig,
+    ReportConfig,
+    Section,
+    SegmentsConfig,
+    Share,
+    SparkConf,
+    Text,
+    cache_dir,
+)
 
-CACHE_ENV = "BEHAVIORLM_CACHE"
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def cache_dir() -> Path:
-    """Where set-up caches live: `$BEHAVIORLM_CACHE`, else `~/.cache/behaviorlm`."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "behaviorlm")
-
-
-def _expand(value: str) -> str:
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == CACHE_ENV:
-            return str(cache_dir())
-        if name not in os.environ:
-            raise ValueError(f"environment variable ${{{name}}} is not set")
-        return os.environ[name]
-
-    return _VAR.sub(sub, value)
-
-
-def _spark_values(value: Any) -> Any:
-    # Spark conf values are strings on the JVM side; YAML gives ints, floats and booleans: stringify scalars.
-    if not isinstance(value, dict):
-        return value
-    return {str(k): str(v).lower() if isinstance(v, bool) else v if isinstance(v, str) else _scalar(v)
-            for k, v in value.items()}  # fmt: skip
-
-
-def _scalar(v: Any) -> Any:
-    return str(v) if isinstance(v, (int, float)) else v
-
-
-Text = Annotated[str, AfterValidator(_expand)]
-SparkConf = Annotated[dict[str, Text], BeforeValidator(_spark_values)]
-Positive = Annotated[int, Field(ge=1)]
-Share = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
-
-
-class Section(BaseModel):
-    """Every config section: strict types (no "5" for 5), unknown keys rejected, frozen, defaults expanded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True)
+__all__ = ["CACHE_ENV", "Config", "ConfigError", "cache_dir", "load_config"]
 
 
 class SparkConfig(Section):
@@ -93,6 +64,11 @@ class TablesConfig(Section):
     completed_ratings: Text = "completed_ratings"
     completed_attributes: Text = "completed_attributes"
     completed_behaviors: Text = "completed_behaviors"
+    segments: Text = "segments"
+    item_segments: Text = "item_segments"
+    user_interests: Text = "user_interests"
+    segment_trends: Text = "segment_trends"
+    next_behaviors: Text = "next_behaviors"
 
     def names(self) -> list[str]:
         """Every logical table name (the fields other than `root`)."""
@@ -165,6 +141,11 @@ class IngestConfig(Section):
 
 
 class ModelConfig(Section):
+    # transformers: the Hugging Face folder at `path`. use-multilingual: Google's universal-sentence-encoder-
+    # multilingual v3 (16 languages incl. Chinese; the optional extra `behaviorlm[multilingual]`; `path`, `pooling`
+    # and `max_length` do not apply). auto: `path`, unless it cannot read the item texts (unknown-token share over
+    # `embed.max_unknown_token_share`), then use-multilingual.
+    backend: Literal["auto", "transformers", "use-multilingual"] = "auto"
     path: Text = "${BEHAVIORLM_CACHE}/models/all-MiniLM-L6-v2"
     max_length: Annotated[int, Field(ge=8)] = 128
     batch_size: Positive = 64
@@ -210,91 +191,6 @@ class EmbedConfig(Section):
     max_identical_pair_share: Share = 0.2
 
 
-class NeighborsConfig(Section):
-    k: Positive = 50  # neighbour CF in `recommend` wants tens of neighbours; 10 is too few to vote
-    mode: Literal["approx", "exact"] = "approx"
-    cells: Annotated[int, Field(ge=0)] = 0  # k-means cells; 0 = about sqrt(number of users)
-    nprobe: Positive = 8  # cells each user searches: the recall/speed knob
-    max_cell_size: Positive = 4000  # candidates per task; bigger cells are split into chunks
-    train_sample: Positive = 20000  # vectors sampled (to the driver) to train the centroids
-    kmeans_iters: Positive = 10
-    recall_sample: Positive = 200  # users whose neighbours are checked against exact search every run
-
-
-Part = Literal["neighbors", "content", "popularity"]
-
-
-class RecommendConfig(Section):
-    k: Positive = 10
-    # Blend of the per-user normalised parts: neighbour CF, content (user x item cosine), popularity.
-    weights: dict[Part, NonNegative] = Field(
-        default_factory=lambda: {"neighbors": 1.0, "content": 0.1, "popularity": 0.1}
-    )
-    # Neighbour CF votes with similarity ** power: a higher power trusts the closest neighbours more.
-    similarity_power: float = 2.0
-    # How much a neighbour's rating, centred on their own mean, moves their vote: strength x (1 + c x dev / range).
-    rating_centering: float = 0.5
-    content_candidates: Positive = 100  # items per user from the content side (cold items come in this way)
-    # Optional table (path or catalog name) of user_id to recommend for, beside every user with behaviours; users
-    # in it without history (cold users) get popular items.
-    users: Text = ""
-
-
-class AlsConfig(Section):
-    rank: Positive = 64
-    reg: NonNegative = 0.05
-    alpha: NonNegative = 10.0
-    iterations: Positive = 15
-
-
-class EvaluateConfig(Section):
-    split: Literal["stratified", "chronological"] = "stratified"
-    ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.75  # share of each user's (user, item) pairs for training
-    k: Positive = 10
-    # Tune the blend on a validation split carved from the training part (never on the test part).
-    tune: bool = True
-    grid: dict[Literal["similarity_power", "content", "popularity"], Annotated[list[float], Field(min_length=1)]] = (
-        Field(
-            default_factory=lambda: {
-                "similarity_power": [1.0, 2.0, 4.0],
-                "content": [0.0, 0.1, 0.2],
-                "popularity": [0.0, 0.1, 0.2],
-            }
-        )  # fmt: skip
-    )
-    baselines: list[Literal["popularity", "als"]] = Field(default_factory=lambda: ["popularity", "als"])
-    als: AlsConfig = Field(default_factory=AlsConfig)
-    # Folder under tables.root for the backtest's own tables, one subfolder per run id (train split, its user
-    # vectors and neighbours): never the real tables, never another run's.
-    workdir: Text = "_evaluate"
-
-
-class CompleteConfig(Section):
-    # Optional table (path or catalog name) of (user_id, item_id) pairs to predict, beside the unrated behaviours.
-    pairs: Text = ""
-    bias_epochs: Positive = 10  # baseline: alternating rounds of item then user bias fitting
-    reg_user: NonNegative = 15.0
-    reg_item: NonNegative = 10.0
-    user_shrinkage: NonNegative = 20.0  # neighbour deviation x n / (n + shrinkage): few supporters, small correction
-    item_neighbors: Positive = 100  # items most similar by embedding used for the item-item term
-    item_similarity_power: float = 2.0
-    item_shrinkage: NonNegative = 10.0
-    item_weight: NonNegative = 1.0  # 0 turns the embedding item-item term off
-    # Item attributes to fill when missing (columns of `items`; an array column is multi-label).
-    attributes: list[str] = Field(default_factory=lambda: ["genres"])
-    attribute_neighbors: Positive = 50
-    attribute_similarity_power: float = 4.0  # a neighbour's vote: max(cosine, 0) ** power
-    # Multi-label: keep values with at least this share of the neighbours' vote.
-    label_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
-    # Share of observed ratings and attribute values hidden (seeded) and filled too, to measure the fills.
-    holdout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-
-
-class ReportConfig(Section):
-    dir: Text = "reports"  # where run-<run_id>.html goes: a local folder or a file system URI
-    sample_users: Positive = 2000  # user vectors projected to 2-D for the report (the only per-user rows collected)
-
-
 class Config(Section):
     run_id: str = ""
     # The algorithms' seed: k-means sampling, recall samples, splits, holdouts.
@@ -311,6 +207,8 @@ class Config(Section):
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     complete: CompleteConfig = Field(default_factory=CompleteConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     def but(self, **changes: Any) -> Config:
