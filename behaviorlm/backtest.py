@@ -24,7 +24,7 @@ def split(behaviors: DataFrame, method: str, ratio: float, seed: int = SEED) -> 
     """(train, test) of each user's (user, item) pairs, every event of a pair on one side: `stratified` (a seeded
     random share per user) or `chronological` (the pairs met latest to test)."""
     if method == "chronological":
-        return chronological_split(behaviors, ratio)
+        return chronological_split(behaviors, ratio, seed)
     return stratified_split(behaviors, ratio, seed)
 
 
