@@ -16,7 +16,7 @@ CONF ?= conf/local.yaml
 RUN_ID ?= demo-$(shell date -u +%Y%m%d)
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint submit-demo bench-recs bench-complete bench-embed bench-embed-gpu bench-ann clean
+.PHONY: help install demo test lint submit-demo bench-recs bench-complete bench-predict bench-segments bench-embed bench-embed-gpu bench-ann clean
 
 help:
 	@echo "make demo   - set up, then run the pipeline on MovieLens-100K and print the Delta tables it wrote"
@@ -27,6 +27,8 @@ help:
 	@echo "make bench-recs  - recommend + evaluate on ML-100K vs popularity and ALS (last line: bench-recs ...)"
 	@echo "make bench-complete - complete on ML-100K: 5-fold rating CV, genres (last line: bench-complete ...)"
 	@echo "make bench-ann   - similar-users vs exact vs MLlib BRP-LSH (last line: bench-ann ...)"
+	@echo "make bench-predict  - next behaviour on ML-100K, leave-last-out, full ranking (last line: bench-predict ...)"
+	@echo "make bench-segments - segments on ML-100K: silhouette, genre NMI, interest hit@3 (last line: bench-segments ...)"
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +62,14 @@ bench-recs: install
 # Surprise's ML-100K protocol for ratings (5-fold CV) beside global mean and ALS; genres from titles vs majority.
 bench-complete: install
 	$(BIN)/python bench/complete_bench.py
+
+# Leave-last-out (ties by a seeded hash of user and item), HR/NDCG@10 over every unseen item, tuned on the last-but-one.
+bench-predict: install
+	$(BIN)/python bench/predict_bench.py
+
+# Cosine silhouette and NMI with the first genre of the item segments; the held-out last behaviour in the top-3 interests.
+bench-segments: install
+	$(BIN)/python bench/segments_bench.py
 
 bench-embed: install
 	$(BIN)/python bench/embed_bench.py

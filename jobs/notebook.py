@@ -40,3 +40,14 @@ def run_args(dbutils: Any, stages: str | None = None) -> list[str]:
     """Arguments for `jobs.run.main`: the job arguments plus the stages (from the widget unless given) and force."""
     args = [*job_args(dbutils), "--stages", dbutils.widgets.get("stages") if stages is None else stages]
     return [*args, "--force"] if dbutils.widgets.get("force").lower() == "true" else args
+
+
+def run_table(spark: Any, dbutils: Any, name: str) -> Any:
+    """This run's rows of table `name` (the widgets' config, tables root and run id), to look at in a notebook."""
+    from pyspark.sql import functions as F
+
+    from behaviorlm import delta
+    from jobs.runtime import parse_job_args
+
+    cfg = parse_job_args(job_args(dbutils), "notebook")
+    return delta.read_table(spark, delta.table_ref(cfg.tables, name)).where(F.col("run_id") == cfg.run_id)

@@ -1,6 +1,8 @@
 """Run report: one self-contained HTML file per run (charts are inline SVG, no external files or libraries) with the
-run's metrics from `run_metrics`, the neighbour-similarity histogram, recall@K, a 2-D projection (PCA) of a sample of
-user embeddings, the categories most recommended, and the rejected rows by reason.
+run's metrics from `run_metrics`, the neighbour-similarity histogram, recall@K, the segment map (a 2-D PCA of a
+sample of user embeddings coloured by each user's top interest segment, the largest segments labelled), the segment
+trend chart (share of behaviours per period, alerts ringed), the categories most recommended, and the rejected rows
+by reason (charts: `jobs/charts.py`).
 
 Only small aggregates reach the driver: histogram counts, per-reason counts, top categories, and at most
 `report.sample_users` projected 2-D points. Written to `report.dir/run-<run_id>.html` (local path or any Hadoop file
@@ -22,15 +24,24 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.config import Config
+from jobs import charts
 from jobs.runtime import job_main
 
 log = logging.getLogger(__name__)
 BINS = 20
+Point = tuple[float, float, int]
 
 
 def _table(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
     ref = delta.table_ref(cfg.tables, name)
     return delta.read_table(spark, ref) if delta.table_exists(spark, ref) else None
+
+
+def _run_rows(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
+    """This run's rows of table `name`; None when the table is missing or has none."""
+    df = _table(spark, cfg, name)
+    df = df.where(F.col("run_id") == cfg.run_id) if df is not None else None
+    return df if df is not None and not df.isEmpty() else None
 
 
 def similarity_histogram(neighbors: DataFrame, bins: int = BINS) -> list[tuple[float, int]]:
@@ -41,15 +52,54 @@ def similarity_histogram(neighbors: DataFrame, bins: int = BINS) -> list[tuple[f
     return [(-1.0 + b * width, counts.get(b, 0)) for b in range(bins)]
 
 
-def projection(users: DataFrame, sample: int, seed: int) -> list[tuple[float, float]]:
-    """2-D PCA coordinates of a seeded sample of at most `sample` user vectors."""
+def projection(users: DataFrame, sample: int, seed: int, groups: DataFrame | None = None) -> list[Point]:
+    """2-D PCA coordinates of a seeded sample of at most `sample` user vectors, each with its group from
+    `groups(user_id, group)` (-1 without one)."""
     picked = users.orderBy(F.xxhash64("user_id", F.lit(seed))).limit(sample)
-    vectors = picked.select(array_to_vector("embedding").alias("v"))
+    if groups is not None:
+        picked = picked.join(groups, "user_id", "left")
+    group = F.col("group") if groups is not None else F.lit(None)
+    vectors = picked.select(array_to_vector("embedding").alias("v"), F.coalesce(group, F.lit(-1)).alias("g"))
     if vectors.limit(3).count() < 3:
         return []
     model = PCA(k=2, inputCol="v", outputCol="p").fit(vectors)
-    rows = model.transform(vectors).select(vector_to_array("p").alias("p")).collect()
-    return [(float(r["p"][0]), float(r["p"][1])) for r in rows]
+    rows = model.transform(vectors).select(vector_to_array("p").alias("p"), "g").collect()
+    return [(float(r["p"][0]), float(r["p"][1]), int(r["g"])) for r in rows]
+
+
+def short_label(label: str, width: int = 40) -> str:
+    """A segment label's first two parts (dominant value, first central item), cut to `width` characters."""
+    parts = [p.split(",")[0].strip() for p in label.split(" · ")[:2]]
+    text = " · ".join(p for p in parts if p)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def segment_map(spark: SparkSession, cfg: Config, users: DataFrame, n_labels: int = 10) -> str | None:
+    """Users (PCA sample) coloured by their top interest segment, the largest segments labelled; None without
+    this run's segments."""
+    interests, segments = _run_rows(spark, cfg, "user_interests"), _run_rows(spark, cfg, "segments")
+    if interests is None or segments is None:
+        return None
+    top = interests.groupBy("user_id").agg(F.max_by("segment_id", "weight").alias("group"))
+    points = projection(users, cfg.report.sample_users, cfg.seed, top)
+    rows = segments.orderBy(F.col("n_users").desc(), "segment_id").limit(n_labels).collect()
+    return charts.scatter(points, {r["segment_id"]: short_label(r["label"] or "") for r in rows})
+
+
+def trend_chart(spark: SparkSession, cfg: Config, n_series: int = 6) -> str | None:
+    """Each of the largest segments' share of behaviours per period, alerts ringed; None without this run's trends."""
+    trends, segments = _run_rows(spark, cfg, "segment_trends"), _run_rows(spark, cfg, "segments")
+    if trends is None or segments is None:
+        return None
+    biggest = trends.groupBy("segment_id").agg(F.sum("behaviors").alias("n")).orderBy(F.col("n").desc(), "segment_id")
+    names = {r["segment_id"]: short_label(r["label"] or "") for r in segments.select("segment_id", "label").collect()}
+    picked = [r["segment_id"] for r in biggest.limit(n_series).collect()]
+    rows = trends.where(F.col("segment_id").isin(picked)).orderBy("period_start").collect()
+    series: dict[str, list[tuple[str, float, bool]]] = {}
+    for r in rows:
+        name = f"{r['segment_id']}: {names.get(r['segment_id'], '')}"
+        series.setdefault(name, []).append((str(r["period_start"])[:10], float(r["share"] or 0.0), bool(r["alert"])))
+    return charts.lines(series)
 
 
 def top_categories(recs: DataFrame, items: DataFrame, n: int = 15) -> list[tuple[str, int]]:
@@ -68,40 +118,6 @@ def rejected_by_reason(spark: SparkSession, cfg: Config) -> list[tuple[str, str,
         if df is not None:
             out += [(name, r["reason"], r["count"]) for r in df.groupBy("reason").count().orderBy("reason").collect()]
     return out
-
-
-def _bars(items: list[tuple[str, float]], width: int = 640, bar: int = 18) -> str:
-    """Horizontal bar chart as inline SVG."""
-    if not items:
-        return "<p>(no data)</p>"
-    top = max(v for _, v in items) or 1
-    rows = []
-    for i, (label, value) in enumerate(items):
-        w = (width - 260) * value / top
-        y = i * (bar + 4)
-        rows.append(
-            f'<text x="0" y="{y + bar - 4}" font-size="12">{html.escape(str(label))}</text>'
-            f'<rect x="170" y="{y}" width="{w:.1f}" height="{bar}" fill="#4c78a8"/>'
-            f'<text x="{175 + w:.1f}" y="{y + bar - 4}" font-size="12">{value:g}</text>'
-        )
-    return f'<svg width="{width}" height="{len(items) * (bar + 4)}">{"".join(rows)}</svg>'
-
-
-def _scatter(points: list[tuple[float, float]], size: int = 420) -> str:
-    if not points:
-        return "<p>(no user vectors)</p>"
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-
-    def scale(v: float, lo: float, hi: float) -> float:
-        return 10 + (size - 20) * (v - lo) / ((hi - lo) or 1)
-
-    dots = "".join(
-        f'<circle cx="{scale(x, x0, x1):.1f}" cy="{size - scale(y, y0, y1):.1f}" r="2" fill="#e45756" '
-        f'fill-opacity="0.5"/>'
-        for x, y in points
-    )
-    return f'<svg width="{size}" height="{size}" style="border:1px solid #ccc">{dots}</svg>'
 
 
 def embedding_health(metrics: list[tuple[str, str, float]], limits: dict[str, float]) -> str | None:
@@ -159,7 +175,7 @@ def build(spark: SparkSession, cfg: Config) -> str:
         metrics = [(r["stage"], r["metric"], r["value"] if r["value"] is not None else float("nan")) for r in rows]
     sections: dict[str, str] = {}
     headline = [(f"{s}: {m}", v) for s, m, v in metrics if m.startswith(("recall_at", "behaviorlm.", "holdout_"))]
-    sections["Quality"] = _bars([(k, round(v, 4)) for k, v in headline])
+    sections["Quality"] = charts.bars([(k, round(v, 4)) for k, v in headline])
     health = embedding_health(metrics, {"unknown_token_share": cfg.embed.max_unknown_token_share,
                                         "identical_pair_share": cfg.embed.max_identical_pair_share})  # fmt: skip
     if health is not None:
@@ -167,17 +183,22 @@ def build(spark: SparkSession, cfg: Config) -> str:
     neighbors = _table(spark, cfg, "user_neighbors")
     if neighbors is not None:
         hist = similarity_histogram(neighbors.where(F.col("run_id") == run_id))
-        sections["Neighbour similarity"] = _bars([(f"{lo:+.1f}", n) for lo, n in hist if n])
+        sections["Neighbour similarity"] = charts.bars([(f"{lo:+.1f}", n) for lo, n in hist if n])
     users = _table(spark, cfg, "user_embeddings")
     if users is not None:
-        points = projection(users.where(F.col("embedding").isNotNull()), cfg.report.sample_users, 42)
-        sections[f"User embeddings, 2-D PCA of {len(points)} users"] = _scatter(points)
+        users = users.where(F.col("embedding").isNotNull())
+        sections["Interest segments: users (2-D PCA) by top segment"] = segment_map(spark, cfg, users) or (
+            charts.scatter(projection(users, cfg.report.sample_users, cfg.seed))
+        )
+    trends = trend_chart(spark, cfg)
+    if trends is not None:
+        sections["Segment trends: share of behaviours per period (alerts ringed)"] = trends
     recs, items = _table(spark, cfg, "recommendations"), _table(spark, cfg, "items")
     if recs is not None and items is not None:
         top = top_categories(recs.where(F.col("run_id") == run_id), items)
-        sections["Categories recommended most"] = _bars([(g, n) for g, n in top])
+        sections["Categories recommended most"] = charts.bars([(g, n) for g, n in top])
     rejected = rejected_by_reason(spark, cfg)
-    sections["Rejected rows by reason"] = _bars([(f"{t}: {r}", n) for t, r, n in rejected])
+    sections["Rejected rows by reason"] = charts.bars([(f"{t}: {r}", n) for t, r, n in rejected])
     path = os.path.join(cfg.report.dir, f"run-{run_id}.html")
     write_text(spark, path, render(run_id, metrics, sections))
     log.info("run report: %s", path)

@@ -10,25 +10,31 @@ from tests.util import read
 
 NOTEBOOKS = {p.stem: p for p in sorted((REPO / "notebooks").glob("*.py"))}
 # Pipeline order: quickstart ingests and runs everything; each stage notebook then finds its stage done.
-ORDER = ["quickstart", "embed_items", "embed_users", "similar_users", "recommend", "complete", "evaluate", "run"]
+ORDER = ["quickstart", "embed_items", "embed_users", "similar_users", "segments", "recommend", "predict", "complete",
+         "evaluate", "run"]  # fmt: skip
+# Typed into the `overrides` widget, as a user would: the backtest's one-point grid and no ALS keep the run short.
+OVERRIDES = ("evaluate.grid={similarity_power: [2.0], content: [0.1], popularity: [0.1]}; "
+             "evaluate.baselines=[popularity]")  # fmt: skip
 
 
 class Widgets:
-    """The part of `dbutils.widgets` the notebooks use; `get` returns the default a `text` widget was given."""
+    """The part of `dbutils.widgets` the notebooks use; `get` returns what was typed into a widget, else the default
+    its `text` call gave."""
 
-    def __init__(self) -> None:
+    def __init__(self, typed: dict[str, str]) -> None:
         self.defaults: dict[str, str] = {}
+        self.typed = typed
 
     def text(self, name: str, default: str, label: str | None = None) -> None:
         self.defaults[name] = default
 
     def get(self, name: str) -> str:
-        return self.defaults[name]
+        return self.typed.get(name, self.defaults[name])
 
 
 class DbutilsStandIn:
-    def __init__(self) -> None:
-        self.widgets = Widgets()
+    def __init__(self, **typed: str) -> None:
+        self.widgets = Widgets(typed)
 
 
 def cells(name: str) -> list[str]:
@@ -54,7 +60,7 @@ def test_notebooks_run_locally_on_movielens(spark, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the widget defaults are relative: data/delta and reports/ land here
     results = {}
     for name in ORDER:
-        scope = {"dbutils": DbutilsStandIn(), "spark": spark}
+        scope = {"dbutils": DbutilsStandIn(overrides=OVERRIDES), "spark": spark}
         for cell in cells(name):
             exec(compile(cell, name, "exec"), scope)  # noqa: S102 - running the notebook is the test
         results[name] = scope.get("result")

@@ -19,7 +19,8 @@ from airflow import DAG
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 
-STAGES = ["ingest", "embed-items", "embed-users", "similar-users", "recommend", "complete", "evaluate", "report"]
+STAGES = ["ingest", "embed-items", "embed-users", "similar-users", "segments", "recommend", "predict", "complete",
+          "evaluate", "report"]  # fmt: skip
 GPU_STAGES = {"embed-items", "embed-users", "complete"}  # the ones that run the encoder
 DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
 RUN_ID = "{{ ds }}"
