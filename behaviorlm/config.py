@@ -20,12 +20,14 @@ from behaviorlm.sections import (
     CACHE_ENV,
     CompleteConfig,
     EvaluateConfig,
+    IntentsConfig,
     NeighborsConfig,
     NonNegative,
     Positive,
     PredictConfig,
     RecommendConfig,
     ReportConfig,
+    SearchConfig,
     Section,
     SegmentsConfig,
     Share,
@@ -69,6 +71,13 @@ class TablesConfig(Section):
     user_interests: Text = "user_interests"
     segment_trends: Text = "segment_trends"
     next_behaviors: Text = "next_behaviors"
+    queries: Text = "queries"
+    query_results: Text = "query_results"
+    query_audience: Text = "query_audience"
+    intent_examples: Text = "intent_examples"
+    intent_answers: Text = "intent_answers"
+    messages: Text = "messages"
+    message_intents: Text = "message_intents"
 
     def names(self) -> list[str]:
         """Every logical table name (the fields other than `root`)."""
@@ -209,6 +218,8 @@ class Config(Section):
     complete: CompleteConfig = Field(default_factory=CompleteConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    intents: IntentsConfig = Field(default_factory=IntentsConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     def but(self, **changes: Any) -> Config:

@@ -192,3 +192,24 @@ class PredictConfig(Section):
             "popularity": [0.0, 0.05, 0.2],
         }  # fmt: skip
     )
+
+
+class SearchConfig(Section):
+    k: Positive = 10  # items per query
+    audience_k: Positive = 50  # users per query in `query_audience`
+    # A query with a user_id: score = (1 - w) x cosine(query, item) + w x cosine(user, item); the user's items removed.
+    personal_weight: Share = 0.3
+
+
+class IntentsConfig(Section):
+    # logistic: MLlib multinomial LogisticRegression on the frozen embeddings; centroid: cosine to each intent's
+    # mean example vector.
+    method: Literal["logistic", "centroid"] = "logistic"
+    reg: NonNegative = 0.0  # logistic: L2 regularisation
+    max_iter: Positive = 200
+    # Below this confidence a message is out of scope (intent null, fallback true); null = chosen on validation.
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    # Share of each intent's examples held out (seeded) to choose the threshold when it is not set.
+    validation_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    oos_label: str = "oos"  # examples with this intent are out-of-scope examples, never an answerable intent
+    model_dir: Text = "_models"  # the fitted classifier, under tables.root, one folder per run id
