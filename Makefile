@@ -38,7 +38,7 @@ $(VENV)/.created:
 install: $(VENV)/.created
 	@# Installs the pinned dependencies (seconds when they are already there) and points the shared virtualenv at
 	@# this checkout; then caches jars, data and model (skipped when cached).
-	PYTHONWARNINGS=ignore $(BIN)/pip install -q --no-build-isolation -c requirements.lock -e '.[dev]'
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q --no-build-isolation -c requirements.lock -e '.[dev,multilingual]'
 	$(BIN)/behaviorlm setup
 
 demo: install

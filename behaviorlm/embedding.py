@@ -1,8 +1,10 @@
 """Driver-side embedding: the model's identity, the encoder UDF with its model-load and device accumulators, and
 the incremental item-embedding frames (which items need new vectors, the MERGE source).
 
-A model's id names what its vectors are: folder name, a digest of its config, tokenizer files and weights' content,
-the dtype, the pooling and the truncation. When the id changes, stored vectors are stale and are re-embedded.
+A model's id names what its vectors are. Backend `transformers`: folder name, a digest of its config, tokenizer
+files and weights' content, the dtype, the pooling and the truncation. Backend `use-multilingual`: the backend's name,
+a digest of its weights and SentencePiece model, and its truncation in characters. When the id changes (a new model,
+or a switch of backend), stored vectors are stale and are re-embedded.
 """
 
 from __future__ import annotations
@@ -18,15 +20,25 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm.errors import BehaviorLMError
+from udfs import multilingual
 from udfs.embed import PidCounts, embed_udf
 
 log = logging.getLogger(__name__)
+TRANSFORMERS, MULTILINGUAL = "transformers", multilingual.NAME
 # Files that decide what a model folder computes: weights, architecture, tokenizer.
-_MODEL_FILES = (".safetensors", ".bin", ".json", ".txt", ".model")
+_MODEL_FILES = (".safetensors", ".bin", ".json", ".txt", ".model", ".npz")
 
 
 class ModelNotFoundError(BehaviorLMError, FileNotFoundError):
     """`model.path` is not a Hugging Face model folder."""
+
+
+class EmbeddingSpaceError(BehaviorLMError, ValueError):
+    """The configured encoder is not the one the stored item vectors were made with."""
+
+
+class MultilingualNotInstalledError(BehaviorLMError, ModuleNotFoundError):
+    """`model.backend: use-multilingual` was asked for, but its optional package is not installed."""
 
 
 @lru_cache(maxsize=256)
@@ -53,24 +65,64 @@ def model_digest(path: str) -> str:
     return digest.hexdigest()
 
 
-def model_info(path: str, pooling: str = "mean", max_length: int = 128, dtype: str = "auto") -> tuple[str, int]:
-    """(model id, vector dimension) of the model folder at `path`."""
+def model_config(path: str) -> str:
+    """The config.json of the Hugging Face model folder at `path`; `ModelNotFoundError` when there is none."""
     config_json = os.path.join(path, "config.json")
     if not os.path.isfile(config_json):
         raise ModelNotFoundError(f"model.path {path!r} has no config.json; run `behaviorlm setup` or fix model.path")
-    with open(config_json, "rb") as fh:
+    return config_json
+
+
+def model_info(
+    path: str, pooling: str = "mean", max_length: int = 128, dtype: str = "auto", backend: str = TRANSFORMERS
+) -> tuple[str, int]:
+    """(model id, vector dimension) of the model folder at `path`, or of the multilingual backend (which ignores
+    `path`, `pooling`, `max_length` and `dtype`)."""
+    if backend == MULTILINGUAL:
+        if not multilingual.installed():
+            raise MultilingualNotInstalledError(f"model.backend: {MULTILINGUAL} needs {multilingual.INSTALL_HINT}")
+        digest = model_digest(multilingual.resources())
+        return f"{MULTILINGUAL}@{digest[:12]}/{multilingual.MAX_CHARS}c", multilingual.DIM
+    with open(model_config(path), "rb") as fh:
         hidden = int(json.loads(fh.read())["hidden_size"])
     name = os.path.basename(os.path.normpath(path))
     return f"{name}@{model_digest(path)[:12]}/{dtype}/{pooling}/{max_length}", hidden
 
 
+def backend_of(model: str) -> str:
+    """The backend that made vectors with model id `model`."""
+    return MULTILINGUAL if model.startswith(f"{MULTILINGUAL}@") else TRANSFORMERS
+
+
+def stored_model(vectors: DataFrame) -> str | None:
+    """The model id stored vectors were made with (the most common one; ties: the smallest id); None when empty."""
+    row = vectors.groupBy("model").count().orderBy(F.col("count").desc(), "model").first()
+    return row["model"] if row else None
+
+
+def stored_backend(vectors: DataFrame) -> str | None:
+    """The backend of the model stored vectors were made with (None when there are none), logged: a stage that
+    follows it says whose space it embeds in."""
+    model = stored_model(vectors)
+    if model is None:
+        return None
+    log.info("model.backend auto: %s, as the stored item vectors (%s)", backend_of(model), model)
+    return backend_of(model)
+
+
 @dataclass
 class EmbedFn:
-    """The UDF for one job run plus its {pid: loads} and {device choice: tasks} accumulators."""
+    """The UDF for one job run, the id and dimension of the vectors it makes, and its {pid: loads} and
+    {device choice: tasks} accumulators. `auto_unknown_token_share` is what `model.backend: auto` measured, if it
+    measured."""
 
     udf: object
     loads: object
     devices: object
+    backend: str = TRANSFORMERS
+    model: str = ""
+    dim: int = 0
+    auto_unknown_token_share: float | None = None
 
     def __call__(self, text: Column) -> Column:
         return self.udf(text)
@@ -83,6 +135,10 @@ class EmbedFn:
                   "max_loads_per_worker": max(counts.values(), default=0)}  # fmt: skip
         devices = dict(self.devices.value)
         result["gpu_tasks"] = sum(n for k, n in devices.items() if "-> cuda" in k)
+        # The backend a stage used, in run_metrics beside its counts: `auto` may have picked either.
+        result["backend_use_multilingual"] = int(self.backend == MULTILINGUAL)
+        if self.auto_unknown_token_share is not None:
+            result["auto_unknown_token_share"] = self.auto_unknown_token_share
         # On a CPU-only machine the device line says nothing new; where GPUs were assigned it is the proof.
         level = logging.INFO if any(not k.startswith("gpu None") for k in devices) else logging.DEBUG
         log.log(level, "model loads %d across %d Python worker(s) %s; encoder devices (tasks per Spark GPU address "
@@ -99,13 +155,18 @@ def make_embed_fn(
     batch_size: int = 64,
     empty_text: str = "",
     arrow_batch_size: int = 2048,
+    backend: str = TRANSFORMERS,
+    auto_unknown_token_share: float | None = None,
 ) -> EmbedFn:
-    """The encoder as a column function (null text is encoded as `empty_text`), with its accumulators."""
+    """The encoder of `backend` as a column function (null text is encoded as `empty_text`), with its model id and
+    accumulators. Raises `ModelNotFoundError` (no model folder) or `MultilingualNotInstalledError` before any task
+    runs."""
+    model, dim = model_info(model_path, pooling, max_length, dtype, backend)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
     loads = spark.sparkContext.accumulator({}, PidCounts())
     devices = spark.sparkContext.accumulator({}, PidCounts())
-    udf = embed_udf(model_path, max_length, pooling, dtype, batch_size, empty_text, loads, devices)
-    return EmbedFn(udf, loads, devices)
+    udf = embed_udf(model_path, max_length, pooling, dtype, batch_size, empty_text, loads, devices, backend)
+    return EmbedFn(udf, loads, devices, backend, model, dim, auto_unknown_token_share)
 
 
 def mark_changed(texts: DataFrame, existing: DataFrame | None, model: str) -> DataFrame:

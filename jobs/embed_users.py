@@ -7,6 +7,9 @@
 - `sequence`: the user's latest `sequence_length` behaviours rendered as text, newest first, encoded by the UDF and
   moved by the same catalogue mean, so both modes live in the space the items are compared in.
 
+The encoder is the one the stored item vectors were made with (`model.backend: auto` follows them); settings that
+name another model are an error, since such user vectors could not be compared with the items.
+
 Users whose behaviours carry no usable vector (all weights 0) get no row; their count is logged and in run_metrics.
 The table is a snapshot, rewritten whole, so a re-run leaves the same rows.
 Run: `behaviorlm embed-users --conf conf/local.yaml [--set embed.user_mode=sequence]`.
@@ -21,27 +24,23 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.config import Config
-from behaviorlm.embedding import model_info
+from behaviorlm.embedding import EmbeddingSpaceError, stored_model
 from jobs import params
 from jobs.runtime import job_main, write_metrics
 
 log = logging.getLogger(__name__)
 
 
-def stored_model(item_vectors) -> str | None:
-    """The model id the item vectors were made with (the most common one; ties: the smallest id)."""
-    row = item_vectors.groupBy("model").count().orderBy(F.col("count").desc(), "model").first()
-    return row["model"] if row else None
-
-
 def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     behaviors = params.table(spark, cfg, "behaviors")
     item_vectors = params.table(spark, cfg, "item_embeddings")
     embed = params.embed_fn(spark, cfg)
-    m = cfg.model
-    model = (stored_model(item_vectors) if cfg.embed.user_mode == "pooled" else None) or model_info(
-        m.path, m.pooling, m.max_length, m.dtype
-    )[0]
+    model = stored_model(item_vectors) or embed.model
+    if model != embed.model:
+        raise EmbeddingSpaceError(
+            f"item_embeddings hold vectors of model {model!r} but model.backend / model.path settings give "
+            f"{embed.model!r}: run embed-items with these settings first, or leave model.backend: auto to follow them"
+        )
     vectors = params.users(cfg, behaviors, item_vectors, params.table(spark, cfg, "items"), embed)
     n_events = behaviors.groupBy("user_id").agg(F.count("*").alias("n_events"))
     table = vectors.join(n_events, "user_id").select(

@@ -4,13 +4,16 @@ place that reads a `Config`)."""
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.config import Config
-from behaviorlm.embedding import EmbedFn, make_embed_fn
+from behaviorlm.embedding import EmbedFn, make_embed_fn, stored_backend
 from behaviorlm.neighbors import top_k
 from behaviorlm.ratings import RatingModel
+from behaviorlm.readability import choose_backend
 from behaviorlm.scoring import Strength
+from behaviorlm.text import item_texts
 from behaviorlm.users import user_vectors
 from behaviorlm.vectors import center
 
@@ -19,10 +22,22 @@ def table(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
     return delta.read_table(spark, delta.table_ref(cfg.tables, name))
 
 
-def embed_fn(spark: SparkSession, cfg: Config) -> EmbedFn:
-    m = cfg.model
-    return make_embed_fn(spark, m.path, m.max_length, m.pooling, m.dtype, m.batch_size, cfg.embed.empty_text,
-                         cfg.embed.arrow_batch_size)  # fmt: skip
+def embed_fn(spark: SparkSession, cfg: Config, texts: DataFrame | None = None) -> EmbedFn:
+    """The encoder as configured. `model.backend: auto` is decided once per stage, on the driver, before encoding:
+    the stage that encodes the item texts (embed-items, passing them as `texts`) measures whether model.path reads
+    them; the others follow the backend of the stored item vectors, so users are embedded in the items' space, and
+    measure the items' texts only when no item vectors are stored yet."""
+    m, e = cfg.model, cfg.embed
+    backend, share = m.backend, None
+    if backend == "auto" and texts is None:
+        ref = delta.table_ref(cfg.tables, "item_embeddings")
+        backend = (stored_backend(delta.read_table(spark, ref)) if delta.table_exists(spark, ref) else None) or backend
+    if backend == "auto":
+        items = texts if texts is not None else item_texts(table(spark, cfg, "items"), e.item_fields, e.empty_text)
+        backend, share = choose_backend(items.where(~F.col("fallback")), m.path, m.max_length,
+                                        e.max_unknown_token_share, cfg.seed)  # fmt: skip
+    return make_embed_fn(spark, m.path, m.max_length, m.pooling, m.dtype, m.batch_size, e.empty_text,
+                         e.arrow_batch_size, backend, share)  # fmt: skip
 
 
 def item_space(cfg: Config, item_vectors: DataFrame) -> DataFrame:

@@ -1,4 +1,7 @@
-"""embed-items and embed-users on small inline tables, through Spark with the real model in Python workers."""
+"""embed-items and embed-users on small inline tables, through Spark with the real model in Python workers.
+
+The catalogue mixes Chinese, emoji and English, which `model.backend: auto` would hand to the multilingual backend:
+the tests of the transformers path pin `model.backend=transformers`."""
 
 from __future__ import annotations
 
@@ -35,7 +38,10 @@ def read(spark, cfg, name):
 
 
 def argv(cfg, *overrides):
-    return [a for o in [f"tables.root={cfg.tables.root}", *overrides] for a in ("--set", o)] + ["--run-id", cfg.run_id]
+    pairs = [f"tables.root={cfg.tables.root}", *overrides]
+    if not any(o.startswith("model.backend=") for o in overrides):
+        pairs.append("model.backend=transformers")
+    return [a for o in pairs for a in ("--set", o)] + ["--run-id", cfg.run_id]
 
 
 def test_item_text_template(spark):
@@ -91,6 +97,13 @@ def test_second_run_embeds_nothing_and_changes_are_picked_up(spark, make_config)
 
     # Another pooling makes other vectors: everything is re-embedded.
     assert embed_items.main(argv(cfg, "model.pooling=cls"))["items_embedded"] == 2
+    # So does another backend; its id is stable, so a second run embeds nothing.
+    switched = embed_items.main(argv(cfg, "model.backend=use-multilingual"))
+    assert (switched["items_embedded"], switched["backend_use_multilingual"]) == (2, 1)
+    stored = {(r["model"].split("@")[0], r["dim"], len(r["embedding"])) for r in read(spark, cfg, "item_embeddings")
+              .collect()}  # fmt: skip
+    assert stored == {("use-multilingual", 512, 512)}
+    assert embed_items.main(argv(cfg, "model.backend=use-multilingual"))["items_embedded"] == 0
 
 
 def test_pooled_user_vectors_are_weighted_means(spark):
@@ -174,6 +187,8 @@ def test_model_path_without_model_is_a_clear_error(spark, make_config, tmp_path)
 
     with pytest.raises(ModelNotFoundError, match="has no config.json"):
         embed_items.main(argv(cfg, f"model.path={tmp_path}"))
+    with pytest.raises(ModelNotFoundError, match="has no config.json"):  # auto reads the tokenizer first
+        embed_items.main(argv(cfg, "model.backend=auto", f"model.path={tmp_path}"))
     assert model_dir().is_dir()
 
 

