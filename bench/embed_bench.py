@@ -62,7 +62,8 @@ def main() -> None:
 
     df = spark.createDataFrame([(t,) for t in texts], "text string").repartition(args.cores).cache()
     df.count()
-    embed = make_embed_fn(spark, cfg)
+    m = cfg.model
+    embed = make_embed_fn(spark, m.path, m.max_length, m.pooling, "float32", m.batch_size)
     out = df.select(embed(F.col("text")).alias("v"))
     out.write.format("noop").mode("overwrite").save()  # warm-up: each Python worker loads the model once
     udf = rate(len(texts), lambda: out.write.format("noop").mode("overwrite").save())
