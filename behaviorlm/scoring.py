@@ -14,7 +14,10 @@ stands out (a tie names nobody).
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -186,17 +189,16 @@ def candidates(
     )
 
 
-def blend(cands: DataFrame, weights: dict[str, float], k: int) -> DataFrame:
-    """Top-k per user by the weighted sum of the parts (ties: item id), with `rank`, `score` and `source`."""
-    parts = {p: F.lit(weights.get(p, 0.0)) * F.col(p) for p in PARTS}
-    score = parts["neighbors"] + parts["content"] + parts["popularity"]
-    best = F.greatest(*parts.values())
+def blend(cands: DataFrame, weights: dict[str, float], k: int, parts: Sequence[str] = PARTS) -> DataFrame:
+    """Top-k per user by the weighted sum of the `parts` columns (ties: item id), with `rank`, `score` and `source`
+    (the first part with the largest weighted contribution)."""
+    weighted = {p: F.lit(weights.get(p, 0.0)) * F.col(p) for p in parts}
+    score = functools.reduce(operator.add, weighted.values())
+    best = F.greatest(*weighted.values()) if len(weighted) > 1 else score
     # Nothing positive (a cold user's never-touched item): call it popularity, the part that filled the slot.
-    source = (
-        F.when(best <= 0, "popularity")
-        .when(parts["neighbors"] == best, "neighbors")
-        .when(parts["content"] == best, "content")
-    )
+    source = F.when(best <= 0, "popularity")
+    for p in parts:
+        source = source.when(weighted[p] == best, p)
     order = Window.partitionBy("user_id").orderBy(F.col("score").desc(), F.col("item_id"))
     return (
         cands.withColumn("score", score)

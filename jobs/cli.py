@@ -21,6 +21,8 @@ COMMANDS = {
     "segments": ("jobs.segments", "interest segments with labels, each user's interests, trends and surge alerts"),
     "recommend": ("jobs.recommend", "top-K unseen items per user (neighbours + content + popularity) with reasons"),
     "predict": ("jobs.predict", "each user's next behaviours: transitions + recent interest + segments, with reasons"),
+    "search": ("jobs.search", "free-text queries to items (personal when a user is given) and to audiences"),
+    "intents": ("jobs.intents", "messages to intents and answers, with an out-of-scope fallback (MLlib on embeddings)"),
     "complete": ("jobs.complete", "fill missing ratings, item attributes and behaviour text (separate tables)"),
     "evaluate": ("jobs.evaluate", "offline backtest: split, rebuild, recommend, metrics vs baselines into run_metrics"),
     "run": ("jobs.run", "the pipeline stages in order under one run id (--stages to pick, resumes a failed run)"),

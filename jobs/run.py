@@ -1,6 +1,7 @@
 """The main job: the pipeline's stages in order under one run id, in one Spark session —
-embed-items -> embed-users -> similar-users -> recommend -> complete -> evaluate (ingest is its own job: it is
-where data enters, usually on its own schedule).
+embed-items -> embed-users -> similar-users -> segments -> recommend -> predict -> search -> intents -> complete ->
+evaluate (ingest is its own job: it is where data enters, usually on its own schedule; search and intents write
+nothing when their input tables, `queries` and `messages`, do not exist).
 
 `--stages a,b` runs a subset (in pipeline order). Every stage writes idempotently (MERGE on keys or replaceWhere on
 the run id), and a stage that finishes records `<stage>.done` in `run_metrics`; re-running the same `--run-id`
@@ -24,7 +25,19 @@ from behaviorlm.config import Config
 from behaviorlm.errors import BehaviorLMError
 from behaviorlm.logs import counts_line, setup_logging, timed
 from behaviorlm.session import get_spark
-from jobs import complete, embed_items, embed_users, evaluate, recommend, report, similar_users
+from jobs import (
+    complete,
+    embed_items,
+    embed_users,
+    evaluate,
+    intents,
+    predict,
+    recommend,
+    report,
+    search,
+    segments,
+    similar_users,
+)
 from jobs.runtime import parse_args, write_metrics
 
 log = logging.getLogger(__name__)
@@ -32,7 +45,11 @@ STAGES: dict[str, Callable[[SparkSession, Config], object]] = {
     "embed-items": embed_items.run,
     "embed-users": embed_users.run,
     "similar-users": similar_users.run,
+    "segments": segments.run,
     "recommend": recommend.run,
+    "predict": predict.run,
+    "search": search.run,
+    "intents": intents.run,
     "complete": complete.run,
     "evaluate": evaluate.run,
 }

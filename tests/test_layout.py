@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-STAGES = {"ingest", "embed_items", "embed_users", "similar_users", "segments", "recommend", "predict", "complete",
-          "evaluate", "report"}  # fmt: skip
+STAGES = {"ingest", "embed_items", "embed_users", "similar_users", "segments", "recommend", "predict", "search",
+          "intents", "complete", "evaluate", "report"}  # fmt: skip
 # Only these know every stage.
 ORCHESTRATORS = {"jobs.cli", "jobs.run"}
 

@@ -14,8 +14,9 @@ SMALL = ["ingest.source=synthetic", "ingest.synthetic.users=80", "ingest.synthet
          "ingest.synthetic.events=1500", "ingest.synthetic.clusters=4", "neighbors.k=10",
          "evaluate.grid={similarity_power: [2.0], content: [0.1], popularity: [0.1]}",
          "evaluate.baselines=[popularity]", "complete.holdout=0.05"]  # fmt: skip
-OUTPUTS = ["item_embeddings", "user_embeddings", "user_neighbors", "recommendations", "completed_ratings",
-           "completed_attributes", "completed_behaviors"]  # fmt: skip
+OUTPUTS = ["item_embeddings", "user_embeddings", "user_neighbors", "segments", "item_segments", "user_interests",
+           "segment_trends", "recommendations", "next_behaviors", "completed_ratings", "completed_attributes",
+           "completed_behaviors"]  # fmt: skip
 
 
 def snapshot(spark, cfg):
@@ -39,13 +40,13 @@ def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_pa
     with pytest.raises(BehaviorLMError, match="no_such_column"):
         run.main(job_args(cfg, *small, "complete.attributes=[no_such_column]"))
     done = read(spark, cfg, "run_metrics").where("stage = 'run'").select("metric").collect()
-    assert {r["metric"] for r in done} == {"embed-items.done", "embed-users.done", "similar-users.done",
-                                           "recommend.done"}  # fmt: skip
+    before = ["embed-items", "embed-users", "similar-users", "segments", "recommend", "predict", "search", "intents"]
+    assert {r["metric"] for r in done} == {f"{stage}.done" for stage in before}
     results = run.main(job_args(cfg, *small))
-    assert [s for s, r in results.items() if r is None] == ["embed-items", "embed-users", "similar-users", "recommend"]
+    assert [s for s, r in results.items() if r is None] == before
     page = Path(results["report"]).read_text(encoding="utf-8")
-    for part in ("Neighbour similarity", "2-D PCA of", "Categories recommended most", "recall_at_10",
-                 "behaviorlm.ndcg_at_k", "<svg"):  # fmt: skip
+    for part in ("Neighbour similarity", "Interest segments", "Segment trends", "Categories recommended most",
+                 "recall_at_10", "behaviorlm.ndcg_at_k", "<svg"):  # fmt: skip
         assert part in page
     first = {t: df.collect() for t, df in snapshot(spark, cfg).items()}
     # The same run again: nothing to do. Forced: everything re-run, the same tables, no duplicates.

@@ -19,9 +19,9 @@ from airflow import DAG
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 
-STAGES = ["ingest", "embed-items", "embed-users", "similar-users", "segments", "recommend", "predict", "complete",
-          "evaluate", "report"]  # fmt: skip
-GPU_STAGES = {"embed-items", "embed-users", "complete"}  # the ones that run the encoder
+STAGES = ["ingest", "embed-items", "embed-users", "similar-users", "segments", "recommend", "predict", "search",
+          "intents", "complete", "evaluate", "report"]  # fmt: skip
+GPU_STAGES = {"embed-items", "embed-users", "search", "intents", "complete"}  # the ones that run the encoder
 DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
 RUN_ID = "{{ ds }}"
 DEFAULTS = {"owner": "behaviorlm", "retries": 2, "retry_delay": timedelta(minutes=10)}

@@ -1,0 +1,182 @@
+"""Semantic search: natural-language queries against item vectors and user vectors, scored with the blocked exact
+k-NN of `behaviorlm.neighbors` (no catalogue is collected to the driver).
+
+A query is encoded by the same encoder as the items. Without a user its score is cosine(query, item). With a user
+(a `user_id` that has a valid vector) it is (1 - w) x cosine(query, item) + w x cosine(user, item): one dot product
+of the item with the blended vector (1 - w) q + w u, so the blend runs through the same kernel; and the items that
+user interacted with are removed. A blank query (null, empty, only whitespace or invisible characters) is never
+encoded: it gets one row with no item and the reason `EMPTY_QUERY`. The audience of a query is the users whose
+vectors are closest to it.
+
+From a notebook: `from behaviorlm.search import top_items; top_items(spark, ["a funny movie for kids"], k=10)`.
+"""
+
+from __future__ import annotations
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from behaviorlm import delta
+from behaviorlm.assets import model_dir
+from behaviorlm.constants import BLOCK_SIZE, ITEM_COL, TEXT_COL, USER_COL, VECTOR_COL
+from behaviorlm.embedding import EmbedFn, make_embed_fn
+from behaviorlm.errors import InputContractError
+from behaviorlm.neighbors import exact_top_k
+from behaviorlm.vectors import center
+
+QUERY_COL = "query_id"
+PERSONAL_WEIGHT = 0.3
+EMPTY_QUERY = "empty query: nothing to match"
+# Where `make demo` writes item vectors: what `top_items` searches when it is given no frame.
+DEFAULT_ITEM_VECTORS = "data/delta/item_embeddings"
+# Text with no visible character: whitespace, Unicode spaces, control and format characters (zero-width space, BOM).
+_VISIBLE = r"[^\s\p{Z}\p{Cc}\p{Cf}]"
+
+
+def require_columns(df: DataFrame, table: str, required: list[str]) -> None:
+    """Raise `InputContractError` naming `table` and the first missing column, before any Spark action."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputContractError(
+            f"table {table!r}: required column {missing[0]!r} is missing; columns present: {sorted(df.columns)}"
+        )
+
+
+def is_blank(text: Column) -> Column:
+    """True for null text and text without one visible character."""
+    return F.coalesce(~text.rlike(_VISIBLE), F.lit(True))
+
+
+def encode_texts(texts: DataFrame, embed: EmbedFn, text_col: str = TEXT_COL) -> tuple[DataFrame, DataFrame]:
+    """(encoded: the rows with a non-blank text plus `embedding`, blank: the other rows, never sent to the encoder)."""
+    blank = is_blank(F.col(text_col))
+    encoded = texts.where(~blank).withColumn(VECTOR_COL, embed(F.col(text_col)))
+    return encoded, texts.where(blank)
+
+
+def dot(a: Column, b: Column) -> Column:
+    """Dot product of two array<float> columns (cosine for unit vectors); null when either is null."""
+    return F.aggregate(F.zip_with(a, b, lambda x, y: x * y), F.lit(0.0), lambda acc, x: acc + x)
+
+
+def _blended(queries: DataFrame, users: DataFrame | None, weight: float, query_col: str, user_col: str) -> DataFrame:
+    """(query_id, user_id, _q, _u, embedding): the query vector, the user's (null when not personal), the blend."""
+    has_user = user_col in queries.columns
+    user = F.col(user_col).cast("string") if has_user else F.lit(None).cast("string")
+    q = queries.select(F.col(query_col).cast("string").alias(query_col), user.alias(user_col),
+                       F.col(VECTOR_COL).alias("_q"))  # fmt: skip
+    if users is None or not has_user:
+        return q.withColumn("_u", F.lit(None).cast("array<float>")).withColumn(VECTOR_COL, F.col("_q"))
+    u = users.select(F.col(user_col).cast("string").alias(user_col), F.col(VECTOR_COL).alias("_u"))
+    mix = F.zip_with("_q", "_u", lambda x, y: ((1.0 - weight) * x + weight * y).cast("float"))
+    return q.join(u, user_col, "left").withColumn(
+        VECTOR_COL, F.when(F.col("_u").isNotNull(), mix).otherwise(F.col("_q"))
+    )
+
+
+def _reason(query_cos: Column, user_cos: Column) -> Column:
+    match = F.format_string("matches your query (cosine %.2f)", query_cos)
+    liked = F.format_string("; close to what you liked (cosine %.2f)", user_cos)
+    return F.concat(match, F.when(user_cos.isNotNull(), liked).otherwise(F.lit("")))
+
+
+def search_items(
+    queries: DataFrame,
+    items: DataFrame,
+    k: int = 10,
+    users: DataFrame | None = None,
+    seen: DataFrame | None = None,
+    personal_weight: float = PERSONAL_WEIGHT,
+    block_size: int = BLOCK_SIZE,
+    query_col: str = QUERY_COL,
+    user_col: str = USER_COL,
+    item_col: str = ITEM_COL,
+) -> DataFrame:
+    """Each encoded query's k best items: (query_id, item_id, rank, score, reason).
+
+    Args:
+        queries: query_col, `embedding` (see `encode_texts`), optionally user_col.
+        items: item_col, `embedding` (unit vectors, in the space the users live in).
+        users: user_col, `embedding` (valid unit vectors): personal queries blend with them.
+        seen: user_col, item_col: what each user interacted with, never returned to that user's queries.
+    """
+    q = _blended(queries, users, personal_weight, query_col, user_col)
+    pool = k
+    if seen is not None and user_col in queries.columns:
+        seen = seen.select(F.col(user_col).cast("string"), F.col(item_col).cast("string")).distinct()
+        per_query = q.select(query_col, user_col).join(seen, user_col).groupBy(query_col).count()
+        # Asking every query for k + the most any querying user has seen leaves k after removing them.
+        pool += int(per_query.agg(F.max("count")).first()[0] or 0)
+    hits = exact_top_k(q.select(query_col, VECTOR_COL), items, pool, block_size, exclude_self=False,
+                       id_col=query_col, candidate_id_col=item_col)  # fmt: skip
+    hits = hits.select(query_col, F.col("neighbor_id").alias(item_col), F.col("similarity").alias("score"))
+    hits = hits.join(q.select(query_col, user_col, "_q", "_u"), query_col)
+    if seen is not None and pool > k:
+        hits = hits.join(seen, [user_col, item_col], "left_anti")
+    order = Window.partitionBy(query_col).orderBy(F.col("score").desc(), F.col(item_col))
+    top = hits.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
+    vectors = items.select(F.col(item_col).cast("string").alias(item_col), F.col(VECTOR_COL).alias("_i"))
+    top = top.join(vectors, item_col)
+    reason = _reason(dot(F.col("_q"), F.col("_i")), dot(F.col("_u"), F.col("_i")))
+    return top.select(query_col, item_col, F.col("rank").cast("int"), F.col("score").cast("double"),
+                      reason.alias("reason"))  # fmt: skip
+
+
+def blank_results(blank: DataFrame, query_col: str = QUERY_COL, item_col: str = ITEM_COL) -> DataFrame:
+    """One row per blank query: no item, no rank, no score, the reason `EMPTY_QUERY`."""
+    return blank.select(
+        F.col(query_col).cast("string").alias(query_col),
+        F.lit(None).cast("string").alias(item_col),
+        F.lit(None).cast("int").alias("rank"),
+        F.lit(None).cast("double").alias("score"),
+        F.lit(EMPTY_QUERY).alias("reason"),
+    )
+
+
+def search_audience(
+    queries: DataFrame,
+    users: DataFrame,
+    k: int = 50,
+    block_size: int = BLOCK_SIZE,
+    query_col: str = QUERY_COL,
+    user_col: str = USER_COL,
+) -> DataFrame:
+    """Each encoded query's k closest users: (query_id, user_id, rank, score)."""
+    hits = exact_top_k(queries.select(query_col, VECTOR_COL), users, k, block_size, exclude_self=False,
+                       id_col=query_col, candidate_id_col=user_col)  # fmt: skip
+    return hits.select(query_col, F.col("neighbor_id").alias(user_col), "rank",
+                       F.col("similarity").cast("double").alias("score"))  # fmt: skip
+
+
+def top_items(
+    spark: SparkSession,
+    texts: list[str],
+    k: int = 10,
+    items: DataFrame | None = None,
+    embed: EmbedFn | None = None,
+    user_ids: list[str | None] | None = None,
+    users: DataFrame | None = None,
+    seen: DataFrame | None = None,
+    personal_weight: float = PERSONAL_WEIGHT,
+    center_items: bool = True,
+) -> DataFrame:
+    """The k best items for each text, for a notebook: (query_id = the text's position, text, item_id, rank, score,
+    reason). `items` (raw stored vectors) defaults to the demo's (`DEFAULT_ITEM_VECTORS`), `embed` to the cached
+    all-MiniLM-L6-v2 encoder; `user_ids` (one per text, None for none) with `users`/`seen` personalise. As in the
+    `search` stage, items and queries are centred on the catalogue mean unless `center_items` is False."""
+    if embed is None:
+        embed = make_embed_fn(spark, str(model_dir()))
+    if items is None:
+        items = delta.read_table(spark, delta.location_ref("item_embeddings", DEFAULT_ITEM_VECTORS))
+    owners = user_ids or [None] * len(texts)
+    rows = [(str(n), text, user) for n, (text, user) in enumerate(zip(texts, owners, strict=True))]
+    queries = spark.createDataFrame(rows, f"{QUERY_COL} string, {TEXT_COL} string, {USER_COL} string")
+    encoded, blank = encode_texts(queries, embed)
+    vectors = items.select(ITEM_COL, VECTOR_COL)
+    if center_items:
+        encoded, vectors = center(encoded, reference=vectors), center(vectors)
+    # Encoded once (the k-NN counts the queries before scoring them); a notebook's few vectors stay cached.
+    encoded = encoded.persist(StorageLevel.MEMORY_AND_DISK)
+    found = search_items(encoded, vectors, k, users, seen, personal_weight).unionByName(blank_results(blank))
+    return found.join(queries.select(QUERY_COL, TEXT_COL), QUERY_COL).orderBy(F.col(QUERY_COL).cast("int"), "rank")

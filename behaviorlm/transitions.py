@@ -1,0 +1,128 @@
+"""Item-to-item transitions learned from the order of each user's behaviours, as DataFrame functions.
+
+- `timeline`: each user's items in the order they first met them (timestamp ties broken by `metrics.tie_break`, the
+  order `metrics.leave_last_out` uses), with positions and session numbers;
+- `transitions`: every item's successors within the next `window` behaviours of the same session, weighted by
+  decay ** (distance - 1) and normalised per item into P(next = j | i), with the user counts reasons quote;
+- `transition_scores`: a user's vote for item j = the sum over their latest `history` items i of
+  decay ** (back - 1) x P(j | i), back = 1 for the latest, on items the user has not had yet.
+
+The `predict` stage blends these scores with other sources (`behaviorlm.predict`). From a notebook:
+`tl = timeline(behaviors); transition_scores(tl, transitions(tl))`.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from behaviorlm.constants import ITEM_COL, SEED, TIME_COL, USER_COL
+from behaviorlm.metrics import tie_break
+
+NEXT_COL = "next_item_id"
+# What `transition_scores` says about each score's strongest vote, for the reason: the history item, how far back it
+# is, and the users behind the transition.
+VIA_COLUMNS = ["via_item", "via_back", "via_users", "via_next_users", "via_followers"]
+
+
+def timeline(
+    behaviors: DataFrame,
+    seed: int = SEED,
+    gap_hours: float = 0.0,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+    col_time: str = TIME_COL,
+) -> DataFrame:
+    """(user, item, time, pos, n, session): each user's items at their first behaviour, in time order (pos 1 = the
+    first; `n` = the user's number of items). `session` grows by one wherever the gap to the previous behaviour is
+    longer than `gap_hours` (0: one session per user). Rows with a null user, item or time are dropped.
+
+    Only an item's first behaviour counts: a repeat (a purchase after a view) is not a new step towards something
+    the user has not had, and `leave_last_out` orders (user, item) pairs the same way, so position n is its target.
+    """
+    known = F.col(col_user).isNotNull() & F.col(col_item).isNotNull() & F.col(col_time).isNotNull()
+    pairs = behaviors.where(known).groupBy(col_user, col_item).agg(F.min(col_time).alias(col_time))
+    order = Window.partitionBy(col_user).orderBy(col_time, tie_break(seed, col_user, col_item), col_item)
+    ranked = pairs.withColumn("pos", F.row_number().over(order)).withColumn(
+        "n", F.count("*").over(Window.partitionBy(col_user))
+    )
+    if gap_hours <= 0:
+        return ranked.withColumn("session", F.lit(0))
+    by_pos = Window.partitionBy(col_user).orderBy("pos")
+    gap = F.unix_micros(col_time) - F.unix_micros(F.lag(col_time).over(by_pos))
+    starts = F.coalesce(gap > F.lit(gap_hours * 3600e6), F.lit(False)).cast("int")
+    return ranked.withColumn("_start", starts).withColumn("session", F.sum("_start").over(by_pos)).drop("_start")
+
+
+def transitions(
+    tl: DataFrame,
+    window: int = 5,
+    decay: float = 0.8,
+    unordered_ties: bool = True,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+    col_time: str = TIME_COL,
+) -> DataFrame:
+    """(item, next_item_id, weight, probability, users, next_users, followers) from a `timeline`.
+
+    Each behaviour is followed by the next `window` ones of the same user and session, the one d steps later
+    weighing decay ** (d - 1). `weight` sums that over users, `probability` = weight / the item's total (P(next = j |
+    i)), `users` counts the users who had j within `window` after i, `next_users` those who had it right after, and
+    `followers` the users who had anything after i. With `unordered_ties`, two behaviours at the same timestamp count
+    both ways: their order is only the tie-break hash's, and logs with coarse clocks (MovieLens: half of consecutive
+    ratings share a second) would otherwise learn half of every such pair from the hash.
+    """
+    steps = tl.select(
+        col_user, col_item, col_time, "pos", "session", F.explode(F.sequence(F.lit(1), F.lit(window))).alias("d")
+    )
+    later = tl.select(col_user, "session", F.col("pos").alias("_to"), F.col(col_item).alias(NEXT_COL),
+                      F.col(col_time).alias("_next_time"))  # fmt: skip
+    pairs = steps.withColumn("_to", F.col("pos") + F.col("d")).join(later, [col_user, "session", "_to"])
+    pairs = pairs.select(col_user, col_item, NEXT_COL, "d", (F.col(col_time) == F.col("_next_time")).alias("_tie"))
+    if unordered_ties:
+        # An item appears once per user, so a reversed pair never repeats a forward one of the same user.
+        backward = pairs.where("_tie").select(
+            col_user, F.col(NEXT_COL).alias(col_item), F.col(col_item).alias(NEXT_COL), "d", "_tie"
+        )
+        pairs = pairs.unionByName(backward)
+    stats = pairs.groupBy(col_item, NEXT_COL).agg(
+        F.sum(F.pow(F.lit(decay), F.col("d") - 1)).alias("weight"),
+        F.count("*").alias("users"),
+        F.sum((F.col("d") == 1).cast("long")).alias("next_users"),
+    )
+    followers = pairs.groupBy(col_item).agg(F.countDistinct(col_user).alias("followers"))
+    total = F.sum("weight").over(Window.partitionBy(col_item))
+    return stats.withColumn("probability", F.col("weight") / total).join(followers, col_item)
+
+
+def transition_scores(
+    tl: DataFrame,
+    trans: DataFrame,
+    history: int = 10,
+    decay: float = 0.8,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+) -> DataFrame:
+    """(user, item, transitions, via_item, via_back, via_users, via_next_users, via_followers): for every item the
+    user has not had that follows one of their latest `history` items, the sum of decay ** (back - 1) x P(item |
+    history item). `via_*` describe the strongest single vote (ties: the more recent history item, then item id).
+    A user whose latest items have no successors anywhere simply has no rows."""
+    latest = tl.where(F.col("pos") > F.col("n") - history).select(
+        col_user, F.col(col_item).alias("_from"), (F.col("n") - F.col("pos") + 1).alias("_back")
+    )
+    vote = F.pow(F.lit(decay), F.col("_back") - 1) * F.col("probability")
+    via = F.struct(
+        vote.alias("vote"),
+        (-F.col("_back")).alias("recency"),
+        F.col("_from").alias("via_item"),
+        F.col("_back").alias("via_back"),
+        F.col("users").alias("via_users"),
+        F.col("next_users").alias("via_next_users"),
+        F.col("followers").alias("via_followers"),
+    )
+    votes = latest.join(trans.withColumnRenamed(col_item, "_from"), "_from").select(
+        col_user, F.col(NEXT_COL).alias(col_item), vote.alias("_v"), via.alias("_via")
+    )
+    fresh = votes.join(tl.select(col_user, col_item), [col_user, col_item], "left_anti")
+    summed = fresh.groupBy(col_user, col_item).agg(F.sum("_v").alias("transitions"), F.max("_via").alias("_via"))
+    return summed.select(col_user, col_item, "transitions", *[F.col(f"_via.{c}").alias(c) for c in VIA_COLUMNS])

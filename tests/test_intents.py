@@ -1,0 +1,153 @@
+"""intents on five small intents (five examples each), one intent with a single example and a few out-of-scope
+examples, embedded by the real MiniLM model: matches, out of scope, answers with and without the personal part,
+blank, emoji and 10,000-character messages, unknown intents in the answers, re-runs and bad input."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pyspark.sql import functions as F
+
+from behaviorlm.answers import check_templates, render_answers, top_interest
+from behaviorlm.errors import InputContractError
+from behaviorlm.intents import choose_threshold, decide, split_examples
+from jobs import intents
+from tests.util import assert_same_rows, job_args, read, write
+
+EXAMPLES = {
+    "order_status": ["where is my order", "has my package shipped yet", "track my delivery",
+                     "when will my order arrive", "what is the status of my order"],
+    "refund": ["i want my money back", "how do i get a refund", "refund this purchase please",
+               "can i return this for a refund", "i was charged twice, refund me"],
+    "recommend": ["suggest a movie for tonight", "what should i watch", "recommend me a good film",
+                  "any good movies to watch", "give me a film recommendation"],
+    "reset_password": ["i forgot my password", "reset my password", "i can't log in to my account",
+                       "how do i change my password", "my login does not work"],
+    "cancel_subscription": ["cancel my subscription", "stop my membership", "i want to unsubscribe",
+                            "end my plan", "how do i cancel my account"],
+    "greeting": ["hello there"],
+    "oos": ["what's the weather in paris", "how tall is mount everest", "what is the capital of peru",
+            "how many calories are in a banana", "who won the football game last night"],
+}  # fmt: skip
+MESSAGES = [
+    ("m1", "has my order shipped?", "u1"),
+    ("m1", "the second row of id m1: never matched", "u1"),
+    ("m2", "please refund my purchase", "ghost"),
+    ("m3", "how deep is the pacific ocean", "u1"),
+    ("m4", " \n\t ", "u1"),
+    ("m5", "🙂🙂🙂", None),
+    ("m6", "i forgot my password " * 500, None),
+    ("m7", "hello there", None),
+    (None, "a message without an id", None),
+]
+ANSWERS = [
+    ("order_status", "Your order is on its way, {user_id}. Since you like {interest}, a film is waiting for you."),
+    ("refund", "Sorry about that! As a fan of {interest}, you get a voucher too."),
+    ("refund", "Zz: a second refund template, never used."),
+    ("greeting", "Hi {user_id}! How can I help?"),
+    ("weather", "It is sunny."),
+]
+INTERESTS = [("u1", 0, 0.7, 0.5, "Comedy", "r0"), ("u1", 1, 0.3, 0.5, "War", "r0")]
+INTEREST_SCHEMA = "user_id string, segment_id int, weight double, recent_share double, label string, run_id string"
+BASE = ["model.backend=transformers", "intents.reg=0.001"]
+
+
+@pytest.fixture
+def tables(spark, make_config):
+    cfg = make_config()
+    examples = [(text, intent) for intent, texts in EXAMPLES.items() for text in texts]
+    write(spark, cfg, "intent_examples", examples, "text string, intent string")
+    write(spark, cfg, "messages", MESSAGES, "message_id string, text string, user_id string")
+    write(spark, cfg, "intent_answers", ANSWERS, "intent string, answer_template string")
+    write(spark, cfg, "user_interests", INTERESTS, INTEREST_SCHEMA)
+    return cfg
+
+
+def rows(spark, cfg):
+    got = read(spark, cfg, "message_intents").where(F.col("run_id") == cfg.run_id).drop("run_id")
+    return got, {r["message_id"]: r for r in got.collect()}
+
+
+def test_match_answer_fallback_and_rerun(spark, tables):
+    cfg = tables
+    metrics = intents.main(job_args(cfg, *BASE))
+    got, by_id = rows(spark, cfg)
+    assert metrics["messages"] == 7 and metrics["messages_skipped"] == 2 and metrics["intents"] == 6
+    assert metrics["answers_unknown_intent"] == 1 and metrics["answers_duplicate"] == 1
+    assert 0.0 < metrics["threshold"] < 1.0 and metrics["threshold_chosen"] == 1
+    assert by_id["m1"]["intent"] == "order_status" and not by_id["m1"]["fallback"]
+    assert by_id["m1"]["answer"] == "Your order is on its way, u1. Since you like Comedy, a film is waiting for you."
+    # An unknown user: the answer without its personal sentence.
+    assert (by_id["m2"]["intent"], by_id["m2"]["answer"]) == ("refund", "Sorry about that!")
+    # Out of scope: no intent, no answer, the confidence that was too low.
+    m3 = by_id["m3"]
+    assert (m3["intent"], m3["answer"], m3["fallback"]) == (None, None, True) and m3["confidence"] < metrics[
+        "threshold"
+    ]
+    # Blank: fallback without a confidence; emoji: a defined row either way.
+    assert (by_id["m4"]["intent"], by_id["m4"]["confidence"], by_id["m4"]["fallback"]) == (None, None, True)
+    assert by_id["m5"]["fallback"] == (by_id["m5"]["intent"] is None) and by_id["m5"]["confidence"] is not None
+    # 10,000 characters are read up to the model's length; an intent with one example is matched, no user no name.
+    assert by_id["m6"]["intent"] == "reset_password" and by_id["m6"]["answer"] is None
+    assert (by_id["m7"]["intent"], by_id["m7"]["answer"]) == ("greeting", "How can I help?")
+    model = os.path.join(cfg.tables.root, "_models", cfg.run_id)
+    assert {"meta", "examples", "classifier"} <= set(os.listdir(model))
+    intents.main(job_args(cfg, *BASE))
+    assert_same_rows(rows(spark, cfg)[0], got)
+
+
+def test_centroid_with_a_set_threshold(spark, tables):
+    cfg = tables
+    metrics = intents.main(job_args(cfg, *BASE, "intents.method=centroid", "intents.threshold=0.55"))
+    _, by_id = rows(spark, cfg)
+    assert metrics["threshold"] == 0.55 and metrics["threshold_chosen"] == 0
+    assert by_id["m1"]["intent"] == "order_status" and by_id["m3"]["fallback"]
+
+
+def test_bad_input_is_a_clear_error_and_missing_tables_write_nothing(spark, tables, make_config, tmp_path):
+    cfg = tables
+    write(spark, cfg, "intent_answers", [("refund", "Hi {name}.")], "intent string, answer_template string")
+    with pytest.raises(InputContractError, match=r"'intent_answers'.*'answer_template'.*\{name\}"):
+        intents.main(job_args(cfg, *BASE))
+    write(spark, cfg, "intent_examples", [("hello", "greeting")], "text string, label string")
+    with pytest.raises(InputContractError, match=r"'intent_examples'.*'intent'"):
+        intents.main(job_args(cfg, *BASE))
+    empty = make_config(f"tables.root={tmp_path / 'empty'}")
+    assert intents.main(job_args(empty, *BASE)) == {"messages": 0}
+    assert not os.path.exists(os.path.join(empty.tables.root, "message_intents"))
+
+
+def test_split_keeps_one_example_per_intent(spark):
+    rows_ = [(f"t{n}", "a") for n in range(5)] + [("t", "b"), ("u", "c"), ("v", "c")]
+    got = split_examples(spark.createDataFrame(rows_, "text string, intent string"), 0.2, 7)
+    held = {
+        r["intent"]: r["n"]
+        for r in got.groupBy("intent").agg(F.sum(F.col("validation").cast("int")).alias("n")).collect()
+    }
+    assert held == {"a": 1, "b": 0, "c": 0}
+
+
+def test_threshold_balances_in_scope_accuracy_and_oos_recall(spark):
+    schema = "truth string, intent string, confidence double"
+    # In scope right at 0.9, 0.8 and 0.6, wrong at 0.5; out of scope at 0.3 and 0.55.
+    scored = [("a", "a", 0.9), ("b", "b", 0.8), ("a", "a", 0.6), ("b", "a", 0.5), ("oos", "a", 0.3),
+              ("oos", "b", 0.55)]  # fmt: skip
+    # Best with OOS_SHARE 0.1: above both out-of-scope ones, still keeping the right one at 0.6.
+    t = choose_threshold(spark.createDataFrame(scored, schema), "truth", "oos", 0.1)
+    assert 0.55 < t <= 0.6
+    # Without out-of-scope examples: the 5% quantile of the right ones' confidences.
+    assert choose_threshold(spark.createDataFrame(scored[:4], schema), "truth", "oos") == 0.6
+    decided = decide(spark.createDataFrame(scored, schema), t).orderBy(F.desc("confidence")).collect()
+    assert [(r["intent"], r["fallback"]) for r in decided][2:4] == [("a", False), (None, True)]
+
+
+def test_render_drops_sentences_whose_placeholders_have_no_value(spark):
+    answers = spark.createDataFrame(ANSWERS, "intent string, answer_template string")
+    templates, counts = check_templates(answers, ["order_status", "refund", "greeting"])
+    assert counts == {"answers_unknown_intent": 1, "answers_blank": 0, "answers_duplicate": 1}
+    interests = top_interest(spark.createDataFrame(INTERESTS, INTEREST_SCHEMA))
+    people = [("x", "greeting", "u1"), ("y", "greeting", " "), ("z", None, "u1"), ("w", "order_status", None)]
+    decided = spark.createDataFrame(people, "message_id string, intent string, user_id string")
+    got = {r["message_id"]: r["answer"] for r in render_answers(decided, templates, interests).collect()}
+    assert got == {"x": "Hi u1! How can I help?", "y": "How can I help?", "z": None, "w": None}

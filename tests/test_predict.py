@@ -1,0 +1,154 @@
+"""predict on hand-made sequences whose order fixes the answers: A is followed by B, then C, by most users."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from pyspark.sql import functions as F
+
+from behaviorlm.metrics import leave_last_out, ranking_metrics, tie_break
+from behaviorlm.predict import SOURCES, tune
+from behaviorlm.schemas import BEHAVIORS, ITEMS
+from behaviorlm.scoring import blend
+from behaviorlm.transitions import timeline, transitions
+from jobs import predict
+from tests.util import assert_same_rows, job_args, read, write
+
+T0 = dt.datetime(2024, 1, 1)
+SEQUENCES = {"u1": "ABC", "u2": "ABC", "u3": "ABD", "u4": "BCE", "u5": "AC"}
+# u6 has one behaviour, on an item nobody follows; u7's all fall in one second, one on G (no vector); u8 just had A.
+EXTRA = {"u6": "F", "u7": "DEG", "u8": "A"}
+# H is a cold item next to F; G has no vector.
+VECTORS = {"A": [1.0, 0.0, 0.0, 0.0], "B": [0.9, 0.1, 0.0, 0.0], "C": [0.0, 1.0, 0.0, 0.0], "D": [0.0, 0.9, 0.1, 0.0],
+           "E": [0.0, 0.0, 1.0, 0.0], "F": [0.0, 0.0, 0.0, 1.0], "H": [0.1, 0.0, 0.0, 0.99]}  # fmt: skip
+TRANSITION_SCHEMA = "item_id string, next_item_id string, weight double, users long, next_users long, followers long"
+
+
+def behaviour_rows(sequences: dict[str, str], same_second: tuple[str, ...] = ()) -> list[tuple]:
+    """One rating per letter, an hour apart (all at T0 for the users in `same_second`)."""
+    return [(u, item, "rating", 4.0, T0 if u in same_second else T0 + dt.timedelta(hours=n), None)
+            for u, seq in sequences.items() for n, item in enumerate(seq)]  # fmt: skip
+
+
+def frame(spark, sequences, same_second=()):
+    return spark.createDataFrame(behaviour_rows(sequences, same_second), BEHAVIORS)
+
+
+def test_transition_counts_are_exact(spark):
+    # window 2, decay 0.5: the behaviour two steps later weighs 0.5.
+    got = transitions(timeline(frame(spark, SEQUENCES)), window=2, decay=0.5)
+    expected = [("A", "B", 3.0, 3, 3, 4), ("A", "C", 2.0, 3, 1, 4), ("A", "D", 0.5, 1, 0, 4), ("B", "C", 3.0, 3, 3, 4),
+                ("B", "D", 1.0, 1, 1, 4), ("B", "E", 0.5, 1, 0, 4), ("C", "E", 1.0, 1, 1, 1)]  # fmt: skip
+    assert_same_rows(got.drop("probability"), spark.createDataFrame(expected, TRANSITION_SCHEMA))
+    probability = {(r["item_id"], r["next_item_id"]): r["probability"] for r in got.collect()}
+    assert probability[("A", "B")] == pytest.approx(3 / 5.5) and probability[("C", "E")] == 1.0
+
+
+def test_no_transition_across_a_session_gap(spark):
+    rows = [("u", "A", "view", None, T0, None), ("u", "B", "view", None, T0 + dt.timedelta(hours=1), None),
+            ("u", "C", "view", None, T0 + dt.timedelta(hours=30), None)]  # fmt: skip
+    df = spark.createDataFrame(rows, BEHAVIORS)
+
+    def pairs(gap: float) -> set[tuple[str, str]]:
+        return {(r["item_id"], r["next_item_id"]) for r in transitions(timeline(df, gap_hours=gap)).collect()}
+
+    assert pairs(24.0) == {("A", "B")}
+    assert pairs(0.0) == {("A", "B"), ("A", "C"), ("B", "C")}
+
+
+def test_timestamp_ties_follow_the_seeded_hash_like_leave_last_out(spark):
+    df = frame(spark, {"z": "ABCDEF"}, same_second=("z",))
+    orders = set()
+    for seed in range(3):
+        got = [r["item_id"] for r in timeline(df, seed=seed).orderBy("pos").collect()]
+        hashed = df.select("item_id", tie_break(seed).alias("h")).orderBy("h", "item_id").collect()
+        assert got == [r["item_id"] for r in hashed]
+        _, last = leave_last_out(df, seed)
+        assert [r["item_id"] for r in last.collect()] == got[-1:]
+        orders.add(tuple(got))
+    assert len(orders) > 1
+    # Same-second behaviours are transitions both ways, whatever the hash put first.
+    pairs = {(r["item_id"], r["next_item_id"]) for r in transitions(timeline(df), window=1).collect()}
+    assert all((b, a) in pairs for a, b in pairs)
+
+
+CANDIDATE_SCHEMA = (
+    "user_id string, item_id string, transitions double, recent double, segments double, popularity double"
+)
+
+
+def test_single_pass_tuning_agrees_with_ranking_metrics(spark):
+    # Each user's target is T. x1 needs the recent source; x2's T ties P on transitions (P first by id) unless recent
+    # breaks the tie; x3 needs popularity; x4's target is among no candidates.
+    rows = [("x1", "T", 0.2, 1.0, 0.0, 0.0), ("x1", "P", 1.0, 0.0, 0.0, 0.0), ("x1", "Q", 0.5, 0.5, 0.0, 1.0),
+            ("x2", "T", 1.0, 0.1, 0.0, 0.0), ("x2", "P", 1.0, 0.0, 0.0, 0.0),
+            ("x3", "T", 0.0, 0.0, 0.0, 1.0), ("x3", "A", 1.0, 0.0, 0.0, 0.0),
+            ("x4", "A", 1.0, 0.0, 0.0, 0.0)]  # fmt: skip
+    cands = spark.createDataFrame(rows, CANDIDATE_SCHEMA)
+    truth = spark.createDataFrame([(u, "T") for u in ("x1", "x2", "x3", "x4")], "user_id string, item_id string")
+    weights, found = tune(cands, truth, {"recent": [0.0, 1.0], "popularity": [0.0, 2.0]}, 2, {"segments": 0.0})
+    # Hit ranks at recent 1: x1 1, x2 1, x3 2 (popularity 0) or x1 2, x2 1, x3 1 (popularity 2): a tie, the first wins.
+    assert weights == {"transitions": 1.0, "recent": 1.0, "segments": 0.0, "popularity": 0.0}
+    assert found == {"hr_at_k": 0.75, "ndcg_at_k": pytest.approx((2 + 1 / math.log2(3)) / 4), "users": 4.0}
+    m = ranking_metrics(blend(cands, weights, 2, SOURCES), truth, 2)
+    assert (m["hit_rate"], m["ndcg_at_k"], m["users"]) == pytest.approx((found["hr_at_k"], found["ndcg_at_k"], 4))
+
+
+def write_tables(spark, cfg, sequences, same_second=()):
+    write(spark, cfg, "behaviors", behaviour_rows(sequences, same_second), BEHAVIORS)
+    write(spark, cfg, "items", [(i, f"Title {i}", None, None, None) for i in "ABCDEFGH"], ITEMS)
+    write(spark, cfg, "item_embeddings", list(VECTORS.items()), "item_id string, embedding array<float>")
+
+
+BASE = ["embed.center_items=false", "predict.k=3", "predict.window=2", "predict.tune=false",
+        "predict.weights={transitions: 1.0, recent: 0.3, segments: 1.0, popularity: 0.05}"]  # fmt: skip
+
+
+def rows(spark, cfg, run_id=None):
+    return read(spark, cfg, "next_behaviors").where(F.col("run_id") == (run_id or cfg.run_id))
+
+
+def write_segments(spark, cfg):
+    """Segments AB, CDE, FH; only u7 has an interest, in FH."""
+    segments = [(i, s, 0.9, cfg.run_id) for s, members in enumerate(["AB", "CDE", "FH"]) for i in members]
+    write(spark, cfg, "item_segments", segments, "item_id string, segment_id int, similarity double, run_id string")
+    schema = "user_id string, segment_id int, weight double, recent_share double, label string, run_id string"
+    write(spark, cfg, "user_interests", [("u7", 2, 1.0, 1.0, "westerns", cfg.run_id)], schema)
+
+
+def test_next_behaviours_reasons_bad_input_and_idempotence(spark, make_config):
+    cfg = make_config()
+    write_tables(spark, cfg, {**SEQUENCES, **EXTRA}, same_second=("u7",))
+    write_segments(spark, cfg)
+    metrics = predict.main(job_args(cfg, *BASE))
+    got = rows(spark, cfg).collect()
+    assert metrics["users"] == 8 and metrics["users_short"] == 0 and len(got) == 24
+    seen = {(r["user_id"], r["item_id"]) for r in read(spark, cfg, "behaviors").collect()}
+    assert not seen & {(r["user_id"], r["item_id"]) for r in got} and all(r["reason"] for r in got)
+    top = {r["user_id"]: r for r in got if r["rank"] == 1}
+    # After A, 3 of the 4 users who went on chose B right next.
+    assert (top["u8"]["item_id"], top["u8"]["source"]) == ("B", "transitions")
+    assert top["u8"]["reason"] == "after Title A (your latest), 75% of users chose it next"
+    assert (top["u1"]["item_id"], top["u1"]["reason"]) == (
+        "E",
+        "after Title C (your latest), 100% of users chose it next",
+    )
+    # One behaviour, on an item nobody follows: the recent vector finds the cold item next to it.
+    assert (top["u6"]["item_id"], top["u6"]["source"]) == ("H", "recent")
+    assert top["u6"]["reason"] == "close to what you did lately: Title F"
+    # All in one second, one item without a vector, no successors: the interest segment leads.
+    assert (top["u7"]["item_id"], top["u7"]["reason"]) == ("F", "in your interest: westerns")
+    predict.main(job_args(cfg, *BASE))  # same run id: replaced, not appended
+    assert_same_rows(rows(spark, cfg), spark.createDataFrame(got))
+
+
+def test_tiny_data_is_tuned_without_segments(spark, make_config):
+    cfg = make_config()
+    write_tables(spark, cfg, {"u1": "ABC", "u6": "F", "u8": "A"})
+    metrics = predict.main(job_args(cfg, *BASE, "predict.tune=true"))
+    # No segment tables: that source weighs 0; u1's last-but-one behaviour is the one validation target.
+    assert metrics["weight_segments"] == 0.0 and metrics["weight_transitions"] == 1.0
+    assert metrics["validation_users"] == 1 and metrics["validation_hr_at_3"] in (0.0, 1.0)
+    assert (metrics["users"], metrics["rows"], metrics["users_short"]) == (3, 9, 0)

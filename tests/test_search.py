@@ -1,0 +1,137 @@
+"""search on a handful of real titles embedded by the real MiniLM model: plain and personal queries, blank, emoji and
+10,000-character queries, unknown users, the audience, re-runs, a missing column and a missing queries table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+
+import pytest
+from pyspark.sql import functions as F
+
+from behaviorlm.assets import model_dir
+from behaviorlm.embedding import make_embed_fn
+from behaviorlm.errors import InputContractError
+from behaviorlm.schemas import BEHAVIORS, ITEMS
+from behaviorlm.search import EMPTY_QUERY, top_items
+from behaviorlm.text import item_texts
+from behaviorlm.vectors import center
+from jobs import search
+from tests.util import assert_same_rows, job_args, read, write
+
+ITEMS_ROWS = [
+    ("i1", "Toy Story", None, ["Animation", "Children's", "Comedy"], 1995),
+    ("i2", "Saving Private Ryan", None, ["Action", "Drama", "War"], 1998),
+    ("i3", "The Lion King", None, ["Animation", "Children's", "Musical"], 1994),
+    ("i4", "Alien", None, ["Horror", "Sci-Fi"], 1979),
+    ("i5", "Casablanca", None, ["Drama", "Romance", "War"], 1942),
+    ("i6", "Apocalypse Now", None, ["Drama", "War"], 1979),
+]
+QUERIES = [
+    ("q1", "a war movie", None),
+    ("q1", "the second row of id q1: never searched", None),
+    ("q2", "a funny animated film for kids", "u1"),
+    ("q3", " \t\u200b ", "u1"),
+    ("q4", "🎬🍿😂", None),
+    ("q5", "war " * 2500, None),
+    ("q6", "a war movie", "ghost"),
+    (None, "a query without an id", None),
+]
+SCHEMA = "query_id string, text string, user_id string"
+BASE = ["search.k=3", "search.audience_k=2", "search.personal_weight=0.3"]
+
+
+@pytest.fixture(scope="module")
+def vectors(spark):
+    """(embed function, raw item vectors with the model id): encoded once for the module."""
+    embed = make_embed_fn(spark, str(model_dir()))
+    texts = item_texts(spark.createDataFrame(ITEMS_ROWS, ITEMS), ["{title}", "({year})", "Genres: {genres}."], "")
+    rows = texts.select("item_id", embed(F.col("text")).alias("embedding")).collect()
+    return embed, [(r["item_id"], r["embedding"], embed.model) for r in rows]
+
+
+@pytest.fixture
+def tables(spark, make_config, vectors):
+    """Items, their vectors, u1 (liked Toy Story, so its vector is Toy Story's) and u2 (Alien), and the queries."""
+    _, items = vectors
+    cfg = make_config("model.backend=transformers")
+    write(spark, cfg, "items", ITEMS_ROWS, ITEMS)
+    item_df = write(spark, cfg, "item_embeddings", items, "item_id string, embedding array<float>, model string")
+    centred = {r["item_id"]: r["embedding"] for r in center(item_df.select("item_id", "embedding")).collect()}
+    users = [("u1", centred["i1"]), ("u2", centred["i4"])]
+    write(spark, cfg, "user_embeddings", users, "user_id string, embedding array<float>")
+    seen = [("u1", "i1", "rating", 5.0, dt.datetime(2024, 1, 1), None)]
+    write(spark, cfg, "behaviors", seen, BEHAVIORS)
+    write(spark, cfg, "queries", QUERIES, SCHEMA)
+    return cfg
+
+
+def results(spark, cfg, name="query_results"):
+    return read(spark, cfg, name).where(F.col("run_id") == cfg.run_id).drop("run_id")
+
+
+def ranked(frame, query_id):
+    return [
+        (r["item_id"], r["score"], r["reason"])
+        for r in frame.where(F.col("query_id") == query_id).orderBy("rank").collect()
+    ]
+
+
+def test_plain_personal_blank_and_odd_queries_and_rerun(spark, tables):
+    cfg = tables
+    metrics = search.main(job_args(cfg, *BASE))
+    got = results(spark, cfg)
+    assert metrics["queries"] == 6 and metrics["queries_blank"] == 1 and metrics["queries_personal"] == 3
+    assert metrics["queries_duplicate_id"] == 1 and metrics["queries_without_id"] == 1
+    # War films first for the war query; the duplicate id's text was never searched.
+    war = ranked(got, "q1")
+    assert {war[0][0], war[1][0]} <= {"i2", "i5", "i6"} and len(war) == 3
+    assert all(re.fullmatch(r"matches your query \(cosine -?\d\.\d\d\)", reason) for _, _, reason in war)
+    # u1 saw Toy Story: never returned to u1; the score is the stated blend of the two cosines in the reason.
+    personal = ranked(got, "q2")
+    assert "i1" not in [i for i, _, _ in personal] and personal[0][0] == "i3"
+    for _, score, reason in personal:
+        q, u = map(float, re.fullmatch(r"matches your query \(cosine (-?[\d.]+)\); close to what you liked "
+                                       r"\(cosine (-?[\d.]+)\)", reason).groups())  # fmt: skip
+        assert score == pytest.approx(0.7 * q + 0.3 * u, abs=0.01)
+    # A blank query (whitespace and a zero-width space) is one row without an item.
+    assert [(r["item_id"], r["rank"], r["reason"]) for r in got.where("query_id = 'q3'").collect()] == [
+        (None, None, EMPTY_QUERY)
+    ]
+    # Emoji and 10,000 characters are queries like any other.
+    assert len(ranked(got, "q4")) == 3 and len(ranked(got, "q5")) == 3
+    # An unknown user: the plain results, nothing personal in the reason.
+    unknown = ranked(got, "q6")
+    assert [i for i, _, _ in unknown] == [i for i, _, _ in war]
+    assert [s for _, s, _ in unknown] == pytest.approx([s for _, s, _ in war], abs=1e-5)
+    assert all("liked" not in reason for _, _, reason in unknown)
+    audience = results(spark, cfg, "query_audience")
+    assert audience.groupBy("query_id").count().where("count = 2").count() == 5
+    assert audience.where("query_id = 'q2' and rank = 1").first()["user_id"] == "u1"
+    # The same run id again: the same rows, not twice as many.
+    search.main(job_args(cfg, *BASE))
+    assert_same_rows(results(spark, cfg), got)
+    assert_same_rows(results(spark, cfg, "query_audience"), audience)
+
+
+def test_missing_column_names_table_and_column(spark, tables):
+    cfg = tables
+    write(spark, cfg, "queries", [("q1", "a war movie")], "query_id string, question string")
+    with pytest.raises(InputContractError, match=r"'queries'.*'text'"):
+        search.main(job_args(cfg, *BASE))
+
+
+def test_no_queries_table_writes_nothing(spark, make_config):
+    cfg = make_config()
+    assert search.main(job_args(cfg)) == {"queries": 0}
+    assert not os.path.exists(f"{cfg.tables.root}/query_results")
+
+
+def test_notebook_api(spark, vectors):
+    embed, items = vectors
+    frame = spark.createDataFrame(items, "item_id string, embedding array<float>, model string")
+    got = top_items(spark, ["a war movie", ""], k=2, items=frame, embed=embed).collect()
+    war = [r["item_id"] for r in got if r["query_id"] == "0"]
+    assert len(war) == 2 and set(war) <= {"i2", "i5", "i6"}
+    assert [(r["text"], r["item_id"], r["reason"]) for r in got if r["query_id"] == "1"] == [("", None, EMPTY_QUERY)]

@@ -1,0 +1,206 @@
+"""segments: MLlib clustering of item vectors in three planted groups, labels, user interests, trends, bad input,
+and the job's tables written idempotently."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from chispa import assert_approx_df_equality
+from pyspark.sql import functions as F
+
+from behaviorlm.interests import segment_trends, user_interests
+from behaviorlm.schemas import BEHAVIORS, ITEMS
+from behaviorlm.segments import choose_k, cluster_items, describe_segments, segment_terms
+from jobs import segments
+from tests.util import assert_same_rows, job_args, read, write
+
+VECTORS = "item_id string, embedding array<float>"
+FOUND = "item_id string, segment_id int, similarity double"
+INTERESTS = "user_id string, segment_id int, weight double, recent_share double"
+TRENDS = "segment_id int, period_start date, behaviors long, share double, change double, z_score double, alert boolean"
+# Three groups around the first three axes; within a group the perturbations cancel, so each centroid is its axis.
+GROUPS = {
+    "a": [[1, 0, 0, 0], [1, 0.1, 0, 0], [1, -0.1, 0, 0], [1, 0, 0.3, 0], [1, 0, -0.3, 0]],
+    "b": [[0, 1, 0, 0], [0.1, 1, 0, 0], [-0.1, 1, 0, 0], [0, 1, 0, 0.5]],
+    "c": [[0, 0, 1, 0], [0, 0.2, 1, 0], [0, -0.2, 1, 0]],
+}
+TITLES = {
+    "a": ["Space Alien", "Space Station", "Alien Space War", "Space Journey", "Dark Alien Moon"],
+    "b": ["Love Letters", "Love in Paris", "Paris Love Song", "The Wedding"],
+    "c": ["Western Town", None, "Gold Rush Western"],
+}
+GENRES = {
+    "a": [["Sci-Fi"]] * 5,
+    "b": [["Romance"], ["Comedy", "Romance"], ["Romance"], ["Comedy"]],
+    "c": [["Western"], None, ["Western"]],
+}
+GROUP_IDS = {g: [f"{g}{i}" for i in range(len(v))] for g, v in GROUPS.items()}
+T0 = dt.datetime(2024, 1, 1)  # a Monday
+
+
+def vector_rows() -> list[tuple]:
+    return [(GROUP_IDS[g][i], [float(x) for x in v]) for g, vs in GROUPS.items() for i, v in enumerate(vs)]
+
+
+def item_rows() -> list[tuple]:
+    return [(GROUP_IDS[g][i], TITLES[g][i], None, GENRES[g][i], None) for g in GROUPS for i in range(len(GROUPS[g]))]
+
+
+def expected_similarity() -> list[tuple]:
+    """Cosine of each item to its group's normalised mean unit vector, by numpy."""
+    out = []
+    for seg, g in enumerate(GROUPS):  # groups are listed largest first: their segment ids
+        unit = np.array(GROUPS[g]) / np.linalg.norm(GROUPS[g], axis=1, keepdims=True)
+        centroid = unit.mean(axis=0) / np.linalg.norm(unit.mean(axis=0))
+        out += [(GROUP_IDS[g][i], seg, float(s)) for i, s in enumerate(unit @ centroid)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalogue(spark):
+    vectors = spark.createDataFrame(vector_rows(), VECTORS).cache()
+    items = spark.createDataFrame(item_rows(), ITEMS)
+    return vectors, items
+
+
+def test_planted_groups_their_centroid_cosines_and_k_by_silhouette(spark, catalogue):
+    vectors, _ = catalogue
+    for algorithm in ("kmeans", "bisecting"):
+        got = cluster_items(vectors, 3, seed=1, algorithm=algorithm)
+        assert_same_rows(got, spark.createDataFrame(expected_similarity(), FOUND))
+    k, scores = choose_k(vectors, [3, 40], sample=100, seed=1)
+    # 40 is clamped to items - 1 = 11.
+    assert k == 3 and sorted(scores) == [3, 11] and scores[3] > scores[11]
+
+
+def test_labels_attribute_share_medoids_and_distinctive_terms(spark, catalogue):
+    _, items = catalogue
+    found = spark.createDataFrame(expected_similarity(), FOUND)
+    got = describe_segments(items, found, n_terms=3, n_items=3, attribute="genres")
+    rows = {r["segment_id"]: r for r in got.collect()}
+    assert rows[0]["label"] == "Sci-Fi 100% · Space Alien, Space Station, Alien Space War · space, alien, dark"
+    assert rows[1]["label"] == "Romance 75% · Love Letters, Love in Paris, Paris Love Song · love, paris, letters"
+    # c1 has no title: named by its id; its null genres count against the share.
+    assert rows[2]["label"] == "Western 67% · Western Town, c1, Gold Rush Western · western, gold, rush"
+    assert [rows[s]["n_items"] for s in range(3)] == [5, 4, 3]
+    assert rows[2]["medoid_items"] == ["Western Town", "c1", "Gold Rush Western"] and rows[1]["attribute_share"] == 0.75
+    cohesion = {s: np.mean([x for _, seg, x in expected_similarity() if seg == s]) for s in range(3)}
+    assert all(abs(rows[s]["cohesion"] - cohesion[s]) < 1e-6 for s in range(3))
+    bare = describe_segments(items.drop("genres", "title"), found, attribute="genres")
+    assert bare.where("segment_id = 2").first()["label"] == "c0, c1, c2"
+
+
+def test_terms_of_cjk_text_and_of_segments_without_any_text(spark):
+    texts = [("1", "東京物語", None), ("2", "東京の夜", None), ("3", None, "Die Brücke"), ("4", "", None)]
+    items = spark.createDataFrame([(*t, None, None) for t in texts], ITEMS)
+    found = spark.createDataFrame([("1", 0, 1.0), ("2", 0, 1.0), ("3", 1, 1.0), ("4", 2, 1.0)], FOUND)
+    terms = {r["segment_id"]: r["top_terms"] for r in segment_terms(items, found, n_terms=3).collect()}
+    assert terms[0][:2] == ["京", "東"] and terms[1] == ["brücke", "die"] and terms[2] == []
+    nothing = items.select("item_id", F.lit(None).cast("string").alias("title"))
+    assert {r["top_terms"] == [] for r in segment_terms(nothing, found).collect()} == {True}
+
+
+def test_one_or_two_items_make_one_segment_and_no_items_none(spark):
+    one = spark.createDataFrame([("x", [0.0, 3.0])], VECTORS)
+    assert choose_k(one, [8, 12], sample=10) == (1, {1: 0.0})
+    assert [tuple(r) for r in cluster_items(one, 8).collect()] == [("x", 0, 1.0)]
+    two = spark.createDataFrame([("x", [1.0, 0.0]), ("y", [0.0, 1.0])], VECTORS)
+    assert {r["segment_id"] for r in cluster_items(two, 8).collect()} == {0}
+    assert cluster_items(one.limit(0), 8).count() == 0
+
+
+def interest_rows() -> list[tuple]:
+    day = dt.timedelta(days=1)
+    return [
+        ("u1", "a0", "click", None, T0 + 60 * day, None),
+        ("u1", "a1", "rating", 5.0, T0 + 60 * day, None),
+        ("u1", "b0", "click", None, T0 + 30 * day, None),
+        ("u1", "c0", "click", None, T0, None),
+        ("u1", "x1", "click", None, T0 + 60 * day, None),  # no segment: skipped
+        ("u1", "b1", "search", None, T0 + 60 * day, None),  # weight 0 in `weights`
+        ("u2", "c2", "view", None, T0, None),  # one behaviour
+        *[("u3", i, "click", None, T0, None) for i in ("a0", "a1", "b0", "b1")],  # one second, a tie
+    ]
+
+
+def test_user_interests_weigh_type_and_recency_and_renormalise(spark):
+    behaviors = spark.createDataFrame(interest_rows(), BEHAVIORS)
+    found = spark.createDataFrame(expected_similarity(), FOUND)
+    got = user_interests(behaviors, found, per_user=2, half_life_days=30.0, recent_days=30,
+                         weights={"click": 1.0, "rating": 1.0, "view": 0.3})  # fmt: skip
+    # u1: a = 1 + 1, b = 0.5 (30 days back) + 0 (search); c (0.25) is third. Recent: a0, a1, b0, b1 (x1 skipped).
+    expected = [("u1", 0, 0.8, 0.5), ("u1", 1, 0.2, 0.5), ("u2", 2, 1.0, 1.0), ("u3", 0, 0.5, 0.5), ("u3", 1, 0.5, 0.5)]
+    assert_same_rows(got, spark.createDataFrame(expected, INTERESTS))
+    rated = user_interests(behaviors, found, per_user=1, half_life_days=0.0, weights={"click": 1.0, "rating": 1.0},
+                           rating_max=10.0)  # fmt: skip
+    assert [tuple(r) for r in rated.where("user_id = 'u1'").collect()] == [("u1", 0, 1.0, 0.5)]
+    unweighted = user_interests(behaviors, found, per_user=3, weights={})
+    assert {r["weight"] for r in unweighted.where("user_id = 'u2'").collect()} == {1.0}
+
+
+def trend_rows() -> list[tuple]:
+    week = dt.timedelta(days=7)
+    counts = {0: (2, 2), 1: (2, 2), 3: (2, 2), 4: (4, 0)}  # week -> behaviours in (a, b); week 2 has none
+    rows = []
+    for w, (n_a, n_b) in counts.items():
+        rows += [("u", "a0", "click", None, T0 + w * week + dt.timedelta(hours=i), None) for i in range(n_a)]
+        rows += [("u", "b0", "click", None, T0 + w * week + dt.timedelta(days=3), None) for _ in range(n_b)]
+    return rows
+
+
+def test_trends_keep_empty_periods_and_guard_a_flat_history(spark):
+    behaviors = spark.createDataFrame(trend_rows(), BEHAVIORS)
+    found = spark.createDataFrame([("a0", 0, 1.0), ("b0", 1, 1.0)], FOUND)
+    got = segment_trends(behaviors, found, period="week", window=4, alert_z=3.0)
+    week = [dt.date(2024, 1, 1) + dt.timedelta(days=7 * w) for w in range(5)]
+    # Week 4: a's share 1.0 against a flat 0.5 (std 0, floored at 0.01): z = 50.
+    expected = [
+        (0, week[0], 2, 0.5, None, None, False), (1, week[0], 2, 0.5, None, None, False),
+        (0, week[1], 2, 0.5, 0.0, None, False), (1, week[1], 2, 0.5, 0.0, None, False),
+        (0, week[2], 0, None, None, None, False), (1, week[2], 0, None, None, None, False),
+        (0, week[3], 2, 0.5, 0.0, 0.0, False), (1, week[3], 2, 0.5, 0.0, 0.0, False),
+        (0, week[4], 4, 1.0, 0.5, 50.0, True), (1, week[4], 0, 0.0, -0.5, -50.0, True),
+    ]  # fmt: skip
+    expected_df = spark.createDataFrame(expected, TRENDS)
+    assert_approx_df_equality(got, expected_df, 1e-9, ignore_row_order=True, ignore_nullable=True)
+    # Week 0 in January, week 4 moved to March: February is there, empty.
+    moved = behaviors.where("ts >= '2024-01-29'").withColumn("ts", F.col("ts") + F.expr("interval 40 days"))
+    months = segment_trends(behaviors.where("ts < '2024-01-08'").union(moved), found, period="month")
+    got_months = months.where("segment_id = 0").orderBy("period_start").collect()
+    assert [(str(r["period_start"]), r["behaviors"]) for r in got_months] == [
+        ("2024-01-01", 2), ("2024-02-01", 0), ("2024-03-01", 4)]  # fmt: skip
+    one_second = behaviors.withColumn("ts", F.lit(T0))
+    assert [tuple(r)[2:] for r in segment_trends(one_second, found, period="day").orderBy("segment_id").collect()] == [
+        (10, 10 / 16, None, None, False), (6, 6 / 16, None, None, False)]  # fmt: skip
+    assert segment_trends(behaviors.limit(0), found).count() == 0
+
+
+def write_tables(spark, cfg) -> None:
+    vectors = [*vector_rows(), ("z", [0.0, 0.0, 0.0, 0.0])]  # a zero vector: no segment
+    write(spark, cfg, "item_embeddings", vectors, VECTORS)
+    write(spark, cfg, "items", [*item_rows(), ("z", "Zero", None, None, None)], ITEMS)
+    behaviors = [*interest_rows(), ("u4", "z", "click", None, T0, None), ("u4", "c1", "click", None, T0, None)]
+    write(spark, cfg, "behaviors", behaviors, BEHAVIORS)
+
+
+def test_job_writes_four_tables_idempotently(spark, make_config):
+    cfg = make_config()
+    write_tables(spark, cfg)
+    args = job_args(cfg, "segments.k_grid=[3]", "segments.per_user=2", "segments.period=day")
+    first = segments.main(args)
+    names = ("segments", "item_segments", "user_interests", "segment_trends")
+    tables = {n: spark.createDataFrame(read(spark, cfg, n).collect(), read(spark, cfg, n).schema) for n in names}
+    # 61 days from the first behaviour to the last, most of them empty.
+    counts = {"segments": 3, "item_segments": 12, "user_interests": 6, "segment_trends": 3 * 61}
+    assert {n: t.count() for n, t in tables.items()} == counts
+    assert first["silhouette"] > 0.5
+    rest = {m: v for m, v in first.items() if m != "silhouette"}
+    assert rest == {"k": 3, "items": 12, "users": 4, "alerts": 0, "skipped_behaviors": 2}
+    by_size = {r["n_items"]: r for r in tables["segments"].collect()}
+    assert by_size[5]["label"].startswith("Sci-Fi 100% · ") and by_size[3]["n_users"] == 3
+    assert tables["user_interests"].where("label is null").count() == 0
+    assert segments.main(args) == first
+    for name, before in tables.items():
+        assert_same_rows(read(spark, cfg, name), before)
