@@ -16,7 +16,7 @@ CONF ?= conf/local.yaml
 RUN_ID ?= demo-$(shell date -u +%Y%m%d)
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint submit-demo bench-recs bench-complete bench-predict bench-segments bench-embed bench-embed-gpu bench-ann clean
+.PHONY: help install demo test lint submit-demo bench-recs bench-complete bench-predict bench-segments bench-intents bench-search bench-embed bench-embed-gpu bench-ann clean
 
 help:
 	@echo "make demo   - set up, then run the pipeline on MovieLens-100K and print the Delta tables it wrote"
@@ -28,6 +28,8 @@ help:
 	@echo "make bench-complete - complete on ML-100K: 5-fold rating CV, genres (last line: bench-complete ...)"
 	@echo "make bench-ann   - similar-users vs exact vs MLlib BRP-LSH (last line: bench-ann ...)"
 	@echo "make bench-predict  - next behaviour on ML-100K, leave-last-out, full ranking (last line: bench-predict ...)"
+	@echo "make bench-intents  - CLINC150 intents with out-of-scope fallback (last line: bench-intents ...)"
+	@echo "make bench-search   - genre queries over ML-100K items vs keyword TF-IDF (last line: bench-search ...)"
 	@echo "make bench-segments - segments on ML-100K: silhouette, genre NMI, interest hit@3 (last line: bench-segments ...)"
 
 $(VENV)/.created:
@@ -70,6 +72,14 @@ bench-predict: install
 # Cosine silhouette and NMI with the first genre of the item segments; the held-out last behaviour in the top-3 interests.
 bench-segments: install
 	$(BIN)/python bench/segments_bench.py
+
+# CLINC150 (../shared/data/clinc150): train on train + oos_train, threshold chosen on val, reported on test + oos_test.
+bench-intents: install
+	$(BIN)/python bench/intents_bench.py
+
+# ML-100K items embedded without genres; one plain-English query per genre; beside Spark ML HashingTF/IDF and random.
+bench-search: install
+	$(BIN)/python bench/search_bench.py
 
 bench-embed: install
 	$(BIN)/python bench/embed_bench.py

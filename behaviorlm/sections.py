@@ -205,7 +205,7 @@ class IntentsConfig(Section):
     # logistic: MLlib multinomial LogisticRegression on the frozen embeddings; centroid: cosine to each intent's
     # mean example vector.
     method: Literal["logistic", "centroid"] = "logistic"
-    reg: NonNegative = 0.0  # logistic: L2 regularisation
+    reg: NonNegative = 0.001  # logistic: L2 regularisation (0 makes it overconfident: a poor out-of-scope threshold)
     max_iter: Positive = 200
     # Below this confidence a message is out of scope (intent null, fallback true); null = chosen on validation.
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None

@@ -42,12 +42,19 @@ def run_args(dbutils: Any, stages: str | None = None) -> list[str]:
     return [*args, "--force"] if dbutils.widgets.get("force").lower() == "true" else args
 
 
-def run_table(spark: Any, dbutils: Any, name: str) -> Any:
-    """This run's rows of table `name` (the widgets' config, tables root and run id), to look at in a notebook."""
+def show_table(spark: Any, dbutils: Any, name: str, order: list[str], columns: list[str] | None = None,
+               n: int = 10) -> None:  # fmt: skip
+    """Print this run's first `n` rows of table `name` (the widgets' config, tables root and run id) in `order`, or
+    a line saying the table is not there yet (`display(...)` the same rows on Databricks)."""
     from pyspark.sql import functions as F
 
     from behaviorlm import delta
     from jobs.runtime import parse_job_args
 
     cfg = parse_job_args(job_args(dbutils), "notebook")
-    return delta.read_table(spark, delta.table_ref(cfg.tables, name)).where(F.col("run_id") == cfg.run_id)
+    ref = delta.table_ref(cfg.tables, name)
+    if not delta.table_exists(spark, ref):
+        print(f"no table {name} yet: its stage found no input to write it from")
+        return
+    rows = delta.read_table(spark, ref).where(F.col("run_id") == cfg.run_id).orderBy(*order)
+    rows.select(*(columns or rows.columns)).show(n, truncate=False)

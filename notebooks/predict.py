@@ -21,6 +21,6 @@ result
 
 # COMMAND ----------
 
-from jobs.notebook import run_table
+from jobs.notebook import show_table
 
-run_table(spark, dbutils, "next_behaviors").where("rank <= 3").orderBy("user_id", "rank").show(9, truncate=False)
+show_table(spark, dbutils, "next_behaviors", ["user_id", "rank"], n=9)

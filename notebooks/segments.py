@@ -22,11 +22,10 @@ result
 
 # COMMAND ----------
 
-# MAGIC %md The labels, largest segments first (`display(...)` on Databricks).
+# MAGIC %md The labels (segment 0 is the largest).
 
 # COMMAND ----------
 
-from jobs.notebook import run_table
+from jobs.notebook import show_table
 
-labels = run_table(spark, dbutils, "segments").orderBy("n_users", ascending=False).select("segment_id", "label")
-labels.show(truncate=False)
+show_table(spark, dbutils, "segments", ["segment_id"], ["segment_id", "n_users", "label"], n=30)

@@ -17,8 +17,8 @@ from jobs.cli import COMMANDS
 from tests.conftest import REPO
 
 AIRFLOW_REQUIREMENTS = REPO / "conf" / "airflow" / "requirements.txt"
-EXPECTED_TASKS = ["ingest", "embed_items", "embed_users", "similar_users", "recommend", "complete", "evaluate",
-                  "report"]  # fmt: skip
+EXPECTED_TASKS = ["ingest", "embed_items", "embed_users", "similar_users", "segments", "recommend", "predict",
+                  "search", "intents", "complete", "evaluate", "report"]  # fmt: skip
 
 
 def test_databricks_bundle_runs_the_wheel_entry_point_on_gpus():

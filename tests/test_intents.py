@@ -5,13 +5,22 @@ blank, emoji and 10,000-character messages, unknown intents in the answers, re-r
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 from pyspark.sql import functions as F
 
 from behaviorlm.answers import check_templates, render_answers, top_interest
 from behaviorlm.errors import InputContractError
-from behaviorlm.intents import choose_threshold, decide, split_examples
+from behaviorlm.intents import (
+    choose_threshold,
+    decide,
+    fit_intents,
+    load_intents,
+    save_intents,
+    score_intents,
+    split_examples,
+)
 from jobs import intents
 from tests.util import assert_same_rows, job_args, read, write
 
@@ -97,12 +106,20 @@ def test_match_answer_fallback_and_rerun(spark, tables):
     assert_same_rows(rows(spark, cfg)[0], got)
 
 
-def test_centroid_with_a_set_threshold(spark, tables):
-    cfg = tables
-    metrics = intents.main(job_args(cfg, *BASE, "intents.method=centroid", "intents.threshold=0.55"))
-    _, by_id = rows(spark, cfg)
-    assert metrics["threshold"] == 0.55 and metrics["threshold_chosen"] == 0
-    assert by_id["m1"]["intent"] == "order_status" and by_id["m3"]["fallback"]
+def test_centroid_model_saves_reloads_and_scores_by_cosine(spark, tmp_path):
+    schema = "intent string, embedding array<float>"
+    # Intent a's mean points along x, b's along y; the out-of-scope examples are never a centroid.
+    vectors = [("a", [1.0, 0.0]), ("a", [0.8, 0.6]), ("a", [0.8, -0.6]), ("b", [0.0, 1.0]), ("oos", [-1.0, 0.0])]
+    fitted = fit_intents(spark.createDataFrame(vectors, schema), "centroid")
+    save_intents(replace(fitted, threshold=0.7), str(tmp_path / "model"))
+    model = load_intents(spark, str(tmp_path / "model"))
+    assert (model.method, model.labels, model.threshold) == ("centroid", ["a", "b"], 0.7)
+    messages = spark.createDataFrame(
+        [("m1", [0.6, 0.8]), ("m2", [-0.6, -0.8])], "message_id string, embedding array<float>"
+    )
+    got = {r["message_id"]: r for r in decide(score_intents(model, messages), model.threshold).collect()}
+    assert (got["m1"]["intent"], got["m1"]["confidence"]) == ("b", pytest.approx(0.8, abs=1e-6))
+    assert (got["m2"]["intent"], got["m2"]["fallback"]) == (None, True)
 
 
 def test_bad_input_is_a_clear_error_and_missing_tables_write_nothing(spark, tables, make_config, tmp_path):

@@ -10,8 +10,8 @@ from tests.util import read
 
 NOTEBOOKS = {p.stem: p for p in sorted((REPO / "notebooks").glob("*.py"))}
 # Pipeline order: quickstart ingests and runs everything; each stage notebook then finds its stage done.
-ORDER = ["quickstart", "embed_items", "embed_users", "similar_users", "segments", "recommend", "predict", "complete",
-         "evaluate", "run"]  # fmt: skip
+ORDER = ["quickstart", "embed_items", "embed_users", "similar_users", "segments", "recommend", "predict", "search",
+         "intents", "complete", "evaluate", "run"]  # fmt: skip
 # Typed into the `overrides` widget, as a user would: the backtest's one-point grid and no ALS keep the run short.
 OVERRIDES = ("evaluate.grid={similarity_power: [2.0], content: [0.1], popularity: [0.1]}; "
              "evaluate.baselines=[popularity]")  # fmt: skip
