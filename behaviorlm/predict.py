@@ -135,24 +135,24 @@ def candidates(inp: Inputs, s: Settings) -> DataFrame:
     keys = _proposals(inp, s, tl, trans, pop).persist(StorageLevel.MEMORY_AND_DISK)
     vectors = recent_vectors(tl, inp.item_vectors, s.recent_items, s.decay)
     recent = content_scores(vectors, inp.item_vectors, keys, s.candidates, s.block_size)
-    recent = recent.join(tl.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti")
+    recent = recent.join(tl.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti").persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    every = keys.unionByName(recent.select("user_id", "item_id")).distinct()
     scored = (
-        keys.unionByName(recent.select("user_id", "item_id"))
-        .distinct()
-        .join(trans, ["user_id", "item_id"], "left")
+        every.join(trans, ["user_id", "item_id"], "left")
         .join(recent.withColumnRenamed("content", "recent"), ["user_id", "item_id"], "left")
         .join(pop.select("item_id", "popularity", "pop_users"), "item_id", "left")
     )
     if inp.item_segments is not None and inp.interests is not None:
         in_segment = segment_items(inp.item_segments, pop)
-        scored = scored.join(segment_scores(scored.select("user_id", "item_id"), inp.interests, in_segment),
-                             ["user_id", "item_id"], "left")  # fmt: skip
+        scored = scored.join(segment_scores(every, inp.interests, in_segment), ["user_id", "item_id"], "left")
     else:
         scored = scored.withColumn("segments", F.lit(0.0)).withColumn("segment_label", F.lit(None).cast("string"))
     scored = scored.fillna(0.0, list(SOURCES)).fillna(0, ["pop_users"])
     cands = per_user_max(scored, ["transitions", "recent", "segments"]).persist(StorageLevel.MEMORY_AND_DISK)
     cands.count()
-    for frame in (tl, trans, pop, keys):
+    for frame in (tl, trans, pop, keys, recent):
         frame.unpersist()
     return cands
 

@@ -168,12 +168,15 @@ def segment_terms(
     n_terms: int = 3,
     text_cols: tuple[str, ...] = ("title", "description"),
     id_col: str = ITEM_COL,
+    min_count: int = 2,
     text_sample: int = 5000,
     seed: int = SEED,
 ) -> DataFrame:
     """(segment_id, top_terms array<string>): each segment's distinctive terms by class-based TF-IDF over its items'
-    text (`text_cols`, nulls skipped). A segment's document is the text of at most `text_sample` of its items (a
-    seeded pick), which bounds the size of one row. A segment without text gets an empty list."""
+    text (`text_cols`, nulls skipped). A term must occur `min_count` times in the segment: a word of one title says
+    nothing about the segment (with short texts such as titles, the one-off words of obscure items would fill the
+    label, tied and then sorted alphabetically). A segment's document is the text of at most `text_sample` of its
+    items (a seeded pick), which bounds the size of one row. A segment without such terms gets an empty list."""
     picked = Window.partitionBy(SEGMENT_COL).orderBy(F.xxhash64(F.col(id_col).cast("string"), F.lit(seed)), id_col)
     members = item_segments.select(id_col, SEGMENT_COL, F.row_number().over(picked).alias("_r"))
     texts = members.where(F.col("_r") <= text_sample).join(
@@ -185,7 +188,7 @@ def segment_terms(
     if words.where(F.size("_words") > 0).limit(1).count() == 0:  # CountVectorizer refuses an empty vocabulary
         out = _local(words.select(SEGMENT_COL, F.array().cast("array<string>").alias("top_terms")))
     else:
-        counted = CountVectorizer(inputCol="_words", outputCol="_tf").fit(words)
+        counted = CountVectorizer(inputCol="_words", outputCol="_tf", minTF=float(min_count)).fit(words)
         tf = counted.transform(words)
         scored = IDF(inputCol="_tf", outputCol="_tfidf").fit(tf).transform(tf)
         top = _top_terms_udf(counted.vocabulary, n_terms)(F.col("_tfidf"), F.col("_tf"))
@@ -237,7 +240,8 @@ def label(value: Column, share: Column, medoids: Column, terms: Column, segment:
     parts = F.concat_ws(
         " · ",
         F.when(value.isNotNull(), F.format_string("%s %d%%", value, F.round(share * 100).cast("int"))),
-        F.when(F.size(medoids) > 0, F.array_join(medoids, ", ")),
+        # Titles hold commas ("Godfather, The"): items are set apart by semicolons.
+        F.when(F.size(medoids) > 0, F.array_join(medoids, "; ")),
         F.when(F.size(terms) > 0, F.array_join(terms, ", ")),
     )
     return F.when(parts != "", parts).otherwise(F.concat(F.lit("segment "), segment.cast("string")))

@@ -77,22 +77,46 @@ def transitions(
     )
     later = tl.select(col_user, "session", F.col("pos").alias("_to"), F.col(col_item).alias(NEXT_COL),
                       F.col(col_time).alias("_next_time"))  # fmt: skip
-    pairs = steps.withColumn("_to", F.col("pos") + F.col("d")).join(later, [col_user, "session", "_to"])
-    pairs = pairs.select(col_user, col_item, NEXT_COL, "d", (F.col(col_time) == F.col("_next_time")).alias("_tie"))
-    if unordered_ties:
-        # An item appears once per user, so a reversed pair never repeats a forward one of the same user.
-        backward = pairs.where("_tie").select(
-            col_user, F.col(NEXT_COL).alias(col_item), F.col(col_item).alias(NEXT_COL), "d", "_tie"
-        )
-        pairs = pairs.unionByName(backward)
+    joined = steps.withColumn("_to", F.col("pos") + F.col("d")).join(later, [col_user, "session", "_to"])
+    forward = F.struct(F.col(col_item).alias("a"), F.col(NEXT_COL).alias("b"))
+    both = F.array(forward, F.struct(F.col(NEXT_COL).alias("a"), F.col(col_item).alias("b")))
+    tie = F.col(col_time) == F.col("_next_time")
+    # One pass makes both directions (no second read of the join); an item appears once per user, so a reversed pair
+    # never repeats a forward one of the same user.
+    directions = F.when(tie, both).otherwise(F.array(forward)) if unordered_ties else F.array(forward)
+    pairs = joined.select(col_user, "d", F.explode(directions).alias("_p")).select(
+        col_user, F.col("_p.a").alias(col_item), F.col("_p.b").alias(NEXT_COL), "d"
+    )
     stats = pairs.groupBy(col_item, NEXT_COL).agg(
         F.sum(F.pow(F.lit(decay), F.col("d") - 1)).alias("weight"),
         F.count("*").alias("users"),
         F.sum((F.col("d") == 1).cast("long")).alias("next_users"),
     )
-    followers = pairs.groupBy(col_item).agg(F.countDistinct(col_user).alias("followers"))
     total = F.sum("weight").over(Window.partitionBy(col_item))
-    return stats.withColumn("probability", F.col("weight") / total).join(followers, col_item)
+    return stats.withColumn("probability", F.col("weight") / total).join(
+        followers(tl, unordered_ties, col_user, col_item, col_time), col_item
+    )
+
+
+def followers(
+    tl: DataFrame,
+    unordered_ties: bool = True,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+    col_time: str = TIME_COL,
+) -> DataFrame:
+    """(item, followers): users who had anything after the item in the same session (with `unordered_ties`, a
+    behaviour tied with the one before it counts as followed too), from the timeline alone."""
+    by_pos = Window.partitionBy(col_user).orderBy("pos")
+    followed = F.lead("session").over(by_pos) == F.col("session")
+    if unordered_ties:
+        followed = followed | (F.lag(col_time).over(by_pos) == F.col(col_time))
+    flagged = tl.withColumn("_followed", F.coalesce(followed, F.lit(False)))
+    return (
+        flagged.groupBy(col_item)
+        .agg(F.sum(F.col("_followed").cast("long")).alias("followers"))
+        .where(F.col("followers") > 0)
+    )
 
 
 def transition_scores(

@@ -50,13 +50,13 @@ def segment_tables(spark: SparkSession, cfg: Config) -> tuple[DataFrame | None, 
 def read_inputs(spark: SparkSession, cfg: Config) -> Inputs:
     """Behaviours, titles, valid centred item vectors (an item without one simply has no `recent` score) and the
     segment tables when present."""
-    item_vectors = params.item_space(cfg, params.table(spark, cfg, "item_embeddings"))
-    valid, _ = split_valid(item_vectors, vector_dim(item_vectors), id_col="item_id")
+    raw = params.table(spark, cfg, "item_embeddings").select("item_id", "embedding")
+    valid, _ = split_valid(raw, vector_dim(raw), id_col="item_id")
     item_segments, interests = segment_tables(spark, cfg)
     return Inputs(
         behaviors=params.table(spark, cfg, "behaviors").select("user_id", "item_id", "ts"),
         items=params.table(spark, cfg, "items").select("item_id", "title"),
-        item_vectors=valid.persist(StorageLevel.MEMORY_AND_DISK),
+        item_vectors=params.item_space(cfg, valid).persist(StorageLevel.MEMORY_AND_DISK),
         item_segments=item_segments,
         interests=interests,
     )

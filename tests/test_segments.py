@@ -67,10 +67,11 @@ def catalogue(spark):
 
 def test_planted_groups_their_centroid_cosines_and_k_by_silhouette(spark, catalogue):
     vectors, _ = catalogue
+    # Planted groups converge in a few iterations (and each iteration is a Spark job).
     for algorithm in ("kmeans", "bisecting"):
-        got = cluster_items(vectors, 3, seed=1, algorithm=algorithm)
+        got = cluster_items(vectors, 3, seed=1, algorithm=algorithm, max_iter=5)
         assert_same_rows(got, spark.createDataFrame(expected_similarity(), FOUND))
-    k, scores = choose_k(vectors, [3, 40], sample=100, seed=1)
+    k, scores = choose_k(vectors, [3, 40], sample=100, seed=1, max_iter=5)
     # 40 is clamped to items - 1 = 11.
     assert k == 3 and sorted(scores) == [3, 11] and scores[3] > scores[11]
 
@@ -80,24 +81,27 @@ def test_labels_attribute_share_medoids_and_distinctive_terms(spark, catalogue):
     found = spark.createDataFrame(expected_similarity(), FOUND)
     got = describe_segments(items, found, n_terms=3, n_items=3, attribute="genres")
     rows = {r["segment_id"]: r for r in got.collect()}
-    assert rows[0]["label"] == "Sci-Fi 100% · Space Alien, Space Station, Alien Space War · space, alien, dark"
-    assert rows[1]["label"] == "Romance 75% · Love Letters, Love in Paris, Paris Love Song · love, paris, letters"
-    # c1 has no title: named by its id; its null genres count against the share.
-    assert rows[2]["label"] == "Western 67% · Western Town, c1, Gold Rush Western · western, gold, rush"
+    assert rows[0]["label"] == "Sci-Fi 100% · Space Alien; Space Station; Alien Space War · space, alien"
+    assert rows[1]["label"] == "Romance 75% · Love Letters; Love in Paris; Paris Love Song · love, paris"
+    # c1 has no title: named by its id; its null genres count against the share. Words met once are no terms.
+    assert rows[2]["label"] == "Western 67% · Western Town; c1; Gold Rush Western · western"
     assert [rows[s]["n_items"] for s in range(3)] == [5, 4, 3]
     assert rows[2]["medoid_items"] == ["Western Town", "c1", "Gold Rush Western"] and rows[1]["attribute_share"] == 0.75
     cohesion = {s: np.mean([x for _, seg, x in expected_similarity() if seg == s]) for s in range(3)}
     assert all(abs(rows[s]["cohesion"] - cohesion[s]) < 1e-6 for s in range(3))
     bare = describe_segments(items.drop("genres", "title"), found, attribute="genres")
-    assert bare.where("segment_id = 2").first()["label"] == "c0, c1, c2"
+    assert bare.where("segment_id = 2").first()["label"] == "c0; c1; c2"
 
 
 def test_terms_of_cjk_text_and_of_segments_without_any_text(spark):
     texts = [("1", "東京物語", None), ("2", "東京の夜", None), ("3", None, "Die Brücke"), ("4", "", None)]
     items = spark.createDataFrame([(*t, None, None) for t in texts], ITEMS)
     found = spark.createDataFrame([("1", 0, 1.0), ("2", 0, 1.0), ("3", 1, 1.0), ("4", 2, 1.0)], FOUND)
-    terms = {r["segment_id"]: r["top_terms"] for r in segment_terms(items, found, n_terms=3).collect()}
+    terms = {r["segment_id"]: r["top_terms"] for r in segment_terms(items, found, 3, min_count=1).collect()}
     assert terms[0][:2] == ["京", "東"] and terms[1] == ["brücke", "die"] and terms[2] == []
+    # Met twice or more: only the Han characters of the two Tokyo titles.
+    twice = segment_terms(items, found).orderBy("segment_id").collect()
+    assert [r["top_terms"] for r in twice] == [["京", "東"], [], []]
     nothing = items.select("item_id", F.lit(None).cast("string").alias("title"))
     assert {r["top_terms"] == [] for r in segment_terms(nothing, found).collect()} == {True}
 
