@@ -9,7 +9,7 @@ nothing), so tiny catalogues work: 1 or 2 items make one segment, without MLlib.
 Labels (`describe_segments`): the dominant value of a categorical item attribute with its share, the most central
 items (medoids: highest cosine to the centroid) by title, and the distinctive terms of the segment's item texts by
 class-based TF-IDF (each segment's texts as one document: `RegexTokenizer`, `StopWordsRemover`, `CountVectorizer`,
-`IDF`), e.g. "Sci-Fi 72% · Star Wars, Return of the Jedi, Alien · space, alien, future".
+`IDF`), e.g. "Sci-Fi 72% · Star Wars; Return of the Jedi; Alien · space, alien, future".
 
 Vectors given to these functions must be valid (non-null, non-zero, one length: see `neighbors.split_valid`).
 """
@@ -38,9 +38,12 @@ _CJK = r"\p{IsHan}\p{InHiragana}\p{InKatakana}"
 TOKEN_PATTERN = rf"\p{{IsHan}}|\p{{InHiragana}}+|\p{{InKatakana}}+|[\p{{L}}\p{{M}}\p{{N}}&&[^{_CJK}]]{{2,}}"
 
 
-def _estimator(k: int, seed: int, algorithm: str, max_iter: int) -> KMeans | BisectingKMeans:
+def _check_algorithm(algorithm: str) -> None:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"segments: algorithm {algorithm!r} is not one of {ALGORITHMS}")
+
+
+def _estimator(k: int, seed: int, algorithm: str, max_iter: int) -> KMeans | BisectingKMeans:
     kind = KMeans if algorithm == "kmeans" else BisectingKMeans
     return kind(k=k, seed=seed, maxIter=max_iter, distanceMeasure="cosine", featuresCol=_FEATURES,
                 predictionCol=_CLUSTER)  # fmt: skip
@@ -80,6 +83,7 @@ def choose_k(
 ) -> tuple[int, dict[int, float]]:
     """(the k of `k_grid` with the best cosine silhouette, {k: silhouette}), each k clustered and measured on one
     seeded sample of `sample` items. Grid values are clamped first (`clamp_k`); ties go to the smaller k."""
+    _check_algorithm(algorithm)
     picked = _sample(_features(item_vectors, id_col, vector_col), sample, seed, id_col).cache()
     n = picked.count()
     scores: dict[int, float] = {}
@@ -118,6 +122,7 @@ def cluster_items(
 ) -> DataFrame:
     """(id_col, segment_id int, similarity double): each item's segment and its cosine to the segment's centroid
     (the normalised mean of its members' unit vectors, what cosine k-means uses). k is clamped (`clamp_k`)."""
+    _check_algorithm(algorithm)
     feats = _features(item_vectors, id_col, vector_col)
     k = clamp_k(k, feats.count())
     if k < 2:  # MLlib needs k > 1; one segment needs no fitting

@@ -113,6 +113,10 @@ def test_one_or_two_items_make_one_segment_and_no_items_none(spark):
     two = spark.createDataFrame([("x", [1.0, 0.0]), ("y", [0.0, 1.0])], VECTORS)
     assert {r["segment_id"] for r in cluster_items(two, 8).collect()} == {0}
     assert cluster_items(one.limit(0), 8).count() == 0
+    with pytest.raises(ValueError, match="dbscan"):
+        cluster_items(one, 2, algorithm="dbscan")
+    with pytest.raises(ValueError, match="year"):
+        segment_trends(one, one, period="year")
 
 
 def interest_rows() -> list[tuple]:
