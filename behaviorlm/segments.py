@@ -178,18 +178,22 @@ def segment_terms(
     seed: int = SEED,
 ) -> DataFrame:
     """(segment_id, top_terms array<string>): each segment's distinctive terms by class-based TF-IDF over its items'
-    text (`text_cols`, nulls skipped). A term must occur `min_count` times in the segment: a word of one title says
-    nothing about the segment (with short texts such as titles, the one-off words of obscure items would fill the
-    label, tied and then sorted alphabetically). A segment's document is the text of at most `text_sample` of its
-    items (a seeded pick), which bounds the size of one row. A segment without such terms gets an empty list."""
+    text (`text_cols`, nulls skipped): each item's text is tokenised, each of its terms counted once, and a
+    segment's bag of terms is the union of its items' (its "document"); a term's count is then the number of the
+    segment's items that use it. A term must be used by `min_count` items: a word of one title says nothing about
+    the segment (with short texts such as titles, the one-off words of obscure items would fill the label, tied
+    and then sorted alphabetically). At most `text_sample` items of a segment (a seeded pick) make its document,
+    which bounds the size of one row. A segment without such terms gets an empty list."""
     picked = Window.partitionBy(SEGMENT_COL).orderBy(F.xxhash64(F.col(id_col).cast("string"), F.lit(seed)), id_col)
     members = item_segments.select(id_col, SEGMENT_COL, F.row_number().over(picked).alias("_r"))
     texts = members.where(F.col("_r") <= text_sample).join(
         items.select(id_col, _item_text(items, text_cols).alias("_t")), id_col, "left"
     )
-    docs = texts.groupBy(SEGMENT_COL).agg(F.concat_ws(" ", F.collect_list("_t")).alias("_doc"))
-    tokenizer = RegexTokenizer(inputCol="_doc", outputCol="_tokens", pattern=TOKEN_PATTERN, gaps=False)
-    words = StopWordsRemover(inputCol="_tokens", outputCol="_words").transform(tokenizer.transform(docs)).cache()
+    tokenizer = RegexTokenizer(inputCol="_t", outputCol="_tokens", pattern=TOKEN_PATTERN, gaps=False)
+    remover = StopWordsRemover(inputCol="_tokens", outputCol="_words")
+    per_item = remover.transform(tokenizer.transform(texts.fillna("", ["_t"])))
+    union = F.flatten(F.collect_list(F.array_distinct("_words")))
+    words = per_item.groupBy(SEGMENT_COL).agg(union.alias("_words")).cache()
     if words.where(F.size("_words") > 0).limit(1).count() == 0:  # CountVectorizer refuses an empty vocabulary
         out = _local(words.select(SEGMENT_COL, F.array().cast("array<string>").alias("top_terms")))
     else:
