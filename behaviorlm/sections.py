@@ -148,7 +148,7 @@ class SegmentsConfig(Section):
     # Number of interest segments; 0 = the value of `k_grid` with the best cosine silhouette on a sample.
     k: Annotated[int, Field(ge=0)] = 0
     k_grid: Annotated[list[Annotated[int, Field(ge=2)]], Field(min_length=1)] = Field(
-        default_factory=lambda: [8, 12, 16, 20, 24]
+        default_factory=lambda: [20, 24, 28, 32]
     )
     silhouette_sample: Positive = 5000  # item vectors the silhouette is measured on (seeded sample)
     algorithm: Literal["kmeans", "bisecting"] = "kmeans"  # MLlib KMeans / BisectingKMeans, cosine distance
@@ -156,7 +156,7 @@ class SegmentsConfig(Section):
     per_user: Positive = 3  # interests kept per user (weights sum to 1)
     # A behaviour's weight in a user's interests halves every `half_life_days` back from the user's latest event;
     # 0 turns recency off.
-    half_life_days: NonNegative = 30.0
+    half_life_days: NonNegative = 7.0
     recent_days: Positive = 30  # "recent": within this many days of the user's latest event (recent_share)
     label_terms: Positive = 3  # distinctive terms (class-based TF-IDF) in a label
     label_items: Positive = 3  # most central items (medoids) in a label
