@@ -95,7 +95,10 @@ def backend_of(model: str) -> str:
 
 
 def stored_model(vectors: DataFrame) -> str | None:
-    """The model id stored vectors were made with (the most common one; ties: the smallest id); None when empty."""
+    """The model id stored vectors were made with (the most common one; ties: the smallest id); None when empty or
+    when the vectors carry no model id (vectors a user brought)."""
+    if "model" not in vectors.columns:
+        return None
     row = vectors.groupBy("model").count().orderBy(F.col("count").desc(), "model").first()
     return row["model"] if row else None
 

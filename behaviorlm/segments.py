@@ -50,7 +50,10 @@ def _estimator(k: int, seed: int, algorithm: str, max_iter: int) -> KMeans | Bis
 
 
 def _features(item_vectors: DataFrame, id_col: str, vector_col: str) -> DataFrame:
-    return item_vectors.select(id_col, vector_col, array_to_vector(vector_col).alias(_FEATURES))
+    """(id, vector, features) in a layout fixed by the ids alone: k-means' seeded start samples per partition, so
+    rows read from a rewritten Delta table in another file order would otherwise make other segments."""
+    feats = item_vectors.select(id_col, vector_col, array_to_vector(vector_col).alias(_FEATURES))
+    return feats.repartition(id_col).sortWithinPartitions(id_col)
 
 
 def clamp_k(k: int, n_items: int) -> int:

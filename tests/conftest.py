@@ -26,7 +26,10 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
             "spark.conf.spark.ui.enabled=false",
             "spark.conf.spark.ui.showConsoleProgress=false",
             # Whole-pipeline tests (notebooks, run) on ML-100K need more than the 1 GB default.
-            "spark.conf.spark.driver.memory=3g",
+            "spark.conf.spark.driver.memory=4g",
+            # Broadcasts and shuffles of finished tests are freed when the driver's JVM collects them; in a long
+            # suite waiting for the default 30 min let them fill the heap (CI: a broadcast failed for memory).
+            "spark.conf.spark.cleaner.periodicGC.interval=2min",
             "spark.conf.spark.databricks.delta.snapshotPartitions=1",
             f"spark.conf.spark.sql.warehouse.dir={tmp / 'warehouse'}",
             f"spark.conf.spark.local.dir={tmp / 'local'}",

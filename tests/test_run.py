@@ -13,7 +13,8 @@ from tests.util import assert_same_rows, job_args, read
 SMALL = ["ingest.source=synthetic", "ingest.synthetic.users=80", "ingest.synthetic.items=40",
          "ingest.synthetic.events=1500", "ingest.synthetic.clusters=4", "neighbors.k=10",
          "evaluate.grid={similarity_power: [2.0], content: [0.1], popularity: [0.1]}",
-         "evaluate.baselines=[popularity]", "complete.holdout=0.05"]  # fmt: skip
+         "evaluate.baselines=[popularity]", "complete.holdout=0.05", "segments.k=4",
+         "predict.tune=false"]  # fmt: skip
 OUTPUTS = ["item_embeddings", "user_embeddings", "user_neighbors", "segments", "item_segments", "user_interests",
            "segment_trends", "recommendations", "next_behaviors", "completed_ratings", "completed_attributes",
            "completed_behaviors"]  # fmt: skip

@@ -217,3 +217,12 @@ def test_job_writes_four_tables_idempotently(spark, make_config):
     assert segments.main(args) == first
     for name, before in tables.items():
         assert_close(read(spark, cfg, name), before)
+
+
+def test_segments_do_not_depend_on_how_the_vectors_are_partitioned(spark):
+    # Structureless vectors: k-means' seeded start then decides the clusters, and it must not see row order.
+    rng = np.random.default_rng(3)
+    rows = [(f"i{n:02d}", [float(x) for x in rng.normal(size=6)]) for n in range(60)]
+    one = spark.createDataFrame(rows, VECTORS).coalesce(1)
+    scattered = spark.createDataFrame(rows[::-1], VECTORS).repartition(3)
+    assert_close(cluster_items(scattered, 6, seed=1, max_iter=3), cluster_items(one, 6, seed=1, max_iter=3))
