@@ -20,6 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm.errors import BehaviorLMError
+from behaviorlm.vectors import concat_unit
 from udfs import multilingual
 from udfs.embed import PidCounts, embed_udf
 
@@ -130,6 +131,10 @@ class EmbedFn:
     def __call__(self, text: Column) -> Column:
         return self.udf(text)
 
+    def encode(self, frame: DataFrame, text_col: str, out_col: str) -> DataFrame:
+        """`frame` with `out_col` = the vector of `text_col`."""
+        return frame.withColumn(out_col, self.udf(F.col(text_col)))
+
     def report(self) -> dict[str, int]:
         counts = dict(self.loads.value)
         # A worker reused from an earlier job in the same session may hold the model already (0 loads); more than
@@ -170,6 +175,33 @@ def make_embed_fn(
     devices = spark.sparkContext.accumulator({}, PidCounts())
     udf = embed_udf(model_path, max_length, pooling, dtype, batch_size, empty_text, loads, devices, backend)
     return EmbedFn(udf, loads, devices, backend, model, dim, auto_unknown_token_share)
+
+
+@dataclass
+class EmbedConcat:
+    """Several encoders as one: their unit vectors concatenated (`vectors.concat_unit`). Matching short messages is
+    where two encoders trained on different data make fewer mistakes than either alone."""
+
+    parts: list[EmbedFn]
+
+    def encode(self, frame: DataFrame, text_col: str, out_col: str) -> DataFrame:
+        """`frame` with `out_col` = the concatenated vector of `text_col`. Each part is its own column first: Spark
+        allows no Python UDF inside the higher-order functions that normalise and join them."""
+        names = [f"_{out_col}_{n}" for n in range(len(self.parts))]
+        for name, part in zip(names, self.parts):
+            frame = part.encode(frame, text_col, name)
+        return frame.withColumn(out_col, concat_unit([F.col(n) for n in names])).drop(*names)
+
+    @property
+    def model(self) -> str:
+        return "+".join(part.model for part in self.parts)
+
+    @property
+    def dim(self) -> int:
+        return sum(part.dim for part in self.parts)
+
+
+Embedder = EmbedFn | EmbedConcat  # what encodes a text column
 
 
 def mark_changed(texts: DataFrame, existing: DataFrame | None, model: str) -> DataFrame:

@@ -1,14 +1,16 @@
 """Next-behaviour prediction: each user's most likely next items from the order of their behaviours, as DataFrame
 functions. The `predict` stage runs it (`behaviorlm predict --conf conf/local.yaml`).
 
-Four sources score every candidate, each normalised per user so that the user's best item scores 1:
+Five sources score every candidate, each normalised per user so that the user's best item scores 1:
 - `transitions`: votes of the user's latest items through item-to-item transitions (`behaviorlm.transitions`);
+- `together`: votes of the items of the user's last sitting through items chosen in one sitting, in either order
+  (`transitions.together_scores`): batches of choices whose order the log does not know;
 - `recent`: cosine of the item with the user's recent-interest vector, the recency-weighted mean of the vectors of
   their latest `recent_items` items (in the centred item space); never below 0;
 - `segments`: the user's interest segments (weight) x the item's place in its segment (popularity x similarity to
   the segment centre);
 - `popularity`: log(1 + users who had it) / log(1 + the most), the same for everyone.
-Each source proposes its best `candidates` items (popularity its top k), the union is scored by all four, blended
+Each source proposes its best `candidates` items (popularity its top k), the union is scored by all five, blended
 with `weights` (`scoring.blend`) and the items the user already had are never proposed. Weights are tuned on a
 validation target, each user's last behaviour (`tune`): callers pass data without the test target.
 """
@@ -27,10 +29,11 @@ from pyspark.sql import functions as F
 from behaviorlm.constants import BLOCK_SIZE, SEED
 from behaviorlm.metrics import leave_last_out
 from behaviorlm.scoring import blend, content_scores, popular_candidates, popularity
-from behaviorlm.transitions import timeline, transition_scores, transitions
+from behaviorlm.segments import dot
+from behaviorlm.transitions import timeline, together_scores, transition_scores, transitions
 from behaviorlm.users import weighted_mean_vectors
 
-SOURCES = ("transitions", "recent", "segments", "popularity")
+SOURCES = ("transitions", "recent", "segments", "popularity", "together")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Settings:
     recent_items: int = 10  # latest items pooled into the recent-interest vector
     candidates: int = 200  # items each source proposes per user
     session_gap_hours: float = 0.0  # 0: no session gap rule
+    together_gap_seconds: float = 120.0  # behaviours at most this far apart are one sitting (`together`)
+    together_window: int = 20  # pairs of one sitting at most this many positions apart count
     seed: int = SEED  # timestamp tie-break
     block_size: int = BLOCK_SIZE
 
@@ -106,12 +111,19 @@ def per_user_max(cands: DataFrame, parts: list[str]) -> DataFrame:
     return cands
 
 
-def _proposals(inp: Inputs, s: Settings, tl: DataFrame, trans: DataFrame, pop: DataFrame) -> DataFrame:
-    """(user_id, item_id) the user has not had: each user's best `candidates` by transitions and by segments, and
-    the k most popular."""
-    best = Window.partitionBy("user_id").orderBy(F.col("transitions").desc(), "item_id")
+def _best(scores: DataFrame, col: str, n: int) -> DataFrame:
+    """Each user's `n` rows with the largest `col` (ties: item id)."""
+    best = Window.partitionBy("user_id").orderBy(F.col(col).desc(), "item_id")
+    return scores.withColumn("_r", F.row_number().over(best)).where(F.col("_r") <= n)
+
+
+def _proposals(
+    inp: Inputs, s: Settings, tl: DataFrame, voted: list[tuple[DataFrame, str]], pop: DataFrame
+) -> DataFrame:
+    """(user_id, item_id) the user has not had: each user's best `candidates` by each (scores, column) of `voted`
+    and by segments, and the k most popular."""
     proposed = [
-        trans.withColumn("_r", F.row_number().over(best)).where(F.col("_r") <= s.candidates),
+        *[_best(scores, col, s.candidates) for scores, col in voted],
         popular_candidates(tl.select("user_id", F.col("n").alias("n_seen")).distinct(), pop, s.k),
     ]
     if inp.item_segments is not None and inp.interests is not None:
@@ -121,7 +133,7 @@ def _proposals(inp: Inputs, s: Settings, tl: DataFrame, trans: DataFrame, pop: D
 
 
 def candidates(inp: Inputs, s: Settings) -> DataFrame:
-    """Every (user, item not had yet) a source proposes, scored by all four sources (0 where one is silent), with the
+    """Every (user, item not had yet) a source proposes, scored by every source (0 where one is silent), with the
     fields reasons quote (`via_*`, `segment_label`, `pop_users`).
 
     Returned persisted and materialised (`unpersist()` it when done): blending, tuning and reasons read it several
@@ -131,8 +143,12 @@ def candidates(inp: Inputs, s: Settings) -> DataFrame:
     trans = transition_scores(tl, transitions(tl, s.window, s.decay), s.history, s.decay).persist(
         StorageLevel.MEMORY_AND_DISK
     )
+    together = together_scores(inp.behaviors, s.seed, s.together_gap_seconds, s.together_window, s.history).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
     pop = popularity(tl.select("user_id", "item_id")).persist(StorageLevel.MEMORY_AND_DISK)
-    keys = _proposals(inp, s, tl, trans, pop).persist(StorageLevel.MEMORY_AND_DISK)
+    voted = [(trans, "transitions"), (together, "together")]
+    keys = _proposals(inp, s, tl, voted, pop).persist(StorageLevel.MEMORY_AND_DISK)
     vectors = recent_vectors(tl, inp.item_vectors, s.recent_items, s.decay)
     recent = content_scores(vectors, inp.item_vectors, keys, s.candidates, s.block_size)
     recent = recent.join(tl.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti").persist(
@@ -141,6 +157,7 @@ def candidates(inp: Inputs, s: Settings) -> DataFrame:
     every = keys.unionByName(recent.select("user_id", "item_id")).distinct()
     scored = (
         every.join(trans, ["user_id", "item_id"], "left")
+        .join(together, ["user_id", "item_id"], "left")
         .join(recent.withColumnRenamed("content", "recent"), ["user_id", "item_id"], "left")
         .join(pop.select("item_id", "popularity", "pop_users"), "item_id", "left")
     )
@@ -150,9 +167,10 @@ def candidates(inp: Inputs, s: Settings) -> DataFrame:
     else:
         scored = scored.withColumn("segments", F.lit(0.0)).withColumn("segment_label", F.lit(None).cast("string"))
     scored = scored.fillna(0.0, list(SOURCES)).fillna(0, ["pop_users"])
-    cands = per_user_max(scored, ["transitions", "recent", "segments"]).persist(StorageLevel.MEMORY_AND_DISK)
+    cands = per_user_max(scored, ["transitions", "recent", "segments", "together"])
+    cands = cands.persist(StorageLevel.MEMORY_AND_DISK)
     cands.count()
-    for frame in (tl, trans, pop, keys, recent):
+    for frame in (tl, trans, together, pop, keys, recent):
         frame.unpersist()
     return cands
 
@@ -164,37 +182,53 @@ def weight_grid(grid: dict[str, list[float]], weights: dict[str, float]) -> list
     return [{"transitions": 1.0, **dict(combo)} for combo in itertools.product(*axes)]
 
 
+TUNE_CHUNK = 48  # combinations per aggregation: hundreds of sums in one make a plan string too large for the driver
+
+
 def tune(
     cands: DataFrame, truth: DataFrame, grid: dict[str, list[float]], k: int, weights: dict[str, float]
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The blend weights of `weight_grid` with the best hit rate at k on `truth` (one target item per user; ties:
     nDCG@k, then grid order), and their (hr_at_k, ndcg_at_k, users). Without a target user, `weights` unchanged.
 
-    One pass for the whole grid: each user's target rank under every combination is 1 + the candidates scoring above
-    the target (on a tie, those with a smaller item id: `blend`'s order), summed in one aggregation; a target among no
-    candidates is a miss."""
+    One pass per `TUNE_CHUNK` combinations: each user's target rank under every combination is 1 + the candidates
+    scoring above the target (on a tie, those with a smaller item id: `blend`'s order), summed in one aggregation; a
+    target among no candidates is a miss."""
     combos = weight_grid(grid, weights)
     target = truth.select("user_id", F.col("item_id").alias("_target")).distinct()
     with_target = cands.join(target, "user_id")
     at_target = with_target.where(F.col("item_id") == F.col("_target")).select(
         "user_id", *[F.col(p).alias(f"_t_{p}") for p in SOURCES]
     )
+    # Checkpointed, not cached: a cached frame keeps the candidates' whole plan, which Spark prints again for every
+    # aggregation (on ML-100K that string alone filled a 4 GB driver heap).
+    pairs = with_target.join(at_target, "user_id").localCheckpoint()
+    users = with_target.select("user_id").distinct().localCheckpoint()
+    found: dict[int, tuple[float, float]] = {}
+    n_users = users.count()
+    for first in range(0, len(combos) if n_users else 0, TUNE_CHUNK):
+        found.update(_grid_metrics(pairs, users, combos[first : first + TUNE_CHUNK], first, k))
+    if not n_users:
+        return dict(weights), {"hr_at_k": 0.0, "ndcg_at_k": 0.0, "users": 0.0}
+    best = max(found, key=lambda i: (*found[i], -i))
+    return combos[best], {"hr_at_k": found[best][0], "ndcg_at_k": found[best][1], "users": float(n_users)}
+
+
+def _grid_metrics(
+    pairs: DataFrame, users: DataFrame, combos: list[dict[str, float]], first: int, k: int
+) -> dict[int, tuple[float, float]]:
+    """{first + i: (hr_at_k, ndcg_at_k)} of each combination on the (candidate, target) `pairs`, in one aggregation."""
     ranks = []
     for i, w in enumerate(combos):
-        score = _weighted(w, "")
-        at = _weighted(w, "_t_")
+        score, at = _weighted(w, ""), _weighted(w, "_t_")
         ahead = (score > at) | ((score == at) & (F.col("item_id") < F.col("_target")))
         ranks.append((F.sum(ahead.cast("long")) + 1).alias(f"_r{i}"))
-    per_user = with_target.join(at_target, "user_id").groupBy("user_id").agg(*ranks)
-    users = with_target.select("user_id").distinct().join(per_user, "user_id", "left")
+    per_user = users.join(pairs.groupBy("user_id").agg(*ranks), "user_id", "left")
     hit = [F.avg(F.when(F.col(f"_r{i}") <= k, 1.0).otherwise(0.0)).alias(f"hr{i}") for i in range(len(combos))]
     gain = [F.avg(F.when(F.col(f"_r{i}") <= k, 1.0 / F.log2(1.0 + F.col(f"_r{i}"))).otherwise(0.0)).alias(f"nd{i}")
             for i in range(len(combos))]  # fmt: skip
-    row = users.agg(F.count("*").alias("users"), *hit, *gain).first()
-    if not row["users"]:
-        return dict(weights), {"hr_at_k": 0.0, "ndcg_at_k": 0.0, "users": 0.0}
-    best = max(range(len(combos)), key=lambda i: (row[f"hr{i}"], row[f"nd{i}"], -i))
-    return combos[best], {"hr_at_k": row[f"hr{best}"], "ndcg_at_k": row[f"nd{best}"], "users": float(row["users"])}
+    row = per_user.agg(*hit, *gain).first()
+    return {first + i: (row[f"hr{i}"], row[f"nd{i}"]) for i in range(len(combos))}
 
 
 def _weighted(weights: dict[str, float], prefix: str):
@@ -228,7 +262,7 @@ def lately(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataFr
         )
     )
     targets = top.where(F.col("source") == "recent").select("user_id", "item_id").join(item_vectors, "item_id")
-    cosine = F.aggregate(F.zip_with("embedding", "_h", lambda x, y: x * y), F.lit(0.0), lambda acc, x: acc + x)
+    cosine = dot(F.col("embedding"), F.col("_h"))  # both unit vectors
     closest = Window.partitionBy("user_id", "item_id").orderBy(F.col("_sim").desc(), "_back", "_title")
     ranked = (
         targets.join(recent, "user_id")
@@ -272,6 +306,7 @@ def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataF
         F.when(F.col("source") == "transitions", F.concat(after, chosen))
         .when(F.col("source") == "recent", close)
         .when(F.col("source") == "segments", F.concat(F.lit("in your interest: "), "segment_label"))
+        .when(F.col("source") == "together", F.lit("often chosen in the same sitting as what you chose last"))
         .when(F.col("pop_users") > 0, F.format_string("popular: %d users chose it", "pop_users"))
         # A slot no source supports (a small catalogue): say so rather than call it popular.
         .otherwise(F.lit("new in the catalogue: nobody has chosen it yet"))

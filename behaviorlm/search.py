@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from behaviorlm import delta
 from behaviorlm.assets import model_dir
 from behaviorlm.constants import BLOCK_SIZE, ITEM_COL, TEXT_COL, USER_COL, VECTOR_COL
-from behaviorlm.embedding import EmbedFn, make_embed_fn
+from behaviorlm.embedding import Embedder, EmbedFn, make_embed_fn
 from behaviorlm.errors import InputContractError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.vectors import center
@@ -48,10 +48,10 @@ def is_blank(text: Column) -> Column:
     return F.coalesce(~text.rlike(_VISIBLE), F.lit(True))
 
 
-def encode_texts(texts: DataFrame, embed: EmbedFn, text_col: str = TEXT_COL) -> tuple[DataFrame, DataFrame]:
+def encode_texts(texts: DataFrame, embed: Embedder, text_col: str = TEXT_COL) -> tuple[DataFrame, DataFrame]:
     """(encoded: the rows with a non-blank text plus `embedding`, blank: the other rows, never sent to the encoder)."""
     blank = is_blank(F.col(text_col))
-    encoded = texts.where(~blank).withColumn(VECTOR_COL, embed(F.col(text_col)))
+    encoded = embed.encode(texts.where(~blank), text_col, VECTOR_COL)
     return encoded, texts.where(blank)
 
 

@@ -168,7 +168,7 @@ class SegmentsConfig(Section):
     alert_z: NonNegative = 3.0  # |z| of the change above this raises `alert`
 
 
-Source = Literal["transitions", "recent", "segments", "popularity"]
+Source = Literal["transitions", "recent", "segments", "popularity", "together"]
 
 
 class PredictConfig(Section):
@@ -180,9 +180,19 @@ class PredictConfig(Section):
     decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8  # vote of the j-th latest behaviour: decay ** (j - 1)
     recent_items: Positive = 10  # latest behaviours pooled (recency-weighted) into the recent-interest vector
     candidates: Positive = 200  # items per user from each source before blending
+    # `together`: behaviours at most this far apart are one sitting (choices whose order the log does not know), and
+    # pairs of a sitting at most `together_window` positions apart vote for each other.
+    together_gap_seconds: NonNegative = 120.0
+    together_window: Positive = 20
     # Blend of the per-user normalised sources; tuned on the validation target when `tune` is on.
     weights: dict[Source, NonNegative] = Field(
-        default_factory=lambda: {"transitions": 1.0, "recent": 0.3, "segments": 0.1, "popularity": 0.05}
+        default_factory=lambda: {
+            "transitions": 1.0,
+            "recent": 0.3,
+            "segments": 0.1,
+            "popularity": 0.05,
+            "together": 1.0,
+        }
     )
     tune: bool = True
     grid: dict[Source, Annotated[list[float], Field(min_length=1)]] = Field(
@@ -190,6 +200,7 @@ class PredictConfig(Section):
             "recent": [0.0, 0.1, 0.3, 1.0],
             "segments": [0.0, 0.1, 0.3],
             "popularity": [0.0, 0.05, 0.2],
+            "together": [0.0, 0.2, 0.5, 1.0],
         }  # fmt: skip
     )
 
@@ -212,4 +223,7 @@ class IntentsConfig(Section):
     # Share of each intent's examples held out (seeded) to choose the threshold when it is not set.
     validation_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     oos_label: str = "oos"  # examples with this intent are out-of-scope examples, never an answerable intent
+    # Match on the model's vectors concatenated with the multilingual encoder's (when installed and not the model
+    # already): on CLINC150 the pair beats either alone (bench-intents).
+    multilingual_features: bool = True
     model_dir: Text = "_models"  # the fitted classifier, under tables.root, one folder per run id

@@ -5,7 +5,8 @@
 - `transitions`: every item's successors within the next `window` behaviours of the same session, weighted by
   decay ** (distance - 1) and normalised per item into P(next = j | i), with the user counts reasons quote;
 - `transition_scores`: a user's vote for item j = the sum over their latest `history` items i of
-  decay ** (back - 1) x P(j | i), back = 1 for the latest, on items the user has not had yet.
+  decay ** (back - 1) x P(j | i), back = 1 for the latest, on items the user has not had yet;
+- `together_scores`: the same vote through pairs chosen in one sitting (a short-gap session), in either order.
 
 The `predict` stage blends these scores with other sources (`behaviorlm.predict`). From a notebook:
 `tl = timeline(behaviors); transition_scores(tl, transitions(tl))`.
@@ -62,6 +63,7 @@ def transitions(
     col_user: str = USER_COL,
     col_item: str = ITEM_COL,
     col_time: str = TIME_COL,
+    both_ways: bool = False,
 ) -> DataFrame:
     """(item, next_item_id, weight, probability, users, next_users, followers) from a `timeline`.
 
@@ -70,7 +72,8 @@ def transitions(
     i)), `users` counts the users who had j within `window` after i, `next_users` those who had it right after, and
     `followers` the users who had anything after i. With `unordered_ties`, two behaviours at the same timestamp count
     both ways: their order is only the tie-break hash's, and logs with coarse clocks (MovieLens: half of consecutive
-    ratings share a second) would otherwise learn half of every such pair from the hash.
+    ratings share a second) would otherwise learn half of every such pair from the hash. With `both_ways`, every pair
+    counts both ways: what was chosen together in one sitting (`together_scores`), whatever the order.
     """
     steps = tl.select(
         col_user, col_item, col_time, "pos", "session", F.explode(F.sequence(F.lit(1), F.lit(window))).alias("d")
@@ -84,6 +87,7 @@ def transitions(
     # One pass makes both directions (no second read of the join); an item appears once per user, so a reversed pair
     # never repeats a forward one of the same user.
     directions = F.when(tie, both).otherwise(F.array(forward)) if unordered_ties else F.array(forward)
+    directions = both if both_ways else directions
     pairs = joined.select(col_user, "d", F.explode(directions).alias("_p")).select(
         col_user, F.col("_p.a").alias(col_item), F.col("_p.b").alias(NEXT_COL), "d"
     )
@@ -94,7 +98,7 @@ def transitions(
     )
     total = F.sum("weight").over(Window.partitionBy(col_item))
     return stats.withColumn("probability", F.col("weight") / total).join(
-        followers(tl, unordered_ties, col_user, col_item, col_time), col_item
+        followers(tl, unordered_ties, col_user, col_item, col_time, both_ways), col_item
     )
 
 
@@ -104,12 +108,16 @@ def followers(
     col_user: str = USER_COL,
     col_item: str = ITEM_COL,
     col_time: str = TIME_COL,
+    both_ways: bool = False,
 ) -> DataFrame:
     """(item, followers): users who had anything after the item in the same session (with `unordered_ties`, a
-    behaviour tied with the one before it counts as followed too), from the timeline alone."""
+    behaviour tied with the one before it counts as followed too; with `both_ways`, anything before it in the same
+    session as well), from the timeline alone."""
     by_pos = Window.partitionBy(col_user).orderBy("pos")
     followed = F.lead("session").over(by_pos) == F.col("session")
-    if unordered_ties:
+    if both_ways:
+        followed = followed | (F.lag("session").over(by_pos) == F.col("session"))
+    elif unordered_ties:
         followed = followed | (F.lag(col_time).over(by_pos) == F.col(col_time))
     flagged = tl.withColumn("_followed", F.coalesce(followed, F.lit(False)))
     return (
@@ -126,12 +134,18 @@ def transition_scores(
     decay: float = 0.8,
     col_user: str = USER_COL,
     col_item: str = ITEM_COL,
+    last_session: bool = False,
 ) -> DataFrame:
     """(user, item, transitions, via_item, via_back, via_users, via_next_users, via_followers): for every item the
-    user has not had that follows one of their latest `history` items, the sum of decay ** (back - 1) x P(item |
-    history item). `via_*` describe the strongest single vote (ties: the more recent history item, then item id).
-    A user whose latest items have no successors anywhere simply has no rows."""
-    latest = tl.where(F.col("pos") > F.col("n") - history).select(
+    user has not had that follows one of their latest `history` items (with `last_session`, only those of the user's
+    last session vote), the sum of decay ** (back - 1) x P(item | history item). `via_*` describe the strongest
+    single vote (ties: the more recent history item, then item id). A user whose latest items have no successors
+    anywhere simply has no rows."""
+    voters = tl
+    if last_session:
+        last = tl.withColumn("_last", F.max("session").over(Window.partitionBy(col_user)))
+        voters = last.where(F.col("session") == F.col("_last")).drop("_last")
+    latest = voters.where(F.col("pos") > F.col("n") - history).select(
         col_user, F.col(col_item).alias("_from"), (F.col("n") - F.col("pos") + 1).alias("_back")
     )
     vote = F.pow(F.lit(decay), F.col("_back") - 1) * F.col("probability")
@@ -150,3 +164,26 @@ def transition_scores(
     fresh = votes.join(tl.select(col_user, col_item), [col_user, col_item], "left_anti")
     summed = fresh.groupBy(col_user, col_item).agg(F.sum("_v").alias("transitions"), F.max("_via").alias("_via"))
     return summed.select(col_user, col_item, "transitions", *[F.col(f"_via.{c}").alias(c) for c in VIA_COLUMNS])
+
+
+def together_scores(
+    behaviors: DataFrame,
+    seed: int = SEED,
+    gap_seconds: float = 120.0,
+    window: int = 20,
+    history: int = 10,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+    col_time: str = TIME_COL,
+) -> DataFrame:
+    """(user, item, together): for every item the user has not had, the summed P(item | history item) of the latest
+    `history` items of the user's last sitting, over pairs chosen in one sitting by anyone, both ways.
+
+    A sitting is a run of behaviours at most `gap_seconds` apart; its pairs within `window` positions count equally
+    and in both directions. Why: rating logs such as MovieLens record a batch of choices made on one page, so their
+    order inside a sitting is mostly the clock's (or the tie-break's), while the batch itself says which items go
+    together; the target often continues the user's last batch. Complements the ordered `transitions`."""
+    tl = timeline(behaviors, seed, gap_seconds / 3600.0, col_user, col_item, col_time)
+    pairs = transitions(tl, window, 1.0, False, col_user, col_item, col_time, both_ways=True)
+    scored = transition_scores(tl, pairs, history, 1.0, col_user, col_item, last_session=True)
+    return scored.select(col_user, col_item, F.col("transitions").alias("together"))

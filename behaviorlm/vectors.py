@@ -24,6 +24,13 @@ def l2_normalize(vector: Column) -> Column:
     )
 
 
+def concat_unit(vectors: list[Column]) -> Column:
+    """One unit vector from several: each part made unit-length and scaled by 1 / sqrt(parts), then concatenated, so
+    the cosine of two such vectors is the mean of their parts' cosines (null when any part is null)."""
+    scale = len(vectors) ** -0.5
+    return F.concat(*[F.transform(l2_normalize(v), lambda x: (x * scale).cast("float")) for v in vectors])
+
+
 def mean_vector(vectors: DataFrame, column: str = VECTOR_COL) -> DataFrame:
     """One row, one column `_mean`: the mean of `column` over its non-null rows (MLlib `Summarizer`, O(dim))."""
     return vectors.where(F.col(column).isNotNull()).select(

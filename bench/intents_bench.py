@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm.config import load_config
-from behaviorlm.embedding import EmbedFn
+from behaviorlm.embedding import Embedder
 from behaviorlm.intents import IntentModel, choose_threshold, decide, fit_intents, score_intents, threshold_curve
 from behaviorlm.logs import setup_logging
 from behaviorlm.search import encode_texts
@@ -36,7 +36,7 @@ REG = 0.001
 MAX_ITER = 200
 
 
-def encoded(spark: SparkSession, rows: list, embed: EmbedFn, cache: str | None = None) -> DataFrame:
+def encoded(spark: SparkSession, rows: list, embed: Embedder, cache: str | None = None) -> DataFrame:
     """(message_id, text, truth, embedding) of [text, intent] rows; vectors kept in `cache` (parquet) when given."""
     if cache and os.path.exists(cache):
         return spark.read.parquet(cache)
@@ -77,7 +77,7 @@ def main() -> None:
     spark.sparkContext.setLogLevel("ERROR")
     with open(DATA) as fh:
         data = json.load(fh)
-    embed = params.embed_fn(spark, cfg)
+    embed = params.intents_embed(spark, cfg)
     tag = embed.model.replace("/", "_")
     train = encoded(spark, data["train"] + data["oos_train"], embed, f"{root}/{tag}/train")
     val = encoded(spark, data["val"] + data["oos_val"], embed, f"{root}/{tag}/val")

@@ -9,7 +9,9 @@ target. Segments come from the segments library on the prefix (interests for tun
 behaviour). Tables live in a temporary folder; ingest and embed-items run first (item vectors: the real MiniLM).
 
 Reference: a plain numpy transition model (window 5, last 10 items, decay 0.8) reaches HR@10 0.212 / NDCG@10 0.119
-with hashed ties; popularity 0.085.
+with hashed ties; popularity 0.085. With this split's hash (seed 42) the same model reaches 0.193 (0.197 with ties
+both ways, our `transitions`); adding `together` (items chosen in one sitting, both ways) and `recent` reached 0.216
+in a numpy replica, weights chosen on the last-but-one behaviour.
 Run: `make bench-predict` (prints the `bench-predict ...` line last).
 """
 

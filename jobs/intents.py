@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from behaviorlm import delta, runs
 from behaviorlm.answers import check_templates, render_answers, top_interest
 from behaviorlm.config import Config
-from behaviorlm.embedding import EmbedFn
+from behaviorlm.embedding import Embedder
 from behaviorlm.intents import (
     IntentModel,
     choose_threshold,
@@ -67,7 +67,7 @@ def model_path(cfg: Config) -> str:
     return f"{delta.location_ref('model_dir', cfg.intents.model_dir, cfg.tables.root).location}/{cfg.run_id}"
 
 
-def train(cfg: Config, examples: DataFrame, embed: EmbedFn) -> tuple[IntentModel, dict[str, float], DataFrame]:
+def train(cfg: Config, examples: DataFrame, embed: Embedder) -> tuple[IntentModel, dict[str, float], DataFrame]:
     """(model, metrics, the encoded examples, cached): fit on every usable example; unless `intents.threshold` is
     set, first fit without the held-out share and choose the threshold on it."""
     it = cfg.intents
@@ -137,8 +137,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
         return metrics
     examples, messages = inputs
     templates, interests, counts = answers(spark, cfg, examples)
-    embed = params.embed_fn(spark, cfg)
+    embed = params.intents_embed(spark, cfg)
     fitted, metrics, encoded = train(cfg, examples, embed)
+    metrics["encoders"] = len(getattr(embed, "parts", [embed]))
     path = model_path(cfg)
     save_intents(fitted, path)
     encoded.unpersist()

@@ -3,12 +3,14 @@ place that reads a `Config`)."""
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.config import Config
-from behaviorlm.embedding import EmbedFn, make_embed_fn, stored_backend
+from behaviorlm.embedding import MULTILINGUAL, EmbedConcat, Embedder, EmbedFn, make_embed_fn, stored_backend
 from behaviorlm.neighbors import top_k
 from behaviorlm.ratings import RatingModel
 from behaviorlm.readability import choose_backend
@@ -16,6 +18,9 @@ from behaviorlm.scoring import Strength
 from behaviorlm.text import item_texts
 from behaviorlm.users import user_vectors
 from behaviorlm.vectors import center
+from udfs import multilingual
+
+log = logging.getLogger(__name__)
 
 
 def table(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
@@ -38,6 +43,22 @@ def embed_fn(spark: SparkSession, cfg: Config, texts: DataFrame | None = None) -
                                         e.max_unknown_token_share, cfg.seed)  # fmt: skip
     return make_embed_fn(spark, m.path, m.max_length, m.pooling, m.dtype, m.batch_size, e.empty_text,
                          e.arrow_batch_size, backend, share)  # fmt: skip
+
+
+def intents_embed(spark: SparkSession, cfg: Config) -> Embedder:
+    """The encoder intents match with: the model's, joined by the multilingual one (`intents.multilingual_features`)
+    unless the model is that one already; a missing multilingual extra is said once, then the model alone is used."""
+    embed = embed_fn(spark, cfg)
+    if not cfg.intents.multilingual_features or embed.backend == MULTILINGUAL:
+        return embed
+    if not multilingual.installed():
+        log.warning("intents.multilingual_features: the multilingual encoder is not installed (%s); matching with %s "
+                    "alone", multilingual.INSTALL_HINT, embed.model)  # fmt: skip
+        return embed
+    m, e = cfg.model, cfg.embed
+    second = make_embed_fn(spark, m.path, m.max_length, m.pooling, m.dtype, m.batch_size, e.empty_text,
+                           e.arrow_batch_size, MULTILINGUAL)  # fmt: skip
+    return EmbedConcat([embed, second])
 
 
 def item_space(cfg: Config, item_vectors: DataFrame) -> DataFrame:

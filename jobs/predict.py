@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 def settings(cfg: Config) -> Settings:
     p = cfg.predict
     return Settings(k=p.k, window=p.window, history=p.history, decay=p.decay, recent_items=p.recent_items,
-                    candidates=p.candidates, session_gap_hours=p.session_gap_hours, seed=cfg.seed,
+                    candidates=p.candidates, session_gap_hours=p.session_gap_hours,
+                    together_gap_seconds=p.together_gap_seconds, together_window=p.together_window, seed=cfg.seed,
                     block_size=cfg.block_size)  # fmt: skip
 
 

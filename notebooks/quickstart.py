@@ -25,3 +25,14 @@ from jobs.tables import main as list_tables
 
 list_tables(job_args(dbutils))
 print("run report:", result["report"])
+
+# COMMAND ----------
+
+# The encoder as a pyspark.ml stage for your own Pipeline (the model folder is the one the widgets configure);
+# `display(...)` the result on Databricks.
+from behaviorlm.ml import TextEmbedder
+from jobs.runtime import parse_job_args
+
+model_path = parse_job_args(job_args(dbutils), "notebook").model.path
+texts = spark.createDataFrame([("a cheap hotel near the beach",), (None,)], "text string")
+TextEmbedder(inputCol="text", outputCol="embedding", modelPath=model_path).transform(texts).show(truncate=60)

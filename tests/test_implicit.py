@@ -23,9 +23,11 @@ CATALOGUE = [
     ("Shrek", ["Animation", "Comedy"]), ("Up", ["Animation"]), ("Coco", None), ("Jaws", ["Thriller"]),
     ("Psycho", ["Thriller", "Horror"]), ("Vertigo", ["Thriller"]), ("Rear Window", ["Thriller"]),
 ]  # fmt: skip
-# Small, fast settings (as tests/test_run.py's SMALL): one grid point, the popularity baseline only.
+# Small, fast settings (as tests/test_run.py's SMALL): one grid point, the popularity baseline only, a set number of
+# segments and untuned predict weights (tuning on tiny data is tests/test_predict.py's).
 SETTINGS = ["neighbors.k=5", "evaluate.grid={similarity_power: [2.0], content: [0.1], popularity: [0.1]}",
-            "evaluate.baselines=[popularity]", "complete.holdout=0.05", "complete.attribute_neighbors=5"]  # fmt: skip
+            "evaluate.baselines=[popularity]", "complete.holdout=0.05", "complete.attribute_neighbors=5",
+            "segments.k=4", "predict.tune=false"]  # fmt: skip
 
 
 def implicit_source(spark: SparkSession, folder: Path, users: int, events: int, rating_column: bool) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
@@ -21,6 +22,7 @@ from behaviorlm.intents import (
     score_intents,
     split_examples,
 )
+from behaviorlm.vectors import concat_unit
 from jobs import intents
 from tests.util import assert_same_rows, job_args, read, write
 
@@ -85,6 +87,7 @@ def test_match_answer_fallback_and_rerun(spark, tables):
     assert metrics["messages"] == 7 and metrics["messages_skipped"] == 2 and metrics["intents"] == 6
     assert metrics["answers_unknown_intent"] == 1 and metrics["answers_duplicate"] == 1
     assert 0.0 < metrics["threshold"] < 1.0 and metrics["threshold_chosen"] == 1
+    assert metrics["encoders"] == 2  # MiniLM's vectors joined by the multilingual encoder's
     assert by_id["m1"]["intent"] == "order_status" and not by_id["m1"]["fallback"]
     assert by_id["m1"]["answer"] == "Your order is on its way, u1. Since you like Comedy, a film is waiting for you."
     # An unknown user: the answer without its personal sentence.
@@ -133,6 +136,15 @@ def test_bad_input_is_a_clear_error_and_missing_tables_write_nothing(spark, tabl
     empty = make_config(f"tables.root={tmp_path / 'empty'}")
     assert intents.main(job_args(empty, *BASE)) == {"messages": 0}
     assert not os.path.exists(os.path.join(empty.tables.root, "message_intents"))
+
+
+def test_concatenated_vectors_are_unit_and_their_cosine_is_the_parts_mean(spark):
+    schema = "a array<float>, b array<float>"
+    frame = spark.createDataFrame([([3.0, 4.0], [2.0, 0.0, 0.0]), ([0.0, 1.0], [1.0, 1.0, 0.0]), (None, [1.0])], schema)
+    got = [r[0] for r in frame.select(concat_unit([F.col("a"), F.col("b")])).collect()]
+    first, second = np.array(got[0]), np.array(got[1])
+    assert first == pytest.approx([0.6 / np.sqrt(2), 0.8 / np.sqrt(2), 1 / np.sqrt(2), 0, 0], abs=1e-6)
+    assert first @ second == pytest.approx((0.8 + 1 / np.sqrt(2)) / 2, abs=1e-6) and got[2] is None
 
 
 def test_split_keeps_one_example_per_intent(spark):

@@ -9,10 +9,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from behaviorlm.metrics import leave_last_out, ranking_metrics, tie_break
-from behaviorlm.predict import SOURCES, tune
+from behaviorlm.predict import SOURCES, Inputs, candidates, tune
+from behaviorlm.predict import predict as next_items
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.scoring import blend
-from behaviorlm.transitions import timeline, transitions
+from behaviorlm.transitions import timeline, together_scores, transitions
 from jobs import predict
 from tests.util import assert_same_rows, job_args, read, write
 
@@ -74,6 +75,18 @@ def test_timestamp_ties_follow_the_seeded_hash_like_leave_last_out(spark):
     assert all((b, a) in pairs for a, b in pairs)
 
 
+def test_together_votes_through_one_sitting_both_ways(spark):
+    # p1 chose A, B, C within a minute, p2 C then A; q's last sitting is B alone, r's is A (B was two hours before).
+    seconds = {"p1": [("A", 0), ("B", 30), ("C", 60)], "p2": [("C", 0), ("A", 10)], "q": [("B", 0)],
+               "r": [("B", 0), ("A", 7200)]}  # fmt: skip
+    rows = [(u, i, "rating", 4.0, T0 + dt.timedelta(seconds=t), None) for u, seq in seconds.items() for i, t in seq]
+    got = together_scores(spark.createDataFrame(rows, BEHAVIORS), gap_seconds=120.0)
+    scores = {(r["user_id"], r["item_id"]): r["together"] for r in got.collect()}
+    # B sat with A and C (once each, whatever the order); A with B once and with C twice; C with B once and A twice.
+    # r's B is not in its last sitting, so it does not vote; items already had are never scored.
+    assert scores == pytest.approx({("q", "A"): 0.5, ("q", "C"): 0.5, ("r", "C"): 2 / 3, ("p2", "B"): 1 / 3 + 1 / 3})
+
+
 CANDIDATE_SCHEMA = (
     "user_id string, item_id string, transitions double, recent double, segments double, popularity double"
 )
@@ -86,11 +99,11 @@ def test_single_pass_tuning_agrees_with_ranking_metrics(spark):
             ("x2", "T", 1.0, 0.1, 0.0, 0.0), ("x2", "P", 1.0, 0.0, 0.0, 0.0),
             ("x3", "T", 0.0, 0.0, 0.0, 1.0), ("x3", "A", 1.0, 0.0, 0.0, 0.0),
             ("x4", "A", 1.0, 0.0, 0.0, 0.0)]  # fmt: skip
-    cands = spark.createDataFrame(rows, CANDIDATE_SCHEMA)
+    cands = spark.createDataFrame(rows, CANDIDATE_SCHEMA).withColumn("together", F.lit(0.0))
     truth = spark.createDataFrame([(u, "T") for u in ("x1", "x2", "x3", "x4")], "user_id string, item_id string")
     weights, found = tune(cands, truth, {"recent": [0.0, 1.0], "popularity": [0.0, 2.0]}, 2, {"segments": 0.0})
     # Hit ranks at recent 1: x1 1, x2 1, x3 2 (popularity 0) or x1 2, x2 1, x3 1 (popularity 2): a tie, the first wins.
-    assert weights == {"transitions": 1.0, "recent": 1.0, "segments": 0.0, "popularity": 0.0}
+    assert weights == {"transitions": 1.0, "recent": 1.0, "segments": 0.0, "popularity": 0.0, "together": 0.0}
     assert found == {"hr_at_k": 0.75, "ndcg_at_k": pytest.approx((2 + 1 / math.log2(3)) / 4), "users": 4.0}
     m = ranking_metrics(blend(cands, weights, 2, SOURCES), truth, 2)
     assert (m["hit_rate"], m["ndcg_at_k"], m["users"]) == pytest.approx((found["hr_at_k"], found["ndcg_at_k"], 4))
@@ -144,11 +157,21 @@ def test_next_behaviours_reasons_bad_input_and_idempotence(spark, make_config):
     assert_same_rows(rows(spark, cfg), spark.createDataFrame(got))
 
 
-def test_tiny_data_is_tuned_without_segments(spark, make_config):
-    cfg = make_config()
-    write_tables(spark, cfg, {"u1": "ABC", "u6": "F", "u8": "A"})
-    metrics = predict.main(job_args(cfg, *BASE, "predict.tune=true"))
-    # No segment tables: that source weighs 0; u1's last-but-one behaviour is the one validation target.
-    assert metrics["weight_segments"] == 0.0 and metrics["weight_transitions"] == 1.0
-    assert metrics["validation_users"] == 1 and metrics["validation_hr_at_3"] in (0.0, 1.0)
-    assert (metrics["users"], metrics["rows"], metrics["users_short"]) == (3, 9, 0)
+def test_tiny_data_is_tuned_and_served_without_segments(spark, make_config):
+    cfg = make_config(*BASE, "predict.tune=true")
+    assert predict.segment_tables(spark, cfg) == (None, None)  # the segments stage has not run
+    vectors = spark.createDataFrame(list(VECTORS.items()), "item_id string, embedding array<float>")
+    items = spark.createDataFrame([(i, f"Title {i}") for i in "ABCDEFGH"], "item_id string, title string")
+    inp, s = Inputs(frame(spark, {"u1": "ABC", "u6": "F", "u8": "A"}), items, vectors), predict.settings(cfg)
+    weights, tuned = predict.choose_weights(inp, cfg, s)
+    # Without segments that source weighs 0; u1's last-but-one behaviour is the one validation target.
+    assert weights["segments"] == 0.0 and weights["transitions"] == 1.0
+    assert tuned["validation_users"] == 1 and tuned["validation_hr_at_3"] in (0.0, 1.0)
+    cands = candidates(inp, s)
+    got = next_items(cands, inp, s, weights).collect()
+    cands.unpersist()
+    assert sorted((r["user_id"], r["rank"]) for r in got) == [(u, n) for u in ("u1", "u6", "u8") for n in (1, 2, 3)]
+    assert all(r["reason"] for r in got) and not {(r["user_id"], r["item_id"]) for r in got} & {
+        ("u1", "A"),
+        ("u8", "A"),
+    }
