@@ -21,6 +21,7 @@ from behaviorlm.sections import (
     CompleteConfig,
     EvaluateConfig,
     IntentsConfig,
+    MlflowConfig,
     NeighborsConfig,
     NonNegative,
     Positive,
@@ -221,6 +222,7 @@ class Config(Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     intents: IntentsConfig = Field(default_factory=IntentsConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
     def but(self, **changes: Any) -> Config:
         """A copy with top-level fields replaced (e.g. `cfg.but(run_id="x")`), validated again."""

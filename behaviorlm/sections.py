@@ -144,6 +144,12 @@ class ReportConfig(Section):
     sample_users: Positive = 2000  # user vectors projected to 2-D for the report (the only per-user rows collected)
 
 
+class MlflowConfig(Section):
+    enabled: bool = True  # every `behaviorlm run` is an MLflow run (never fails the run; see jobs/tracking.py)
+    tracking_uri: str = ""  # "" = MLFLOW_TRACKING_URI, else a local mlruns/ folder beside tables.root
+    experiment: Text = "behaviorlm"  # on Databricks a workspace path, e.g. /Users/<you>/behaviorlm
+
+
 class SegmentsConfig(Section):
     # Number of interest segments; 0 = the value of `k_grid` with the best cosine silhouette on a sample.
     k: Annotated[int, Field(ge=0)] = 0

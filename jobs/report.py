@@ -6,7 +6,8 @@ by reason (charts: `jobs/charts.py`).
 
 Only small aggregates reach the driver: histogram counts, per-reason counts, top categories, and at most
 `report.sample_users` projected 2-D points. Written to `report.dir/run-<run_id>.html` (local path or any Hadoop file
-system URI); `behaviorlm run` writes it last and logs the path.
+system URI); `behaviorlm run` writes it last and logs the path. The `report` job then tracks the run in MLflow
+(`jobs/tracking.py`), as `behaviorlm run` does after it.
 Run: `behaviorlm report --conf conf/local.yaml --run-id <run id>`.
 """
 
@@ -24,7 +25,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.config import Config
-from jobs import charts
+from jobs import charts, tracking
 from jobs.runtime import job_main
 
 log = logging.getLogger(__name__)
@@ -205,8 +206,16 @@ def build(spark: SparkSession, cfg: Config) -> str:
     return path
 
 
+def build_and_track(spark: SparkSession, cfg: Config) -> str:
+    """The report (`build`), then the run tracked in MLflow with it (`jobs.tracking`; the Airflow DAG's last task is
+    this job); returns the report's path."""
+    path = build(spark, cfg)
+    tracking.track(spark, cfg, path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> str:
-    return job_main(argv, "Write the HTML report of one run.", "report", build)
+    return job_main(argv, "Write the HTML report of one run and track the run in MLflow.", "report", build_and_track)
 
 
 if __name__ == "__main__":

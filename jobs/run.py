@@ -37,6 +37,7 @@ from jobs import (
     search,
     segments,
     similar_users,
+    tracking,
 )
 from jobs.runtime import parse_args, write_metrics
 
@@ -79,6 +80,8 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: boo
             note["rows"] = counts_line(results[stage])
         write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0})
     results["report"] = report.build(spark, cfg)
+    # Tracked here rather than through `report.build_and_track`: the MLflow run id is part of the result.
+    results["mlflow_run"] = tracking.track(spark, cfg, results["report"])
     return results
 
 

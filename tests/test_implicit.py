@@ -1,5 +1,6 @@
 """Implicit-only behaviour logs (views, clicks, purchases; no rating anywhere) through the whole pipeline: ingest from
-a table, then `behaviorlm run` with every stage. The tiny case (3 users) also covers the backtest on almost no data."""
+a table, then `behaviorlm run` (every stage but the backtest; the tiny case, 3 users, runs the backtest too, on almost
+no data)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ def implicit_source(spark: SparkSession, folder: Path, users: int, events: int, 
     ids=["no_rating_column", "tiny_rating_all_null"],
 )
 def test_run_on_an_implicit_only_log(spark, make_config, tmp_path, users, events, rating_column):
+    # The backtest runs on the tiny log only: almost no data is its edge case (tests/test_run.py runs it on more).
+    tiny = users == 3
+    stages = list(run.STAGES) if tiny else [s for s in run.STAGES if s != "evaluate"]
     cfg = make_config()
     source = implicit_source(spark, tmp_path / "raw", users, events, rating_column)
     args = [*source, *SETTINGS, f"report.dir={tmp_path / 'reports'}"]
@@ -65,8 +69,8 @@ def test_run_on_an_implicit_only_log(spark, make_config, tmp_path, users, events
     behaviors = read(spark, cfg, "behaviors")
     assert behaviors.count() == events and behaviors.where("rating is not null").count() == 0
 
-    results = run.main(job_args(cfg, *args))
-    assert all(results[stage] is not None for stage in run.STAGES)
+    results = run.main(job_args(cfg, *args) + ["--stages", ",".join(stages)])
+    assert all(results[stage] is not None for stage in stages)
     this_run = F.col("run_id") == cfg.run_id
     metrics = {(r["stage"], r["metric"]): r["value"] for r in read(spark, cfg, "run_metrics").where(this_run).collect()}
     # Nothing to learn ratings from: skipped with its metric, the rest of complete still ran.
@@ -78,6 +82,7 @@ def test_run_on_an_implicit_only_log(spark, make_config, tmp_path, users, events
     # The two items without genres (beside any the holdout hid to score the fills).
     assert {"i4", "i15"} <= {r["item_id"] for r in filled.select("item_id").distinct().collect()}
     assert read(spark, cfg, "completed_behaviors").where(this_run).count() == events  # no row had text
-    assert 0.0 <= metrics[("evaluate", "behaviorlm.ndcg_at_k")] <= 1.0 and ("run", "evaluate.done") in metrics
-    assert (Path(cfg.tables.root) / "_evaluate" / cfg.run_id / "test").is_dir()
+    if tiny:
+        assert 0.0 <= metrics[("evaluate", "behaviorlm.ndcg_at_k")] <= 1.0 and ("run", "evaluate.done") in metrics
+        assert (Path(cfg.tables.root) / "_evaluate" / cfg.run_id / "test").is_dir()
     assert Path(results["report"]).is_file()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from behaviorlm.errors import BehaviorLMError
-from jobs import ingest, run
+from jobs import ingest, run, tracking
 from tests.util import assert_same_rows, job_args, read
 
 SMALL = ["ingest.source=synthetic", "ingest.synthetic.users=80", "ingest.synthetic.items=40",
@@ -23,6 +24,13 @@ OUTPUTS = ["item_embeddings", "user_embeddings", "user_neighbors", "segments", "
 def snapshot(spark, cfg):
     """Every output table, minus columns that hold wall-clock times."""
     return {t: read(spark, cfg, t).drop("updated_at") for t in OUTPUTS}
+
+
+def mlflow_runs(cfg):
+    """The MLflow runs tagged with this run id, read back as a data team would (`mlflow runs list`)."""
+    client = MlflowClient(tracking.tracking_uri(cfg))
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    return client.search_runs([experiment.experiment_id], f"tags.`{tracking.TAG}` = '{cfg.run_id}'")
 
 
 def test_stage_selection():
@@ -45,15 +53,23 @@ def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_pa
     assert {r["metric"] for r in done} == {f"{stage}.done" for stage in before}
     results = run.main(job_args(cfg, *small))
     assert [s for s, r in results.items() if r is None] == before
+    tracked = mlflow_runs(cfg)
+    assert [r.info.run_id for r in tracked] == [results["mlflow_run"]]
+    assert tracked[0].data.metrics["recommend.users"] == 80 and tracked[0].data.params["neighbors.k"] == "10"
+    artifacts = {a.path for a in MlflowClient(tracking.tracking_uri(cfg)).list_artifacts(results["mlflow_run"])}
+    assert {"run_metrics.csv", "run-test-run.html"} <= artifacts
     page = Path(results["report"]).read_text(encoding="utf-8")
     for part in ("Neighbour similarity", "Interest segments", "Segment trends", "Categories recommended most",
                  "recall_at_10", "behaviorlm.ndcg_at_k", "<svg"):  # fmt: skip
         assert part in page
     first = {t: df.collect() for t, df in snapshot(spark, cfg).items()}
-    # The same run again: nothing to do. Forced: everything re-run, the same tables, no duplicates.
+    # The same run again: nothing to do. Forced: every stage that writes OUTPUTS re-run (evaluate writes only
+    # metrics), the same tables, no duplicates.
     again = run.main(job_args(cfg, *small))
     assert all(again[s] is None for s in run.STAGES)
-    run.main(job_args(cfg, *small) + ["--force"])
+    run.main(job_args(cfg, *small) + ["--force", "--stages", ",".join(s for s in run.STAGES if s != "evaluate")])
     for table, df in snapshot(spark, cfg).items():
         expected = spark.createDataFrame(first[table], df.schema)
         assert_same_rows(df, expected)
+    # Re-runs resumed the same MLflow run.
+    assert [r.info.run_id for r in mlflow_runs(cfg)] == [results["mlflow_run"]]
