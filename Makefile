@@ -15,8 +15,9 @@ CONF ?= conf/local.yaml
 # One run id for every stage of a demo run; re-running the same day replaces that run's rows.
 RUN_ID ?= demo-$(shell date -u +%Y%m%d)
 PYTEST_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install demo test lint submit-demo bench-recs bench-complete bench-predict bench-segments bench-intents bench-search bench-embed bench-embed-gpu bench-ann clean
+.PHONY: help install chromium demo test lint submit-demo bench-recs bench-complete bench-predict bench-segments bench-intents bench-search bench-embed bench-embed-gpu bench-ann clean
 
 help:
 	@echo "make demo   - set up, then run the pipeline on MovieLens-100K and print the Delta tables it wrote"
@@ -50,7 +51,13 @@ demo: install
 	$(BIN)/behaviorlm tables --conf $(CONF)
 	@echo "run report: $(abspath reports)/run-$(RUN_ID).html"
 
-test: install
+# The report test opens a run report in a real headless browser: Debian's Chromium, and a CJK font for the charts'
+# labels, installed once when missing.
+chromium:
+	@command -v chromium >/dev/null && fc-list | grep -q "Droid Sans Fallback" || { $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-droid-fallback; }
+
+test: install chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -40,6 +40,7 @@ setup(
         "torch>=2.4,<3",
         "transformers>=4.45,<6",
         "mlflow-skinny>=3.10,<4",
+        "matplotlib>=3.8,<4",
     ],
     extras_require={
         "dev": ["pytest>=8", "chispa==0.12.0", "ruff>=0.6"],

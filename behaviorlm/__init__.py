@@ -6,6 +6,7 @@ in `jobs/` call and what a notebook imports.
 - similarity: `neighbors` (exact and approximate k-NN for any keyed vectors)
 - recommend: `scoring`; complete: `ratings`, `attributes`; evaluate: `metrics`, `backtest`
 - plumbing: `config`, `session`, `delta` (Delta I/O), `runs` (run metrics, which run to read), `logs`, `assets`
+- reports: `summaries` (histograms, top counts, a PCA sample, a few users' rows: bounded driver-side results)
 """
 
 __version__ = "0.2.0"

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm.constants import SEED
 from behaviorlm.metrics import catalog_coverage, chronological_split, rank_by_score, ranking_metrics, stratified_split
-from behaviorlm.scoring import blend
+from behaviorlm.scoring import PARTS, blend
 
 log = logging.getLogger(__name__)
 COLUMNS = ["ndcg_at_k", "precision_at_k", "recall_at_k", "map", "map_at_k", "hit_rate", "coverage"]
@@ -35,12 +35,14 @@ def grid_search(
     """Best (similarity power, blend weights, nDCG@k) on `truth` over `grid`; `candidates_for(power)` gives the
     scored candidates for one power (computed once per power, every weight pair reuses them)."""
     best: tuple[float, float, dict[str, float]] = (-1.0, default_power, {})
+    # Weights relative to the neighbour part's 1.0; a part missing from the grid gets none.
+    parts = [p for p in PARTS if p in grid and p != "neighbors"]
     for power in grid.get("similarity_power", [default_power]):
         cands = candidates_for(power).persist()
-        for wc, wp in itertools.product(grid.get("content", [0.1]), grid.get("popularity", [0.1])):
-            weights = {"neighbors": 1.0, "content": wc, "popularity": wp}
+        for values in itertools.product(*(grid[p] for p in parts)):
+            weights = {"neighbors": 1.0, **dict(zip(parts, values))}
             ndcg = ranking_metrics(blend(cands, weights, k), truth, k)["ndcg_at_k"]
-            log.debug("validation: power=%.1f content=%.2f popularity=%.2f ndcg@%d=%.4f", power, wc, wp, k, ndcg)
+            log.debug("validation: power=%.1f weights=%s ndcg@%d=%.4f", power, weights, k, ndcg)
             if ndcg > best[0]:
                 best = (ndcg, power, weights)
         cands.unpersist()

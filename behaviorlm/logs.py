@@ -33,12 +33,16 @@ def _progress(spark: SparkSession, log: logging.Logger, what: str, every: float,
             log.info("  %s: running, %d/%d tasks of %d Spark stage(s) done", what, done, total, len(stages))
 
 
+def counts(metrics: object) -> list[tuple[str, float]]:
+    """The row counts among a stage's metrics (a stage returns a dict of them), in the stage's order."""
+    if not isinstance(metrics, dict):
+        return []
+    return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and _is_count(k)]
+
+
 def counts_line(metrics: object, limit: int = 4) -> str:
     """The row counts among a stage's metrics, as `name=value` pairs for its end line ("" when there are none)."""
-    if not isinstance(metrics, dict):
-        return ""
-    counted = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and _is_count(k)]
-    return " ".join(f"{k}={v:g}" for k, v in counted[:limit])
+    return " ".join(f"{k}={v:g}" for k, v in counts(metrics)[:limit])
 
 
 def _is_count(name: str) -> bool:
@@ -49,8 +53,9 @@ def _is_count(name: str) -> bool:
 def timed(
     log: logging.Logger, what: str, spark: SparkSession | None = None, every: float = 30.0
 ) -> Iterator[dict[str, str]]:
-    """Log `what: start` and `what: done in Ns` (plus what the block put under "rows" in the yielded dict); with
-    `spark`, a progress line every `every` seconds while the block runs."""
+    """Log `what: start` and `what: done in Ns` (plus what the block put under "rows" in the yielded dict, which
+    holds the seconds under "seconds" afterwards); with `spark`, a progress line every `every` seconds while the
+    block runs."""
     log.info("%s: start", what)
     start = time.perf_counter()
     stop = threading.Event()
@@ -62,4 +67,6 @@ def timed(
     finally:
         stop.set()
     rows = f" · {note['rows']}" if note.get("rows") else ""
-    log.info("%s: done in %.1fs%s", what, time.perf_counter() - start, rows)
+    elapsed = time.perf_counter() - start
+    note["seconds"] = repr(elapsed)
+    log.info("%s: done in %.1fs%s", what, elapsed, rows)

@@ -1,12 +1,14 @@
 """Recommendation scoring: the parts of the blend, the blend itself and the reasons, as DataFrame functions.
 
-The score blends three parts, each on a 0..1-ish scale:
+The score blends four parts, each on a 0..1-ish scale:
 - `neighbors`: items the user's neighbours interacted with; each neighbour votes similarity ** power x its
   interaction strength (event weight, moved up or down by its rating centred on its own mean); votes are summed and
   divided by the user's best item, so every user's top CF item scores 1 (a user with no positive vote gets none).
 - `content`: cosine of the user vector with the item vector (both in the catalogue-centred space), from a blocked
   user x item product, so the catalogue never has to fit in one task and cold items can be recommended.
 - `popularity`: log(1 + users who interacted) / log(1 + the most): what cold users get.
+- `items`: the item-item model learned from the interaction matrix (`behaviorlm.item_model`, EASE), the user's best
+  item scoring 1; its reason names the history item that weighs most ("because you chose Fargo").
 Items the user already interacted with are never recommended. `source` is the part with the largest weighted
 contribution; `reason` says in words why, with true counts, and names a neighbour or a history item only when one
 stands out (a tie names nobody).
@@ -15,6 +17,7 @@ stands out (a tie names nobody).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import operator
 from collections.abc import Sequence
@@ -25,11 +28,13 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
+from behaviorlm.item_model import item_scores
 from behaviorlm.users import map_lookup
 from udfs.device import task_device
 from udfs.topk import block_scores, closest_rows
 
-PARTS = ("neighbors", "content", "popularity")
+log = logging.getLogger(__name__)
+PARTS = ("neighbors", "content", "popularity", "items")
 HISTORY_FOR_REASON = 50  # strongest history items per user searched for the "close to ..." part of a reason
 
 
@@ -43,6 +48,16 @@ class Inputs:
     user_vectors: DataFrame  # user_id, embedding (valid unit vectors only)
     neighbors: DataFrame  # user_id, neighbor_id, similarity
     users: DataFrame  # user_id: everyone to serve
+
+
+@dataclass(frozen=True)
+class ItemModel:
+    """The `items` part: EASE's L2 penalty, the largest catalogue it is computed for (its catalogue² matrix is
+    inverted on the driver), and the items it proposes per user."""
+
+    reg: float = 500.0
+    max_items: int = 5000
+    candidates: int = 100
 
 
 @dataclass(frozen=True)
@@ -157,20 +172,42 @@ def popular_candidates(seen_counts: DataFrame, pop: DataFrame, k: int) -> DataFr
     return ranks.join(pop.select("item_id", "pop_rank"), "pop_rank").select("user_id", "item_id")
 
 
+def item_part(strengths: DataFrame, model: ItemModel | None) -> DataFrame | None:
+    """The `items` part's scores, or None without a model or above its catalogue limit (logged)."""
+    if model is None:
+        return None
+    pairs = strengths.select("user_id", "item_id")
+    n_items = pairs.select("item_id").distinct().count()
+    if n_items > model.max_items:
+        # Its catalogue² matrix is inverted on the driver.
+        limit = "recommend.item_model.max_items"
+        log.warning(
+            "recommend: items part skipped: %d items with interactions > %s=%d", n_items, limit, model.max_items
+        )
+        return None
+    return item_scores(pairs, model.reg, model.candidates)
+
+
 def candidates(
-    inp: Inputs, strength: Strength, power: float, k: int, content_candidates: int = 100, block_size: int = 4000
-) -> DataFrame:
-    """Every (user, unseen item) any part proposes, with all three part scores (0 where a part is silent) and the
-    user's neighbour count (for true reasons)."""
+    inp: Inputs, strength: Strength, power: float, k: int, content_candidates: int = 100, block_size: int = 4000,
+    item_model: ItemModel | None = None,
+) -> DataFrame:  # fmt: skip
+    """Every (user, unseen item) any part proposes, with every part's score (0 where a part is silent), the
+    user's neighbour count and the item behind the `items` score (for true reasons)."""
     strengths = interaction_strength(inp.behaviors, strength)
     seen = inp.behaviors.select("user_id", "item_id").distinct()
     seen_counts = inp.users.join(seen.groupBy("user_id").agg(F.count("*").alias("n_seen")), "user_id", "left")
     seen_counts = seen_counts.fillna(0, ["n_seen"])
     cf = neighbor_scores(inp.neighbors, strengths, power, seen)
     pop = popularity(strengths)
+    items = item_part(strengths, item_model)
+    if items is None:
+        items = cf.select("user_id", "item_id", F.lit(0.0).alias("items"), F.lit(None).cast("string").alias(
+            "because_item")).limit(0)  # fmt: skip
     proposed = (
         cf.select("user_id", "item_id")
         .unionByName(popular_candidates(seen_counts, pop, k))
+        .unionByName(items.select("user_id", "item_id"))
         .join(seen, ["user_id", "item_id"], "left_anti")
         .distinct()
     )
@@ -182,9 +219,10 @@ def candidates(
         .join(seen, ["user_id", "item_id"], "left_anti")
         .join(cf, ["user_id", "item_id"], "left")
         .join(content, ["user_id", "item_id"], "left")
+        .join(items, ["user_id", "item_id"], "left")
         .join(pop.select("item_id", "popularity", "pop_users"), "item_id", "left")
         .join(n_neighbors, "user_id", "left")
-        .fillna(0.0, ["neighbors", "content", "popularity"])
+        .fillna(0.0, ["neighbors", "content", "popularity", "items"])
         .fillna(0, ["voters", "pop_users", "n_neighbors"])
     )
 
@@ -241,15 +279,21 @@ def explain(top: DataFrame, inp: Inputs) -> DataFrame:
     )
     reason = (
         F.when(F.col("source") == "neighbors", votes)
+        .when(
+            (F.col("source") == "items") & F.col("because").isNotNull(),
+            F.format_string("because you chose %s", "because"),
+        )
         .when(F.col("source") == "content", F.format_string("matches your taste profile (cosine %.2f)", "content"))
         .when(F.col("pop_users") > 0, F.format_string("popular: %d users interacted with it", "pop_users"))
         # A slot no part supports (a cold user, a small catalogue): say so rather than call it popular.
         .otherwise(F.lit("new in the catalogue: nobody has interacted with it yet"))
     )
+    because = inp.items.select(F.col("item_id").alias("because_item"), F.col("title").alias("because"))
     return (
         top.join(closest_history(top, inp), ["user_id", "item_id"], "left")
+        .join(F.broadcast(because), "because_item", "left")
         .withColumn("reason", F.concat(reason, F.coalesce(close, F.lit(""))))
-        .drop("close")
+        .drop("close", "because")
     )
 
 
@@ -261,7 +305,8 @@ def recommend(
     power: float = 2.0,
     content_candidates: int = 100,
     block_size: int = 4000,
+    item_model: ItemModel | None = None,
 ) -> DataFrame:
     """Top-k recommendations with reasons for every user in `inp.users`."""
-    cands = candidates(inp, strength, power, k, content_candidates, block_size)
+    cands = candidates(inp, strength, power, k, content_candidates, block_size, item_model)
     return explain(blend(cands, weights, k), inp)

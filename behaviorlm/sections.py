@@ -70,15 +70,25 @@ class NeighborsConfig(Section):
     recall_sample: Positive = 200  # users whose neighbours are checked against exact search every run
 
 
-Part = Literal["neighbors", "content", "popularity"]
+Part = Literal["neighbors", "content", "popularity", "items"]
+
+
+class ItemModelConfig(Section):
+    """recommend's `items` part: EASE on the interaction matrix (behaviorlm/item_model.py)."""
+
+    reg: NonNegative = 500.0  # L2 penalty of the item-on-items ridge regression
+    max_items: Positive = 5000  # its catalogue² matrix is inverted on the driver; above this the part is skipped
+    candidates: Positive = 100  # items it proposes per user
 
 
 class RecommendConfig(Section):
     k: Positive = 10
-    # Blend of the per-user normalised parts: neighbour CF, content (user x item cosine), popularity.
+    # Blend of the per-user normalised parts: neighbour CF, content (user x item cosine), popularity, item-item
+    # model. Defaults: the blend `make bench-recs` tuned on its validation split.
     weights: dict[Part, NonNegative] = Field(
-        default_factory=lambda: {"neighbors": 1.0, "content": 0.1, "popularity": 0.1}
+        default_factory=lambda: {"neighbors": 1.0, "content": 0.1, "popularity": 0.1, "items": 1.0}
     )
+    item_model: ItemModelConfig = Field(default_factory=ItemModelConfig)
     # Neighbour CF votes with similarity ** power: a higher power trusts the closest neighbours more.
     similarity_power: float = 2.0
     # How much a neighbour's rating, centred on their own mean, moves their vote: strength x (1 + c x dev / range).
@@ -102,15 +112,17 @@ class EvaluateConfig(Section):
     k: Positive = 10
     # Tune the blend on a validation split carved from the training part (never on the test part).
     tune: bool = True
-    grid: dict[Literal["similarity_power", "content", "popularity"], Annotated[list[float], Field(min_length=1)]] = (
-        Field(
-            default_factory=lambda: {
-                "similarity_power": [1.0, 2.0, 4.0],
-                "content": [0.0, 0.1, 0.2],
-                "popularity": [0.0, 0.1, 0.2],
-            }
-        )  # fmt: skip
-    )
+    # Weights relative to the neighbour part's 1.0; a part left out of the grid gets weight 0.
+    grid: dict[
+        Literal["similarity_power", "content", "popularity", "items"], Annotated[list[float], Field(min_length=1)]
+    ] = Field(
+        default_factory=lambda: {
+            "similarity_power": [1.0, 2.0, 4.0],
+            "content": [0.0, 0.1, 0.2],
+            "popularity": [0.0, 0.1, 0.2],
+            "items": [0.0, 1.0, 2.0, 4.0],
+        }
+    )  # fmt: skip
     baselines: list[Literal["popularity", "als"]] = Field(default_factory=lambda: ["popularity", "als"])
     als: AlsConfig = Field(default_factory=AlsConfig)
     # Folder under tables.root for the backtest's own tables, one subfolder per run id (train split, its user
@@ -142,6 +154,7 @@ class CompleteConfig(Section):
 class ReportConfig(Section):
     dir: Text = "reports"  # where run-<run_id>.html goes: a local folder or a file system URI
     sample_users: Positive = 2000  # user vectors projected to 2-D for the report (the only per-user rows collected)
+    example_users: int = Field(3, ge=0)  # users shown with their history, recommendations, next behaviours
 
 
 class MlflowConfig(Section):

@@ -1,80 +1,199 @@
-"""The run report's charts as inline SVG strings (no files, no JavaScript): bars, a scatter coloured by group with
-group labels, and lines over time with marked points. Pure Python on small driver-side lists."""
+"""The run report's charts: matplotlib figures rendered to PNG and embedded as data URIs, so the report stays one
+self-contained file that opens offline and in Databricks `displayHTML`. Pure Python on small driver-side lists.
+
+Figures are built with `matplotlib.figure.Figure`, not pyplot: no global state, no GUI backend, and a notebook's
+own backend is left alone.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
-from collections.abc import Sequence
+import io
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache, wraps
+from typing import ParamSpec
 
-# Tableau 10: distinguishable colours for up to ten groups; further groups reuse them.
-PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
-           "#bab0ac"]  # fmt: skip
+from matplotlib import font_manager, rc_context
+from matplotlib.figure import Figure
+
+EMPTY = "<p class='empty'>(no data in this run)</p>"
+# Colours for the models compared in the quality chart: ours first and strongest.
+MODEL_COLOURS = {"behaviorlm": "#4c78a8", "popularity": "#bab0ac", "als": "#f58518"}
+MAX_LABEL = 48
+# Labels hold item titles and segment terms in any language: CJK falls back to these fonts where installed (`make
+# test` installs Debian's fonts-droid-fallback); a glyph no font has is drawn as a box, never an error.
+FALLBACK_FONTS = ("Droid Sans Fallback", "Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei")
 
 
-def bars(items: Sequence[tuple[str, float]], width: int = 640, bar: int = 18) -> str:
-    """Horizontal bar chart."""
+@cache
+def _fonts() -> list[str]:
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(name for name in FALLBACK_FONTS if name in installed)]
+
+
+P = ParamSpec("P")
+
+
+def _chart(draw: Callable[P, str]) -> Callable[P, str]:
+    """Draw with the fallback fonts, a missing glyph being a box rather than a warning per label."""
+
+    @wraps(draw)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> str:
+        with rc_context({"font.family": _fonts()}), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            return draw(*args, **kwargs)
+
+    return drawn
+
+
+def _png(fig: Figure, alt: str) -> str:
+    """The figure as an <img> with a base64 PNG data URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f"<img class='chart' alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{data}'/>"
+
+
+def _short(text: str, width: int = MAX_LABEL) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@_chart
+def grouped_bars(metrics: Mapping[str, Mapping[str, float]], anchors: Mapping[str, Mapping[str, float]] | None = None,
+                 alt: str = "quality") -> str:  # fmt: skip
+    """One panel per metric (each on its own scale) with a bar per model, values printed on the bars; `anchors`
+    (metric -> {name: value}) are drawn as dashed reference lines."""
+    if not metrics:
+        return EMPTY
+    cols = min(len(metrics), 4)
+    rows = math.ceil(len(metrics) / cols)
+    fig = Figure(figsize=(3.2 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (metric, values) in zip(axes, metrics.items()):
+        names = list(values)
+        colours = [MODEL_COLOURS.get(n, "#72b7b2") for n in names]
+        bars = ax.bar(names, [values[n] for n in names], color=colours)
+        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        marks = (anchors or {}).get(metric, {})
+        for (name, value), style in zip(marks.items(), ("--", ":", "-.")):
+            ax.axhline(value, linestyle=style, linewidth=1, color="#555555", label=f"{name} {value:.3g}")
+        if marks:
+            # Headroom above the bars and lines for the legend, so it covers neither.
+            ax.set_ylim(0, 1.45 * max([*values.values(), *marks.values()]))
+            ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
+        ax.set_title(metric, fontsize=10)
+        ax.margins(y=0.2)
+        ax.tick_params(axis="x", labelsize=8)
+    for ax in axes[len(metrics) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _png(fig, alt)
+
+
+@_chart
+def stage_bars(seconds: Mapping[str, float], previous: Mapping[str, float] | None = None,
+               rows: Mapping[str, float] | None = None, alt: str = "stages") -> str:  # fmt: skip
+    """Seconds per stage, this run beside the previous run of the same tables; each bar notes the stage's rows."""
+    if not seconds:
+        return EMPTY
+    stages = list(seconds)
+    fig = Figure(figsize=(8, 0.45 * len(stages) + 1))
+    ax = fig.subplots()
+    ys = range(len(stages))
+    height = 0.4 if previous else 0.7
+    bars = ax.barh([y - (height / 2 if previous else 0) for y in ys], [seconds[s] for s in stages], height=height,
+                   color=MODEL_COLOURS["behaviorlm"], label="this run")  # fmt: skip
+    notes = [f"{seconds[s]:.1f}s" + (f" · {rows[s]:,.0f} rows" if rows and s in rows else "") for s in stages]
+    ax.bar_label(bars, labels=notes, fontsize=8, padding=3)
+    if previous:
+        ax.barh([y + height / 2 for y in ys], [previous.get(s, 0.0) for s in stages], height=height,
+                color=MODEL_COLOURS["popularity"], label="previous run")  # fmt: skip
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_yticks(list(ys), stages, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.margins(x=0.25)
+    fig.tight_layout()
+    return _png(fig, alt)
+
+
+@_chart
+def hbars(items: Sequence[tuple[str, float]], xlabel: str = "", alt: str = "bars") -> str:
+    """Horizontal bars, one per (label, value), in the given order, values printed at the ends."""
     if not items:
-        return "<p>(no data)</p>"
-    top = max(v for _, v in items) or 1
-    rows = []
-    for i, (label, value) in enumerate(items):
-        w = (width - 260) * value / top
-        y = i * (bar + 4)
-        rows.append(
-            f'<text x="0" y="{y + bar - 4}" font-size="12">{html.escape(str(label))}</text>'
-            f'<rect x="170" y="{y}" width="{w:.1f}" height="{bar}" fill="{PALETTE[0]}"/>'
-            f'<text x="{175 + w:.1f}" y="{y + bar - 4}" font-size="12">{value:g}</text>'
-        )
-    return f'<svg width="{width}" height="{len(items) * (bar + 4)}">{"".join(rows)}</svg>'
+        return EMPTY
+    fig = Figure(figsize=(8, 0.3 * len(items) + 1))
+    ax = fig.subplots()
+    bars = ax.barh(range(len(items)), [v for _, v in items], color=MODEL_COLOURS["behaviorlm"])
+    ax.bar_label(bars, fmt="%g", fontsize=8, padding=3)
+    ax.set_yticks(range(len(items)), [_short(str(k)) for k, _ in items], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.margins(x=0.15)
+    fig.tight_layout()
+    return _png(fig, alt)
 
 
-def _scale(values: Sequence[float], lo_px: float, hi_px: float):
-    lo, hi = min(values), max(values)
-    return lambda v: lo_px + (hi_px - lo_px) * (v - lo) / ((hi - lo) or 1)
+@_chart
+def histogram(bins: Sequence[tuple[float, int]], width: float, xlabel: str, alt: str = "histogram") -> str:
+    """Counts per bin, (bin start, count), bins of equal `width`."""
+    if not any(n for _, n in bins):
+        return EMPTY
+    fig = Figure(figsize=(7, 2.6))
+    ax = fig.subplots()
+    ax.bar([lo for lo, _ in bins], [n for _, n in bins], width=width, align="edge", color=MODEL_COLOURS["behaviorlm"],
+           edgecolor="white")  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("pairs")
+    fig.tight_layout()
+    return _png(fig, alt)
 
 
-def scatter(points: Sequence[tuple[float, float, int]], labels: dict[int, str] | None = None, size: int = 460) -> str:
-    """Points (x, y, group) coloured by group; each labelled group's name at the median of its points."""
+@_chart
+def scatter(points: Sequence[tuple[float, float, int]], labels: Mapping[int, str] | None = None,
+            alt: str = "map") -> str:  # fmt: skip
+    """Points (x, y, group) coloured by group (grey: none); each labelled group's name at the median of its points."""
     if not points:
-        return "<p>(no user vectors)</p>"
-    sx = _scale([p[0] for p in points], 10, size - 10)
-    sy = _scale([p[1] for p in points], size - 10, 10)
-    dots = "".join(
-        f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{PALETTE[g % len(PALETTE)]}" fill-opacity="0.6"/>'
-        for x, y, g in points
-    )
-    names = []
+        return EMPTY
+    fig = Figure(figsize=(7.5, 6))
+    ax = fig.subplots()
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=6, alpha=0.6,
+               c=[f"C{g % 10}" if g >= 0 else "#bbbbbb" for _, _, g in points])  # fmt: skip
     for group, label in (labels or {}).items():
-        mine = [p for p in points if p[2] == group]
+        mine = sorted(p for p in points if p[2] == group)
         if mine:
-            x = sorted(p[0] for p in mine)[len(mine) // 2]
-            y = sorted(p[1] for p in mine)[len(mine) // 2]
-            names.append(
-                f'<text x="{sx(x):.1f}" y="{sy(y):.1f}" font-size="11" font-weight="bold" paint-order="stroke" '
-                f'stroke="white" stroke-width="3" fill="{PALETTE[group % len(PALETTE)]}">{html.escape(label)}</text>'
-            )
-    return f'<svg width="{size}" height="{size}" style="border:1px solid #ccc">{dots}{"".join(names)}</svg>'
+            x, y = mine[len(mine) // 2][0], sorted(p[1] for p in mine)[len(mine) // 2]
+            ax.annotate(_short(label, 36), (x, y), fontsize=8, fontweight="bold", color=f"C{group % 10}",
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("first principal component")
+    ax.set_ylabel("second principal component")
+    fig.tight_layout()
+    return _png(fig, alt)
 
 
-def lines(series: dict[str, list[tuple[str, float, bool]]], width: int = 720, height: int = 300) -> str:
-    """One line per series over shared x labels (e.g. periods, in order): (x label, value, marked); marked points
-    (alerts) get a red ring. A legend names the series."""
+@_chart
+def lines(series: Mapping[str, Sequence[tuple[str, float, bool]]], ylabel: str = "", alt: str = "lines") -> str:
+    """One line per series over shared x labels in order (x label, value, marked); marked points (alerts) ringed
+    in red. A legend names the series."""
     xs = sorted({x for points in series.values() for x, _, _ in points})
     if not xs:
-        return "<p>(no data)</p>"
-    ys = [v for points in series.values() for _, v, _ in points]
-    sx = {x: 40 + (width - 60) * i / max(len(xs) - 1, 1) for i, x in enumerate(xs)}
-    sy = _scale([0.0, *ys], height - 20, 10)
-    parts = [f'<text x="0" y="14" font-size="11">{max(ys):.2f}</text>',
-             f'<text x="40" y="{height - 4}" font-size="11">{html.escape(xs[0])}</text>',
-             f'<text x="{width - 90}" y="{height - 4}" font-size="11">{html.escape(xs[-1])}</text>']  # fmt: skip
-    for n, (name, points) in enumerate(series.items()):
-        colour = PALETTE[n % len(PALETTE)]
-        path = " ".join(f"{sx[x]:.1f},{sy(v):.1f}" for x, v, _ in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
-        parts += [f'<circle cx="{sx[x]:.1f}" cy="{sy(v):.1f}" r="5" fill="none" stroke="#d62728" stroke-width="2"/>'
-                  for x, v, marked in points if marked]  # fmt: skip
-        parts.append(
-            f'<text x="{width + 10}" y="{16 + 15 * n}" font-size="11" fill="{colour}">{html.escape(name)}</text>'
-        )
-    return f'<svg width="{width + 320}" height="{max(height, 20 + 15 * len(series))}">{"".join(parts)}</svg>'
+        return EMPTY
+    pos = {x: i for i, x in enumerate(xs)}
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.subplots()
+    for name, points in series.items():
+        ax.plot([pos[x] for x, _, _ in points], [v for _, v, _ in points], marker=".", label=_short(name, 40))
+        marked = [(pos[x], v) for x, v, m in points if m]
+        if marked:
+            ax.scatter(*zip(*marked), s=90, facecolors="none", edgecolors="#d62728", linewidths=1.8, zorder=3)
+    step = max(1, len(xs) // 8)
+    ax.set_xticks(range(0, len(xs), step), xs[::step], fontsize=8, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return _png(fig, alt)

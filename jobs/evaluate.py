@@ -76,7 +76,7 @@ def tune(spark: SparkSession, cfg: Config, train: DataFrame, embed: EmbedFn) -> 
     strength = params.strength(cfg)
 
     def candidates_for(power: float) -> DataFrame:
-        return candidates(inp, strength, power, ev.k, rec.content_candidates, cfg.block_size)
+        return candidates(inp, strength, power, ev.k, rec.content_candidates, cfg.block_size, params.item_model(cfg))
 
     best = grid_search(candidates_for, valid, ev.grid, ev.k, rec.similarity_power)
     valid.unpersist()
@@ -97,7 +97,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
                  **{f"tuned.weight_{p}": w for p, w in weights.items()}}  # fmt: skip
         log.info("tuned on validation: power=%.1f weights=%s (validation nDCG@%d %.4f)", power, weights, ev.k, val_ndcg)
     inp = rebuild(spark, cfg, train, embed, "test")
-    cands = candidates(inp, params.strength(cfg), power, ev.k, rec.content_candidates, cfg.block_size).persist()
+    cands = candidates(inp, params.strength(cfg), power, ev.k, rec.content_candidates, cfg.block_size,
+                       params.item_model(cfg)).persist()  # fmt: skip
     models = {"behaviorlm": blend(cands, weights, ev.k)}
     if "popularity" in ev.baselines:
         models["popularity"] = blend(cands, {"popularity": 1.0}, ev.k)

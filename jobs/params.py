@@ -14,7 +14,7 @@ from behaviorlm.embedding import MULTILINGUAL, EmbedConcat, Embedder, EmbedFn, m
 from behaviorlm.neighbors import top_k
 from behaviorlm.ratings import RatingModel
 from behaviorlm.readability import choose_backend
-from behaviorlm.scoring import Strength
+from behaviorlm.scoring import ItemModel, Strength
 from behaviorlm.text import item_texts
 from behaviorlm.users import user_vectors
 from behaviorlm.vectors import center
@@ -65,6 +65,11 @@ def item_space(cfg: Config, item_vectors: DataFrame) -> DataFrame:
     """(item_id, embedding) in the space users are compared in: centred on the catalogue mean when configured."""
     vectors = item_vectors.select("item_id", "embedding")
     return center(vectors) if cfg.embed.center_items else vectors
+
+
+def item_model(cfg: Config) -> ItemModel:
+    m = cfg.recommend.item_model
+    return ItemModel(m.reg, m.max_items, m.candidates)
 
 
 def strength(cfg: Config) -> Strength:

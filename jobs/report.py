@@ -1,13 +1,18 @@
-"""Run report: one self-contained HTML file per run (charts are inline SVG, no external files or libraries) with the
-run's metrics from `run_metrics`, the neighbour-similarity histogram, recall@K, the segment map (a 2-D PCA of a
-sample of user embeddings coloured by each user's top interest segment, the largest segments labelled), the segment
-trend chart (share of behaviours per period, alerts ringed), the categories most recommended, and the rejected rows
-by reason (charts: `jobs/charts.py`).
+"""Run report: one self-contained HTML file per run, for a reader. Charts are matplotlib PNGs embedded as data URIs
+(`jobs/charts.py`), so the file opens offline, from a mail attachment or in Databricks `displayHTML`. Sections:
+- quality: each backtest metric as bars of ours vs popularity vs ALS (one scale per metric; the published anchors as
+  dashed lines where the run used their protocol), and the run's own checks (ANN recall, holdout errors);
+- stages: seconds and rows per stage of this run beside the previous run of the same tables;
+- examples: a few users with their latest behaviours, recommendations with reasons, predicted next behaviours and
+  completed ratings; completed item attributes (`jobs/report_examples.py`);
+- users: a 2-D PCA map coloured by top interest segment, the largest segments labelled; segment trends with alerts;
+- neighbour-similarity histogram, categories recommended most, rejected rows by reason, embedding health, and every
+  metric of the run in a table.
 
-Only small aggregates reach the driver: histogram counts, per-reason counts, top categories, and at most
-`report.sample_users` projected 2-D points. Written to `report.dir/run-<run_id>.html` (local path or any Hadoop file
-system URI); `behaviorlm run` writes it last and logs the path. The `report` job then tracks the run in MLflow
-(`jobs/tracking.py`), as `behaviorlm run` does after it.
+Only small aggregates reach the driver (`behaviorlm.summaries`): histogram counts, top-n counts, at most
+`report.sample_users` projected points and `report.example_users` users' rows. Written to
+`report.dir/run-<run_id>.html` (local path or any Hadoop file system URI); `behaviorlm run` writes it last and logs
+the path. The `report` job then tracks the run in MLflow (`jobs/tracking.py`), as `behaviorlm run` does after it.
 Run: `behaviorlm report --conf conf/local.yaml --run-id <run id>`.
 """
 
@@ -18,19 +23,28 @@ import logging
 import os
 from datetime import datetime, timezone
 
-from pyspark.ml.feature import PCA
-from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from behaviorlm import delta
+from behaviorlm import delta, summaries
 from behaviorlm.config import Config
-from jobs import charts, tracking
+from jobs import charts, report_examples, tracking
 from jobs.runtime import job_main
 
 log = logging.getLogger(__name__)
 BINS = 20
-Point = tuple[float, float, int]
+MODELS = ("behaviorlm", "popularity", "als")
+RANKING = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate", "coverage")
+# Microsoft Recommenders' published ML-100K results (stratified 75/25 split, k=10): drawn only for that protocol.
+ANCHORS = {"ndcg_at_k": {"BPR": 0.442, "BiVAE": 0.475}, "precision_at_k": {"BPR": 0.388, "BiVAE": 0.412}}
+# The run's own checks, by (stage, metric prefix): ANN recall against exact search, holdout errors, validation hits.
+CHECKS = (("similar_users", "recall_at_"), ("complete", "holdout_"), ("predict", "validation_hr"),
+          ("segments", "silhouette"), ("intents", "in_scope"))  # fmt: skip
+Metric = tuple[str, str, float]
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}"
+         "td,th{padding:2px 10px;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}"
+         "img.chart{max-width:100%}.empty{color:#888}.user{border:1px solid #ddd;border-radius:6px;padding:0 1em;"
+         "margin:1em 0}.cols{display:flex;flex-wrap:wrap;gap:1.5em}.note{color:#555}")  # fmt: skip
 
 
 def _table(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
@@ -45,29 +59,6 @@ def _run_rows(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
     return df if df is not None and not df.isEmpty() else None
 
 
-def similarity_histogram(neighbors: DataFrame, bins: int = BINS) -> list[tuple[float, int]]:
-    """(bin start, count) over [-1, 1] in `bins` equal bins, counted in Spark."""
-    width = 2.0 / bins
-    idx = F.least(F.floor((F.col("similarity") + 1.0) / width), F.lit(bins - 1)).cast("int")
-    counts = {r["b"]: r["n"] for r in neighbors.groupBy(idx.alias("b")).agg(F.count("*").alias("n")).collect()}
-    return [(-1.0 + b * width, counts.get(b, 0)) for b in range(bins)]
-
-
-def projection(users: DataFrame, sample: int, seed: int, groups: DataFrame | None = None) -> list[Point]:
-    """2-D PCA coordinates of a seeded sample of at most `sample` user vectors, each with its group from
-    `groups(user_id, group)` (-1 without one)."""
-    picked = users.orderBy(F.xxhash64("user_id", F.lit(seed))).limit(sample)
-    if groups is not None:
-        picked = picked.join(groups, "user_id", "left")
-    group = F.col("group") if groups is not None else F.lit(None)
-    vectors = picked.select(array_to_vector("embedding").alias("v"), F.coalesce(group, F.lit(-1)).alias("g"))
-    if vectors.limit(3).count() < 3:
-        return []
-    model = PCA(k=2, inputCol="v", outputCol="p").fit(vectors)
-    rows = model.transform(vectors).select(vector_to_array("p").alias("p"), "g").collect()
-    return [(float(r["p"][0]), float(r["p"][1]), int(r["g"])) for r in rows]
-
-
 def short_label(label: str, width: int = 40) -> str:
     """A segment label's first two parts (dominant value, first central item), cut to `width` characters."""
     parts = [p.split(",")[0].strip() for p in label.split(" · ")[:2]]
@@ -75,23 +66,81 @@ def short_label(label: str, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def segment_map(spark: SparkSession, cfg: Config, users: DataFrame, n_labels: int = 10) -> str | None:
-    """Users (PCA sample) coloured by their top interest segment, the largest segments labelled; None without
-    this run's segments."""
+def quality(metrics: list[Metric], k: int) -> dict[str, dict[str, float]]:
+    """Backtest metric -> {model: value} from the evaluate stage's `<model>.<metric>` rows."""
+    ev = {m: v for s, m, v in metrics if s == "evaluate"}
+    found = {name: {m: ev[f"{m}.{name}"] for m in MODELS if f"{m}.{name}" in ev} for name in RANKING}
+    return {name.replace("_at_k", f"@{k}"): row for name, row in found.items() if row}
+
+
+def anchors(cfg: Config) -> dict[str, dict[str, float]]:
+    """The published anchors, keyed like `quality`, when this run's data and split are their protocol."""
+    ev = cfg.evaluate
+    same = cfg.ingest.source == "movielens" and ev.split == "stratified" and ev.ratio == 0.75 and ev.k == 10
+    return {name.replace("_at_k", "@10"): values for name, values in ANCHORS.items()} if same else {}
+
+
+def checks(metrics: list[Metric]) -> list[Metric]:
+    """The metrics named in `CHECKS`, in that order."""
+    return [(s, m, v) for stage, prefix in CHECKS for s, m, v in metrics if s == stage and m.startswith(prefix)]
+
+
+def metrics_table(metrics: list[Metric]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(s)}</td><td>{html.escape(m)}</td><td>{v:.4g}</td></tr>" for s, m, v in metrics
+    )
+    return f"<table><tr><th>stage</th><th>metric</th><th>value</th></tr>{rows}</table>"
+
+
+def stage_times(spark: SparkSession, cfg: Config) -> str:
+    """Seconds and rows per stage (stage `run`'s `<stage>.seconds` / `.rows`) in the order the stages finished,
+    beside the previous run of the same tables (the other run whose timings were written last)."""
+    table = _table(spark, cfg, "run_metrics")
+    if table is None:
+        return charts.EMPTY
+    timed = table.where((F.col("stage") == "run") & F.col("metric").rlike(r"\.(seconds|rows)$"))
+    previous = (timed.where(F.col("run_id") != cfg.run_id).groupBy("run_id").agg(F.max("updated_at").alias("t"))
+                .orderBy(F.col("t").desc(), "run_id").first())  # fmt: skip
+    runs = [cfg.run_id] + ([previous["run_id"]] if previous else [])
+    rows = timed.where(F.col("run_id").isin(runs)).orderBy("updated_at", "metric").collect()
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for r in rows:
+        stage, kind = r["metric"].rsplit(".", 1)
+        values.setdefault((r["run_id"], kind), {})[stage] = r["value"]
+    seconds = values.get((cfg.run_id, "seconds"), {})
+    before = values.get((runs[-1], "seconds")) if previous else None
+    chart = charts.stage_bars(seconds, before, values.get((cfg.run_id, "rows")), alt="seconds per stage")
+    note = f"<p class='note'>Previous run: {html.escape(runs[-1])}.</p>" if previous else ""
+    return chart + note
+
+
+def similarity_chart(spark: SparkSession, cfg: Config) -> str:
+    neighbors = _run_rows(spark, cfg, "user_neighbors")
+    if neighbors is None:
+        return charts.EMPTY
+    bins = summaries.histogram(neighbors, "similarity", -1.0, 1.0, BINS)
+    return charts.histogram(bins, 2.0 / BINS, "cosine similarity of each user to a neighbour", alt="similarity")
+
+
+def segment_map(spark: SparkSession, cfg: Config, n_labels: int = 10) -> str:
+    """Users (PCA sample) coloured by their top interest segment, the largest segments labelled."""
+    users = _table(spark, cfg, "user_embeddings")
+    if users is None:
+        return charts.EMPTY
     interests, segments = _run_rows(spark, cfg, "user_interests"), _run_rows(spark, cfg, "segments")
     if interests is None or segments is None:
-        return None
+        return charts.scatter(summaries.projection(users, cfg.report.sample_users, cfg.seed), alt="users")
     top = interests.groupBy("user_id").agg(F.max_by("segment_id", "weight").alias("group"))
-    points = projection(users, cfg.report.sample_users, cfg.seed, top)
+    points = summaries.projection(users, cfg.report.sample_users, cfg.seed, top)
     rows = segments.orderBy(F.col("n_users").desc(), "segment_id").limit(n_labels).collect()
-    return charts.scatter(points, {r["segment_id"]: short_label(r["label"] or "") for r in rows})
+    return charts.scatter(points, {r["segment_id"]: short_label(r["label"] or "") for r in rows}, alt="segment map")
 
 
-def trend_chart(spark: SparkSession, cfg: Config, n_series: int = 6) -> str | None:
-    """Each of the largest segments' share of behaviours per period, alerts ringed; None without this run's trends."""
+def trend_chart(spark: SparkSession, cfg: Config, n_series: int = 6) -> str:
+    """Each of the largest segments' share of behaviours per period, alerts ringed."""
     trends, segments = _run_rows(spark, cfg, "segment_trends"), _run_rows(spark, cfg, "segments")
     if trends is None or segments is None:
-        return None
+        return charts.EMPTY
     biggest = trends.groupBy("segment_id").agg(F.sum("behaviors").alias("n")).orderBy(F.col("n").desc(), "segment_id")
     names = {r["segment_id"]: short_label(r["label"] or "") for r in segments.select("segment_id", "label").collect()}
     picked = [r["segment_id"] for r in biggest.limit(n_series).collect()]
@@ -100,28 +149,28 @@ def trend_chart(spark: SparkSession, cfg: Config, n_series: int = 6) -> str | No
     for r in rows:
         name = f"{r['segment_id']}: {names.get(r['segment_id'], '')}"
         series.setdefault(name, []).append((str(r["period_start"])[:10], float(r["share"] or 0.0), bool(r["alert"])))
-    return charts.lines(series)
+    return charts.lines(series, "share of behaviours", alt="segment trends")
 
 
-def top_categories(recs: DataFrame, items: DataFrame, n: int = 15) -> list[tuple[str, int]]:
-    """The genres (or other array category) of recommended items, most frequent first."""
-    if "genres" not in items.columns:
-        return []
-    genres = recs.join(items.select("item_id", F.explode("genres").alias("g")), "item_id")
-    rows = genres.groupBy("g").count().orderBy(F.col("count").desc(), "g").limit(n).collect()
-    return [(r["g"], r["count"]) for r in rows]
+def categories_chart(spark: SparkSession, cfg: Config, n: int = 15) -> str:
+    """The genres (or other array category) of this run's recommended items, most frequent first."""
+    recs, items = _run_rows(spark, cfg, "recommendations"), _table(spark, cfg, "items")
+    if recs is None or items is None or "genres" not in items.columns:
+        return charts.EMPTY
+    top = summaries.top_counts(recs.join(items.select("item_id", "genres"), "item_id"), "genres", n)
+    return charts.hbars(top, "recommendations", alt="categories")
 
 
-def rejected_by_reason(spark: SparkSession, cfg: Config) -> list[tuple[str, str, int]]:
-    out = []
+def rejected_chart(spark: SparkSession, cfg: Config) -> str:
+    found = []
     for name in ("rejected_behaviors", "rejected_items", "neighbor_rejects"):
         df = _table(spark, cfg, name)
         if df is not None:
-            out += [(name, r["reason"], r["count"]) for r in df.groupBy("reason").count().orderBy("reason").collect()]
-    return out
+            found += [(f"{name}: {reason}", n) for reason, n in sorted(summaries.top_counts(df, "reason", 50))]
+    return charts.hbars(found, "rows", alt="rejected rows") if found else "<p>No rejected rows.</p>"
 
 
-def embedding_health(metrics: list[tuple[str, str, float]], limits: dict[str, float]) -> str | None:
+def embedding_health(metrics: list[Metric], limits: dict[str, float]) -> str | None:
     """A small table of embed-items' readability shares against their limits; None when the run has none."""
     rows = [(m, v) for s, m, v in metrics if s == "embed_items" and m in limits]
     if not rows:
@@ -134,19 +183,14 @@ def embedding_health(metrics: list[tuple[str, str, float]], limits: dict[str, fl
     return f"<table><tr><th>metric</th><th>value</th><th>limit</th><th></th></tr>{cells}</table>"
 
 
-def render(run_id: str, metrics: list[tuple[str, str, float]], sections: dict[str, str]) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(s)}</td><td>{html.escape(m)}</td><td>{v:.4g}</td></tr>" for s, m, v in metrics
-    )
+def render(run_id: str, metrics: list[Metric], sections: dict[str, str]) -> str:
     body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections.items())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>behaviorlm run {html.escape(run_id)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em;max-width:70em}td,th{padding:2px 10px;text-align:left}"
-        "tr:nth-child(even){background:#f4f4f4}</style></head><body>"
-        f"<h1>behaviorlm run {html.escape(run_id)}</h1><p>written {stamp}</p>{body}"
-        f"<h2>All metrics of the run</h2><table><tr><th>stage</th><th>metric</th><th>value</th></tr>{rows}</table>"
-        "</body></html>"
+        f"<style>{STYLE}</style></head><body><h1>behaviorlm run {html.escape(run_id)}</h1><p>written {stamp}</p>"
+        f"{body}<h2>All metrics of the run</h2><details><summary>{len(metrics)} metrics</summary>"
+        f"{metrics_table(metrics)}</details></body></html>"
     )
 
 
@@ -166,42 +210,35 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
         stream.close()
 
 
+def run_metrics(spark: SparkSession, cfg: Config) -> list[Metric]:
+    table = _table(spark, cfg, "run_metrics")
+    if table is None:
+        return []
+    rows = table.where(F.col("run_id") == cfg.run_id).orderBy("stage", "metric").collect()
+    return [(r["stage"], r["metric"], r["value"] if r["value"] is not None else float("nan")) for r in rows]
+
+
 def build(spark: SparkSession, cfg: Config) -> str:
     """Gather the report's aggregates and write it; returns its path."""
-    run_id = cfg.run_id
-    metrics_df = _table(spark, cfg, "run_metrics")
-    metrics = []
-    if metrics_df is not None:
-        rows = metrics_df.where(F.col("run_id") == run_id).orderBy("stage", "metric").collect()
-        metrics = [(r["stage"], r["metric"], r["value"] if r["value"] is not None else float("nan")) for r in rows]
-    sections: dict[str, str] = {}
-    headline = [(f"{s}: {m}", v) for s, m, v in metrics if m.startswith(("recall_at", "behaviorlm.", "holdout_"))]
-    sections["Quality"] = charts.bars([(k, round(v, 4)) for k, v in headline])
+    metrics = run_metrics(spark, cfg)
+    sections = {
+        "Quality: offline backtest, ours beside popularity and ALS": charts.grouped_bars(
+            quality(metrics, cfg.evaluate.k), anchors(cfg), alt="quality"),
+        "This run's own checks: ANN recall, holdout errors, validation hits": metrics_table(checks(metrics)),
+        "Stages: seconds and rows": stage_times(spark, cfg),
+        "Examples": report_examples.examples(spark, cfg),
+        "Interest segments: users (2-D PCA) by top segment": segment_map(spark, cfg),
+        "Segment trends: share of behaviours per period (alerts ringed)": trend_chart(spark, cfg),
+        "Neighbour similarity": similarity_chart(spark, cfg),
+        "Categories recommended most": categories_chart(spark, cfg),
+        "Rejected rows by reason": rejected_chart(spark, cfg),
+    }  # fmt: skip
     health = embedding_health(metrics, {"unknown_token_share": cfg.embed.max_unknown_token_share,
                                         "identical_pair_share": cfg.embed.max_identical_pair_share})  # fmt: skip
     if health is not None:
         sections["Embedding health"] = health
-    neighbors = _table(spark, cfg, "user_neighbors")
-    if neighbors is not None:
-        hist = similarity_histogram(neighbors.where(F.col("run_id") == run_id))
-        sections["Neighbour similarity"] = charts.bars([(f"{lo:+.1f}", n) for lo, n in hist if n])
-    users = _table(spark, cfg, "user_embeddings")
-    if users is not None:
-        users = users.where(F.col("embedding").isNotNull())
-        sections["Interest segments: users (2-D PCA) by top segment"] = segment_map(spark, cfg, users) or (
-            charts.scatter(projection(users, cfg.report.sample_users, cfg.seed))
-        )
-    trends = trend_chart(spark, cfg)
-    if trends is not None:
-        sections["Segment trends: share of behaviours per period (alerts ringed)"] = trends
-    recs, items = _table(spark, cfg, "recommendations"), _table(spark, cfg, "items")
-    if recs is not None and items is not None:
-        top = top_categories(recs.where(F.col("run_id") == run_id), items)
-        sections["Categories recommended most"] = charts.bars([(g, n) for g, n in top])
-    rejected = rejected_by_reason(spark, cfg)
-    sections["Rejected rows by reason"] = charts.bars([(f"{t}: {r}", n) for t, r, n in rejected])
-    path = os.path.join(cfg.report.dir, f"run-{run_id}.html")
-    write_text(spark, path, render(run_id, metrics, sections))
+    path = os.path.join(cfg.report.dir, f"run-{cfg.run_id}.html")
+    write_text(spark, path, render(cfg.run_id, metrics, sections))
     log.info("run report: %s", path)
     return path
 
@@ -215,8 +252,5 @@ def build_and_track(spark: SparkSession, cfg: Config) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    return job_main(argv, "Write the HTML report of one run and track the run in MLflow.", "report", build_and_track)
-
-
-if __name__ == "__main__":
-    main()
+    return job_main(argv, "Write the HTML report of one run and track the run in MLflow.", "report", build_and_track,
+                    timed_stage=False)  # fmt: skip

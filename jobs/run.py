@@ -39,7 +39,7 @@ from jobs import (
     similar_users,
     tracking,
 )
-from jobs.runtime import parse_args, write_metrics
+from jobs.runtime import parse_args, stage_timing, write_metrics
 
 log = logging.getLogger(__name__)
 STAGES: dict[str, Callable[[SparkSession, Config], object]] = {
@@ -78,7 +78,7 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: boo
         with timed(log, f"stage {stage} run_id={cfg.run_id}", spark) as note:
             results[stage] = STAGES[stage](spark, cfg)
             note["rows"] = counts_line(results[stage])
-        write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0})
+        write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0, **stage_timing(stage, note, results[stage])})
     results["report"] = report.build(spark, cfg)
     # Tracked here rather than through `report.build_and_track`: the MLflow run id is part of the result.
     results["mlflow_run"] = tracking.track(spark, cfg, results["report"])

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from behaviorlm import delta, runs
 from behaviorlm.config import Config, load_config
-from behaviorlm.logs import counts_line, setup_logging, timed
+from behaviorlm.logs import counts, counts_line, setup_logging, timed
 from behaviorlm.session import get_spark
 
 T = TypeVar("T")
@@ -40,15 +40,25 @@ def parse_args(
     return cfg.but(run_id=run_id), args
 
 
-def job_main(argv: list[str] | None, description: str, stage: str, run: Callable[[SparkSession, Config], T]) -> T:
-    """What every job's `main()` does: logging, config from the command line, the session, then the stage."""
+def job_main(argv: list[str] | None, description: str, stage: str, run: Callable[[SparkSession, Config], T],
+             timed_stage: bool = True) -> T:  # fmt: skip
+    """What every job's `main()` does: logging, config from the command line, the session, then the stage and (with
+    `timed_stage`) its seconds and rows in `run_metrics`."""
     setup_logging()
     cfg = parse_job_args(argv, description)
     spark = get_spark(cfg.spark)
     with timed(logging.getLogger(f"jobs.{stage}"), f"{stage} run_id={cfg.run_id}", spark) as note:
         result = run(spark, cfg)
         note["rows"] = counts_line(result)
+    if timed_stage:
+        write_metrics(spark, cfg, "run", stage_timing(stage, note, result))
     return result
+
+
+def stage_timing(stage: str, note: dict[str, str], result: object) -> dict[str, float]:
+    """`<stage>.seconds` (from `timed`'s note) and `<stage>.rows` (the stage's first row count): the report's stage
+    chart, this run beside the previous one."""
+    return {f"{stage}.seconds": float(note["seconds"]), **{f"{stage}.rows": n for _, n in counts(result)[:1]}}
 
 
 def write_metrics(spark: SparkSession, cfg: Config, stage: str, metrics: dict[str, float]) -> None:

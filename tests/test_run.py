@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from behaviorlm.errors import BehaviorLMError
 from jobs import ingest, run, tracking
+from tests.browser import open_page
 from tests.util import assert_same_rows, job_args, read
 
 SMALL = ["ingest.source=synthetic", "ingest.synthetic.users=80", "ingest.synthetic.items=40",
@@ -48,7 +49,7 @@ def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_pa
     # complete fails (a config error only that stage meets): the stages before it stay done and valid.
     with pytest.raises(BehaviorLMError, match="no_such_column"):
         run.main(job_args(cfg, *small, "complete.attributes=[no_such_column]"))
-    done = read(spark, cfg, "run_metrics").where("stage = 'run'").select("metric").collect()
+    done = read(spark, cfg, "run_metrics").where("stage = 'run' and metric like '%.done'").select("metric").collect()
     before = ["embed-items", "embed-users", "similar-users", "segments", "recommend", "predict", "search", "intents"]
     assert {r["metric"] for r in done} == {f"{stage}.done" for stage in before}
     results = run.main(job_args(cfg, *small))
@@ -60,8 +61,13 @@ def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_pa
     assert {"run_metrics.csv", "run-test-run.html"} <= artifacts
     page = Path(results["report"]).read_text(encoding="utf-8")
     for part in ("Neighbour similarity", "Interest segments", "Segment trends", "Categories recommended most",
-                 "recall_at_10", "behaviorlm.ndcg_at_k", "<svg"):  # fmt: skip
+                 "recall_at_10", "behaviorlm.ndcg_at_k", "recommended, with reasons", "predicted next"):  # fmt: skip
         assert part in page
+    # Opened in a real browser: every chart drawn, nothing on the console.
+    seen = open_page(Path(results["report"]))
+    assert {"quality", "seconds per stage", "segment map", "segment trends", "similarity",
+            "categories"} <= {alt for alt, _, _ in seen.images}  # fmt: skip
+    assert seen.broken == [] and seen.console == []
     first = {t: df.collect() for t, df in snapshot(spark, cfg).items()}
     # The same run again: nothing to do. Forced: every stage that writes OUTPUTS re-run (evaluate writes only
     # metrics), the same tables, no duplicates.

@@ -1,0 +1,93 @@
+"""Item-item collaborative part of `recommend`, learned from the interaction matrix: EASE (Steck, "Embarrassingly
+Shallow Autoencoders", 2019), a ridge regression of each item on all the others with a zero diagonal, in closed form:
+B = -P / diag(P) with P = (XᵀX + λI)⁻¹, B's diagonal 0. A user's score for item j is the sum over their history of
+B[i, j]; the history item with the largest B[i, j] is the reason ("because you chose Fargo").
+
+X is binary (user, item) interactions. XᵀX is computed on the cluster by MLlib's `RowMatrix.computeGramianMatrix`
+(per-partition partial sums, tree-aggregated), so only the catalogue² matrix reaches the driver: this path is for
+catalogues up to a setting (`recommend.item_model.max_items`). Scoring broadcasts B and scores a batch of users per
+BLAS call on the executors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.mllib.linalg import SparseVector
+from pyspark.mllib.linalg.distributed import RowMatrix
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructField, StructType
+
+SCORES = "user_id string, ix int, raw float, because int"
+
+
+def item_index(pairs: DataFrame) -> DataFrame:
+    """(item_id, ix): the items of `pairs`, numbered 0.. in item id order (a distributed sort, no one-partition
+    window)."""
+    ordered = pairs.select("item_id").distinct().orderBy("item_id")
+    numbered = ordered.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1]))
+    schema = StructType([ordered.schema["item_id"], StructField("ix", LongType(), False)])
+    return ordered.sparkSession.createDataFrame(numbered, schema).withColumn("ix", F.col("ix").cast("int"))
+
+
+def histories(pairs: DataFrame, index: DataFrame) -> DataFrame:
+    """(user_id, items): each user's interacted item numbers, sorted."""
+    return pairs.join(index, "item_id").groupBy("user_id").agg(F.array_sort(F.collect_set("ix")).alias("items"))
+
+
+def gram(history: DataFrame, n_items: int) -> np.ndarray:
+    """XᵀX (co-occurrence counts) of the binary user x item matrix, computed on the cluster."""
+    rows = history.rdd.map(lambda r: SparseVector(n_items, r["items"], [1.0] * len(r["items"])))
+    return RowMatrix(rows, numCols=n_items).computeGramianMatrix().toArray()
+
+
+def ease(gram_matrix: np.ndarray, reg: float) -> np.ndarray:
+    """EASE weights B (float32, zero diagonal) from XᵀX and the L2 penalty `reg`."""
+    p = np.linalg.inv(gram_matrix + reg * np.eye(gram_matrix.shape[0]))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b.astype(np.float32)
+
+
+def _top(weights: np.ndarray, m: int, users: pd.Series, items: pd.Series) -> pd.DataFrame:
+    """The `m` best unseen items of each user in one batch: scores from one product, the reason per item."""
+    x = np.zeros((len(users), weights.shape[0]), dtype=np.float32)
+    for row, history in enumerate(items):
+        x[row, history] = 1.0
+    scores = x @ weights
+    scores[x > 0] = -np.inf
+    m = min(m, weights.shape[0])
+    out = []
+    for row, (user, history) in enumerate(zip(users, items)):
+        best = np.argpartition(-scores[row], m - 1)[:m]
+        best = best[scores[row, best] > 0]
+        history = np.asarray(history)
+        because = history[weights[np.ix_(history, best)].argmax(axis=0)]
+        out.append(pd.DataFrame({"user_id": user, "ix": best, "raw": scores[row, best], "because": because}))
+    return pd.concat(out) if out else pd.DataFrame({"user_id": [], "ix": [], "raw": [], "because": []})
+
+
+def item_scores(pairs: DataFrame, reg: float, m: int) -> DataFrame:
+    """(user_id, item_id, items, because_item): each user's `m` best unseen items by EASE, scaled so the user's best
+    scores 1 (items scoring nothing positive are left out), with the history item that weighs most for each."""
+    index = item_index(pairs).persist()
+    history = histories(pairs, index).persist()
+    n_items = index.count()
+    weights = pairs.sparkSession.sparkContext.broadcast(ease(gram(history, n_items), reg))
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            yield _top(weights.value, m, batch["user_id"], batch["items"])
+
+    scored = history.mapInPandas(score, SCORES)
+    best = F.max("raw").over(Window.partitionBy("user_id"))
+    names = index.withColumnRenamed("item_id", "because_item").withColumnRenamed("ix", "because")
+    return (
+        scored.withColumn("items", (F.col("raw") / best).cast("double"))
+        .join(F.broadcast(index), "ix")
+        .join(F.broadcast(names), "because")
+        .select("user_id", "item_id", "items", "because_item")
+    )

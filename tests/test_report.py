@@ -1,0 +1,79 @@
+"""The run report: its charts render in a real headless Chromium, the quality chart compares like with like, and the
+summaries behind it are small and deterministic. (A report of a whole run is opened in `test_run`.)"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from behaviorlm import summaries
+from behaviorlm.config import load_config
+from jobs import charts, report, report_examples
+from tests.browser import open_page
+
+METRICS = [("evaluate", "behaviorlm.ndcg_at_k", 0.43), ("evaluate", "popularity.ndcg_at_k", 0.25),
+           ("evaluate", "als.ndcg_at_k", 0.41), ("evaluate", "behaviorlm.users", 943.0),
+           ("evaluate", "behaviorlm.precision_at_k", 0.37), ("similar_users", "recall_at_50", 0.97),
+           ("complete", "holdout_rmse", 0.93), ("recommend", "users", 943.0)]  # fmt: skip
+
+
+def test_quality_puts_each_metric_on_its_own_panel_and_leaves_counts_out():
+    found = report.quality(METRICS, 10)
+    assert found == {"precision@10": {"behaviorlm": 0.37},
+                     "ndcg@10": {"behaviorlm": 0.43, "popularity": 0.25, "als": 0.41}}  # fmt: skip
+    assert report.checks(METRICS) == [("similar_users", "recall_at_50", 0.97), ("complete", "holdout_rmse", 0.93)]
+
+
+def test_published_anchors_only_for_their_protocol():
+    movielens = load_config([], ["ingest.source=movielens"])
+    assert report.anchors(movielens)["ndcg@10"]["BPR"] == 0.442
+    assert report.anchors(load_config([], ["ingest.source=movielens", "evaluate.split=chronological"])) == {}
+    assert report.anchors(load_config([], ["ingest.source=synthetic"])) == {}
+
+
+def test_every_chart_renders_in_chromium_without_console_messages(tmp_path):
+    points = [(float(i % 7), float(i % 5), i % 3 - 1) for i in range(40)]
+    sections = {
+        "quality": charts.grouped_bars(report.quality(METRICS, 10), report.ANCHORS, alt="quality"),
+        "stages": charts.stage_bars(
+            {"embed-items": 12.0, "recommend": 60.5}, {"embed-items": 18.0}, {"recommend": 9430}, alt="stages"
+        ),  # fmt: skip
+        "bars": charts.hbars([("Drama", 120), ("电影 · 书籍", 3), ("x" * 200, 1)], "rows", alt="bars"),
+        "histogram": charts.histogram([(-1.0 + 0.1 * i, i * i) for i in range(20)], 0.1, "cosine", alt="histogram"),
+        "map": charts.scatter(points, {0: "Sci-Fi 72% · Star Wars", 1: "🎬 emoji label"}, alt="map"),
+        "trends": charts.lines(
+            {
+                "0: Drama": [("2026-01-05", 0.2, False), ("2026-01-12", 0.4, True)],
+                "1: Comedy": [("2026-01-05", 0.1, False)],
+            },
+            "share",
+            alt="trends",
+        ),  # fmt: skip
+        "empty": charts.grouped_bars({}),
+    }
+    page = tmp_path / "report.html"
+    page.write_text(report.render("test", METRICS, sections), encoding="utf-8")
+    seen = open_page(page, screenshot=tmp_path / "report.png")
+    assert [alt for alt, _, _ in seen.images] == ["quality", "stages", "bars", "histogram", "map", "trends"]
+    assert seen.broken == [] and seen.console == []
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_summaries_are_bounded_and_deterministic(spark):
+    df = spark.createDataFrame(
+        [("u1", "a", 0.95, ["Drama", "War"], datetime(2026, 1, 1)), ("u1", "b", -1.0, ["Drama"], datetime(2026, 1, 2)),
+         ("u2", "a", 0.15, [], datetime(2026, 1, 3)), ("u3", "c", 1.0, ["Comedy"], None)],
+        "user_id string, item_id string, similarity double, genres array<string>, ts timestamp",
+    )  # fmt: skip
+    assert summaries.histogram(df, "similarity", -1.0, 1.0, 4) == [(-1.0, 1), (-0.5, 0), (0.0, 1), (0.5, 2)]
+    assert summaries.top_counts(df, "genres", 2) == [("Drama", 2), ("Comedy", 1)]
+    assert summaries.top_counts(df, "user_id", 1) == [("u1", 2)]
+    keys = summaries.pick_keys(df, 2, seed=7)
+    assert len(keys) == 2 and keys == summaries.pick_keys(df.orderBy("ts"), 2, seed=7)
+    other = spark.createDataFrame([("u3", 5)], "user_id string, rank int")
+    found = summaries.rows_for_keys({"a": df.drop("genres"), "b": other}, ["u1", "u3", "u9"])
+    assert sorted(r["item_id"] for r in found["a"]) == ["a", "b", "c"] and found["b"] == [{"user_id": "u3", "rank": 5}]
+    # Latest first, a missing time last, then by item: the examples' "latest behaviours".
+    assert [r["item_id"] for r in report_examples.first(found["a"], ("-ts", "item_id"), 3)] == ["b", "a", "c"]
+    vectors = [(f"u{i}", [float(i), float(i % 3), 1.0]) for i in range(9)]
+    points = summaries.projection(spark.createDataFrame(vectors, "user_id string, embedding array<double>"), 5, seed=1)
+    assert len(points) == 5 and all(g == -1 for _, _, g in points)
