@@ -73,8 +73,11 @@ def _top(weights: np.ndarray, m: int, users: pd.Series, items: pd.Series) -> pd.
 def item_scores(pairs: DataFrame, reg: float, m: int) -> DataFrame:
     """(user_id, item_id, items, because_item): each user's `m` best unseen items by EASE, scaled so the user's best
     scores 1 (items scoring nothing positive are left out), with the history item that weighs most for each."""
-    index = item_index(pairs).persist()
-    history = histories(pairs, index).persist()
+    # The RDD steps below ship their input's lineage with every task: a deep plan (a backtest split's windows and
+    # joins) takes minutes to deserialise per task. Cut it first.
+    pairs = pairs.localCheckpoint()
+    index = item_index(pairs).localCheckpoint()
+    history = histories(pairs, index).localCheckpoint()
     n_items = index.count()
     weights = pairs.sparkSession.sparkContext.broadcast(ease(gram(history, n_items), reg))
 
@@ -85,9 +88,12 @@ def item_scores(pairs: DataFrame, reg: float, m: int) -> DataFrame:
     scored = history.mapInPandas(score, SCORES)
     best = F.max("raw").over(Window.partitionBy("user_id"))
     names = index.withColumnRenamed("item_id", "because_item").withColumnRenamed("ix", "because")
-    return (
+    found = (
         scored.withColumn("items", (F.col("raw") / best).cast("double"))
         .join(F.broadcast(index), "ix")
         .join(F.broadcast(names), "because")
         .select("user_id", "item_id", "items", "because_item")
+        .localCheckpoint()  # computed once, though candidates read it twice
     )
+    weights.unpersist()
+    return found

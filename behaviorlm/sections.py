@@ -86,7 +86,7 @@ class RecommendConfig(Section):
     # Blend of the per-user normalised parts: neighbour CF, content (user x item cosine), popularity, item-item
     # model. Defaults: the blend `make bench-recs` tuned on its validation split.
     weights: dict[Part, NonNegative] = Field(
-        default_factory=lambda: {"neighbors": 1.0, "content": 0.1, "popularity": 0.1, "items": 1.0}
+        default_factory=lambda: {"neighbors": 1.0, "content": 0.2, "popularity": 0.2, "items": 2.0}
     )
     item_model: ItemModelConfig = Field(default_factory=ItemModelConfig)
     # Neighbour CF votes with similarity ** power: a higher power trusts the closest neighbours more.
@@ -117,10 +117,10 @@ class EvaluateConfig(Section):
         Literal["similarity_power", "content", "popularity", "items"], Annotated[list[float], Field(min_length=1)]
     ] = Field(
         default_factory=lambda: {
-            "similarity_power": [1.0, 2.0, 4.0],
+            "similarity_power": [2.0, 4.0],
             "content": [0.0, 0.1, 0.2],
-            "popularity": [0.0, 0.1, 0.2],
-            "items": [0.0, 1.0, 2.0, 4.0],
+            "popularity": [0.1, 0.2],
+            "items": [1.0, 2.0, 4.0],
         }
     )  # fmt: skip
     baselines: list[Literal["popularity", "als"]] = Field(default_factory=lambda: ["popularity", "als"])
