@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
 SCORES = "user_id string, ix int, raw float, because int"
+OUTPUT = "user_id string, item_id string, items double, because_item string"
 
 
 def item_index(pairs: DataFrame) -> DataFrame:
@@ -79,6 +80,8 @@ def item_scores(pairs: DataFrame, reg: float, m: int) -> DataFrame:
     index = item_index(pairs).localCheckpoint()
     history = histories(pairs, index).localCheckpoint()
     n_items = index.count()
+    if n_items == 0:  # no positive interaction at all (MLlib's Gramian cannot size an empty matrix)
+        return pairs.sparkSession.createDataFrame([], OUTPUT)
     weights = pairs.sparkSession.sparkContext.broadcast(ease(gram(history, n_items), reg))
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -42,3 +42,9 @@ def test_scores_name_the_history_item_behind_them(spark):
     # Seen items are never proposed; scores are scaled to the user's best.
     assert not {("u5", "a"), ("u6", "c")} & {(r["user_id"], r["item_id"]) for r in rows}
     assert all(0 < r["items"] <= 1.0 for r in rows)
+
+
+def test_no_interactions_score_nothing(spark):
+    """A log whose behaviours all weigh 0 leaves no pair: no scores, rather than MLlib failing to size XᵀX."""
+    pairs = spark.createDataFrame([], "user_id string, item_id string")
+    assert item_model.item_scores(pairs, reg=0.5, m=2).count() == 0

@@ -35,6 +35,9 @@ RATINGS = [("u1", "i1", 5.0), ("u1", "i3", 4.0), ("u2", "i1", 5.0), ("u2", "i2",
            ("u3", "i3", 5.0), ("u3", "i4", 4.0), ("u3", "i1", 2.0)]  # fmt: skip
 NEIGHBORS = [("u1", "u2", 1, 0.8), ("u1", "u3", 2, 0.6), ("u2", "u1", 1, 0.8), ("u2", "u3", 2, 0.1),
              ("u3", "u1", 1, 0.6), ("u3", "u2", 2, 0.1)]  # fmt: skip
+# Tests of the neighbour part's votes and reasons leave the item-item part out: with it, EASE's scores (reasoned
+# "because you chose ...", tested in tests/test_item_model.py) would take the `source` of the same items.
+NO_ITEMS = "recommend.weights={neighbors: 1, content: 0.1, popularity: 0.1}"
 # u4 has no history: it comes only from the requested-users table (u1 is listed there too, once more).
 REQUESTED = [("u4",), ("u1",)]
 
@@ -173,7 +176,7 @@ def test_neighbours_that_cancel_out_leave_other_parts(spark, make_config):
     nbrs = [("u1", "u2", 1, 0.99), ("u1", "u3", 2, -0.99), ("u2", "u1", 1, 0.99), ("u2", "u3", 2, -0.99),
             ("u3", "u1", 1, -0.99), ("u3", "u2", 2, -0.99)]  # fmt: skip
     write_inputs(spark, cfg, ratings, items, users, nbrs)
-    metrics = recommend.main(job_args(cfg, "embed.center_items=false", "recommend.k=2"))
+    metrics = recommend.main(job_args(cfg, "embed.center_items=false", "recommend.k=2", NO_ITEMS))
     assert metrics["users_short"] == 0
     got = {(r["user_id"], r["item_id"]): r["source"] for r in recs(spark, cfg).collect()}
     assert {i for (u, i) in got if u == "u3"} == {"i1", "i3"}
@@ -226,7 +229,7 @@ def test_run_without_neighbours_reads_the_run_written_last_and_quoted_ids_replac
     )
     delta.replace_run(second, ref, "a-second")
     quoted = "o'brien-run"
-    argv = job_args(cfg, *base)[:-1] + [quoted]
+    argv = job_args(cfg, *base, NO_ITEMS)[:-1] + [quoted]
     recommend.main(argv)
     recommend.main(argv)  # a re-run replaces its rows: the quote must not end the replaceWhere literal
     got = recs(spark, cfg, quoted)
