@@ -60,7 +60,7 @@ def recommend_top(spark, cfg: Config, prefix: DataFrame) -> DataFrame:
     inp = evaluate.rebuild(spark, cfg, prefix, params.embed_fn(spark, cfg), "bench-predict")
     rec = cfg.recommend
     cands = recommend_candidates(inp, params.strength(cfg), rec.similarity_power, K, rec.content_candidates,
-                                 cfg.block_size, params.item_model(cfg))  # fmt: skip
+                                 cfg.block_size, params.item_model(cfg, rec.weights.get("items", 0.0)))  # fmt: skip
     return blend(cands, rec.weights, K).persist()
 
 

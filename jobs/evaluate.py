@@ -76,7 +76,8 @@ def tune(spark: SparkSession, cfg: Config, train: DataFrame, embed: EmbedFn) -> 
     strength = params.strength(cfg)
 
     def candidates_for(power: float) -> DataFrame:
-        return candidates(inp, strength, power, ev.k, rec.content_candidates, cfg.block_size, params.item_model(cfg))
+        items = params.item_model(cfg, max(ev.grid.get("items", [0.0])))
+        return candidates(inp, strength, power, ev.k, rec.content_candidates, cfg.block_size, items)
 
     best = grid_search(candidates_for, valid, ev.grid, ev.k, rec.similarity_power)
     valid.unpersist()
@@ -98,7 +99,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
         log.info("tuned on validation: power=%.1f weights=%s (validation nDCG@%d %.4f)", power, weights, ev.k, val_ndcg)
     inp = rebuild(spark, cfg, train, embed, "test")
     cands = candidates(inp, params.strength(cfg), power, ev.k, rec.content_candidates, cfg.block_size,
-                       params.item_model(cfg)).persist()  # fmt: skip
+                       params.item_model(cfg, weights.get("items", 0.0))).persist()  # fmt: skip
     models = {"behaviorlm": blend(cands, weights, ev.k)}
     if "popularity" in ev.baselines:
         models["popularity"] = blend(cands, {"popularity": 1.0}, ev.k)

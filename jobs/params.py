@@ -67,9 +67,10 @@ def item_space(cfg: Config, item_vectors: DataFrame) -> DataFrame:
     return center(vectors) if cfg.embed.center_items else vectors
 
 
-def item_model(cfg: Config) -> ItemModel:
+def item_model(cfg: Config, weight: float) -> ItemModel | None:
+    """recommend's item-item part as configured; None (not computed at all) when the blend gives it no `weight`."""
     m = cfg.recommend.item_model
-    return ItemModel(m.reg, m.max_items, m.candidates)
+    return ItemModel(m.reg, m.max_items, m.candidates) if weight > 0 else None
 
 
 def strength(cfg: Config) -> Strength:
