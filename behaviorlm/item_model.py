@@ -1,7 +1,8 @@
 """Item-item collaborative part of `recommend`, learned from the interaction matrix: EASE (Steck, "Embarrassingly
 Shallow Autoencoders", 2019), a ridge regression of each item on all the others with a zero diagonal, in closed form:
 B = -P / diag(P) with P = (XᵀX + λI)⁻¹, B's diagonal 0. A user's score for item j is the sum over their history of
-B[i, j]; the history item with the largest B[i, j] is the reason ("because you chose Fargo").
+B[i, j] (or, with a weight per behaviour, the weighted sum: `predict` weighs recent ones more); the history item with
+the largest (weighted) B[i, j] is the reason ("because you chose Fargo").
 
 X is binary (user, item) interactions. XᵀX is computed on the cluster by MLlib's `RowMatrix.computeGramianMatrix`
 (per-partition partial sums, tree-aggregated), so only the catalogue² matrix reaches the driver: this path is for
@@ -34,9 +35,13 @@ def item_index(pairs: DataFrame) -> DataFrame:
     return ordered.sparkSession.createDataFrame(numbered, schema).withColumn("ix", F.col("ix").cast("int"))
 
 
-def histories(pairs: DataFrame, index: DataFrame) -> DataFrame:
-    """(user_id, items): each user's interacted item numbers, sorted."""
-    return pairs.join(index, "item_id").groupBy("user_id").agg(F.array_sort(F.collect_set("ix")).alias("items"))
+def histories(pairs: DataFrame, index: DataFrame, weight: str | None = None) -> DataFrame:
+    """(user_id, items, strengths): each user's interacted item numbers, sorted, and each one's weight (the largest
+    of its rows' `weight`; 1 without one)."""
+    w = F.col(weight) if weight else F.lit(1.0)
+    per_item = pairs.join(index, "item_id").groupBy("user_id", "ix").agg(F.max(w).cast("float").alias("_w"))
+    history = per_item.groupBy("user_id").agg(F.array_sort(F.collect_list(F.struct("ix", "_w"))).alias("_h"))
+    return history.select("user_id", F.col("_h.ix").alias("items"), F.col("_h._w").alias("strengths"))
 
 
 def gram(history: DataFrame, n_items: int) -> np.ndarray:
@@ -53,32 +58,34 @@ def ease(gram_matrix: np.ndarray, reg: float) -> np.ndarray:
     return b.astype(np.float32)
 
 
-def _top(weights: np.ndarray, m: int, users: pd.Series, items: pd.Series) -> pd.DataFrame:
+def _top(weights: np.ndarray, m: int, users: pd.Series, items: pd.Series, strengths: pd.Series) -> pd.DataFrame:
     """The `m` best unseen items of each user in one batch: scores from one product, the reason per item."""
     x = np.zeros((len(users), weights.shape[0]), dtype=np.float32)
-    for row, history in enumerate(items):
-        x[row, history] = 1.0
+    for row, (history, strength) in enumerate(zip(items, strengths)):
+        x[row, history] = strength
     scores = x @ weights
     scores[x > 0] = -np.inf
     m = min(m, weights.shape[0])
     out = []
-    for row, (user, history) in enumerate(zip(users, items)):
+    for row, (user, history, strength) in enumerate(zip(users, items, strengths)):
         best = np.argpartition(-scores[row], m - 1)[:m]
         best = best[scores[row, best] > 0]
         history = np.asarray(history)
-        because = history[weights[np.ix_(history, best)].argmax(axis=0)]
+        votes = weights[np.ix_(history, best)] * np.asarray(strength, dtype=np.float32)[:, None]
+        because = history[votes.argmax(axis=0)]
         out.append(pd.DataFrame({"user_id": user, "ix": best, "raw": scores[row, best], "because": because}))
     return pd.concat(out) if out else pd.DataFrame({"user_id": [], "ix": [], "raw": [], "because": []})
 
 
-def item_scores(pairs: DataFrame, reg: float, m: int) -> DataFrame:
+def item_scores(pairs: DataFrame, reg: float, m: int, weight: str | None = None) -> DataFrame:
     """(user_id, item_id, items, because_item): each user's `m` best unseen items by EASE, scaled so the user's best
-    scores 1 (items scoring nothing positive are left out), with the history item that weighs most for each."""
+    scores 1 (items scoring nothing positive are left out), with the history item that weighs most for each. B is
+    learned from binary interactions; with a `weight` column each history item votes with its weight."""
     # The RDD steps below ship their input's lineage with every task: a deep plan (a backtest split's windows and
     # joins) takes minutes to deserialise per task. Cut it first.
     pairs = pairs.localCheckpoint()
     index = item_index(pairs).localCheckpoint()
-    history = histories(pairs, index).localCheckpoint()
+    history = histories(pairs, index, weight).localCheckpoint()
     n_items = index.count()
     if n_items == 0:  # no positive interaction at all (MLlib's Gramian cannot size an empty matrix)
         return pairs.sparkSession.createDataFrame([], OUTPUT)
@@ -86,7 +93,7 @@ def item_scores(pairs: DataFrame, reg: float, m: int) -> DataFrame:
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            yield _top(weights.value, m, batch["user_id"], batch["items"])
+            yield _top(weights.value, m, batch["user_id"], batch["items"], batch["strengths"])
 
     scored = history.mapInPandas(score, SCORES)
     best = F.max("raw").over(Window.partitionBy("user_id"))

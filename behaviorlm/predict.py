@@ -9,8 +9,9 @@ Five sources score every candidate, each normalised per user so that the user's 
   their latest `recent_items` items (in the centred item space); never below 0;
 - `segments`: the user's interest segments (weight) x the item's place in its segment (popularity x similarity to
   the segment centre);
-- `popularity`: log(1 + users who had it) / log(1 + the most), the same for everyone.
-Each source proposes its best `candidates` items (popularity its top k), the union is scored by all five, blended
+- `popularity`: log(1 + users who had it) / log(1 + the most), the same for everyone;
+- `items`: EASE item-item weights (`behaviorlm.item_model`) voted by the history, the j-th latest by decay ** (j - 1).
+Each source proposes its best `candidates` items (popularity its top k), the union is scored by all six, blended
 with `weights` (`scoring.blend`) and the items the user already had are never proposed. Weights are tuned on a
 validation target, each user's last behaviour (`tune`): callers pass data without the test target.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import operator
 from dataclasses import dataclass, replace
 
@@ -26,6 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from behaviorlm import item_model
 from behaviorlm.constants import BLOCK_SIZE, SEED
 from behaviorlm.metrics import leave_last_out
 from behaviorlm.scoring import blend, content_scores, popular_candidates, popularity
@@ -33,7 +36,8 @@ from behaviorlm.segments import dot
 from behaviorlm.transitions import timeline, together_scores, transition_scores, transitions
 from behaviorlm.users import weighted_mean_vectors
 
-SOURCES = ("transitions", "recent", "segments", "popularity", "together")
+log = logging.getLogger(__name__)
+SOURCES = ("transitions", "recent", "segments", "popularity", "together", "items")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class Settings:
     session_gap_hours: float = 0.0  # 0: no session gap rule
     together_gap_seconds: float = 120.0  # behaviours at most this far apart are one sitting (`together`)
     together_window: int = 20  # pairs of one sitting at most this many positions apart count
+    items: bool = True  # compute the `items` source (off when its weight is 0 and tuning cannot raise it)
+    item_reg: float = 500.0  # `items`: EASE's L2 penalty
+    item_max_items: int = 5000  # `items` is skipped above this many items (its catalogue² matrix is on the driver)
     seed: int = SEED  # timestamp tie-break
     block_size: int = BLOCK_SIZE
 
@@ -132,6 +139,17 @@ def _proposals(
     return keys.join(tl.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti").distinct()
 
 
+def recency_items(tl: DataFrame, s: Settings) -> DataFrame:
+    """The `items` source (user_id, item_id, items, because_item); no rows when off or above `s.item_max_items`."""
+    n_items = tl.select("item_id").distinct().count() if s.items else 0
+    if n_items > s.item_max_items:
+        log.warning("predict: items source skipped: %d items > predict.item_max_items=%d", n_items, s.item_max_items)
+    if not 0 < n_items <= s.item_max_items:
+        return tl.sparkSession.createDataFrame([], item_model.OUTPUT)
+    votes = tl.select("user_id", "item_id", F.pow(F.lit(s.decay), F.col("n") - F.col("pos")).alias("_w"))
+    return item_model.item_scores(votes, s.item_reg, s.candidates, "_w")
+
+
 def candidates(inp: Inputs, s: Settings) -> DataFrame:
     """Every (user, item not had yet) a source proposes, scored by every source (0 where one is silent), with the
     fields reasons quote (`via_*`, `segment_label`, `pop_users`).
@@ -147,7 +165,8 @@ def candidates(inp: Inputs, s: Settings) -> DataFrame:
         StorageLevel.MEMORY_AND_DISK
     )
     pop = popularity(tl.select("user_id", "item_id")).persist(StorageLevel.MEMORY_AND_DISK)
-    voted = [(trans, "transitions"), (together, "together")]
+    items = recency_items(tl, s)
+    voted = [(trans, "transitions"), (together, "together"), (items, "items")]
     keys = _proposals(inp, s, tl, voted, pop).persist(StorageLevel.MEMORY_AND_DISK)
     vectors = recent_vectors(tl, inp.item_vectors, s.recent_items, s.decay)
     recent = content_scores(vectors, inp.item_vectors, keys, s.candidates, s.block_size)
@@ -160,6 +179,7 @@ def candidates(inp: Inputs, s: Settings) -> DataFrame:
         .join(together, ["user_id", "item_id"], "left")
         .join(recent.withColumnRenamed("content", "recent"), ["user_id", "item_id"], "left")
         .join(pop.select("item_id", "popularity", "pop_users"), "item_id", "left")
+        .join(items, ["user_id", "item_id"], "left")
     )
     if inp.item_segments is not None and inp.interests is not None:
         in_segment = segment_items(inp.item_segments, pop)
@@ -167,8 +187,7 @@ def candidates(inp: Inputs, s: Settings) -> DataFrame:
     else:
         scored = scored.withColumn("segments", F.lit(0.0)).withColumn("segment_label", F.lit(None).cast("string"))
     scored = scored.fillna(0.0, list(SOURCES)).fillna(0, ["pop_users"])
-    cands = per_user_max(scored, ["transitions", "recent", "segments", "together"])
-    cands = cands.persist(StorageLevel.MEMORY_AND_DISK)
+    cands = per_user_max(scored, [p for p in SOURCES if p != "popularity"]).persist(StorageLevel.MEMORY_AND_DISK)
     cands.count()
     for frame in (tl, trans, together, pop, keys, recent):
         frame.unpersist()
@@ -296,6 +315,7 @@ def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataF
     """Adds `reason` to blended rows: the history item and the share of users behind a transition, the recent items
     an item is close to, the interest segment, or popularity, after the source that contributed most."""
     titles = items.select(F.col("item_id").alias("via_item"), F.col("title").alias("_via_title"))
+    because = items.select(F.col("item_id").alias("because_item"), F.coalesce("title", "item_id").alias("_because"))
     after = F.format_string("after %s (%s), ", F.coalesce("_via_title", "via_item"), _latest("via_back"))
     chosen = F.when(
         F.col("via_next_users") > 0,
@@ -307,12 +327,14 @@ def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataF
         .when(F.col("source") == "recent", close)
         .when(F.col("source") == "segments", F.concat(F.lit("in your interest: "), "segment_label"))
         .when(F.col("source") == "together", F.lit("often chosen in the same sitting as what you chose last"))
+        .when(F.col("source") == "items", F.concat(F.lit("because you chose "), "_because"))
         .when(F.col("pop_users") > 0, F.format_string("popular: %d users chose it", "pop_users"))
         # A slot no source supports (a small catalogue): say so rather than call it popular.
         .otherwise(F.lit("new in the catalogue: nobody has chosen it yet"))
     )
     return (
         top.join(titles, "via_item", "left")
+        .join(because, "because_item", "left")
         .join(lately(top, items, item_vectors, tl, recent_items), ["user_id", "item_id"], "left")
         .withColumn("reason", reason)
     )

@@ -130,6 +130,15 @@ class EvaluateConfig(Section):
     workdir: Text = "_evaluate"
 
 
+class AlsRatingsConfig(Section):
+    """complete's latent-factor part: MLlib ALS (explicit) blended in (behaviorlm/factors.py)."""
+
+    rank: int = Field(50, ge=0)  # 0 turns the part off
+    reg: NonNegative = 0.1
+    iterations: Positive = 15
+    fit_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1  # observed ratings held out to fit the blend weight
+
+
 class CompleteConfig(Section):
     # Optional table (path or catalog name) of (user_id, item_id) pairs to predict, beside the unrated behaviours.
     pairs: Text = ""
@@ -141,6 +150,7 @@ class CompleteConfig(Section):
     item_similarity_power: float = 2.0
     item_shrinkage: NonNegative = 10.0
     item_weight: NonNegative = 1.0  # 0 turns the embedding item-item term off
+    als: AlsRatingsConfig = Field(default_factory=AlsRatingsConfig)
     # Item attributes to fill when missing (columns of `items`; an array column is multi-label).
     attributes: list[str] = Field(default_factory=lambda: ["genres"])
     attribute_neighbors: Positive = 50
@@ -152,6 +162,7 @@ class CompleteConfig(Section):
 
 
 class ReportConfig(Section):
+    enabled: bool = True  # `behaviorlm run` ends with the report (the `report` job writes it whatever this says)
     dir: Text = "reports"  # where run-<run_id>.html goes: a local folder or a file system URI
     sample_users: Positive = 2000  # user vectors projected to 2-D for the report (the only per-user rows collected)
     example_users: int = Field(3, ge=0)  # users shown with their history, recommendations, next behaviours
@@ -187,7 +198,7 @@ class SegmentsConfig(Section):
     alert_z: NonNegative = 3.0  # |z| of the change above this raises `alert`
 
 
-Source = Literal["transitions", "recent", "segments", "popularity", "together"]
+Source = Literal["transitions", "recent", "segments", "popularity", "together", "items"]
 
 
 class PredictConfig(Section):
@@ -203,6 +214,8 @@ class PredictConfig(Section):
     # pairs of a sitting at most `together_window` positions apart vote for each other.
     together_gap_seconds: NonNegative = 120.0
     together_window: Positive = 20
+    item_reg: NonNegative = 500.0  # `items` source: EASE's L2 penalty (as recommend.item_model.reg)
+    item_max_items: Positive = 5000  # `items` is skipped above this many items (catalogue² matrix on the driver)
     # Blend of the per-user normalised sources; tuned on the validation target when `tune` is on.
     weights: dict[Source, NonNegative] = Field(
         default_factory=lambda: {
@@ -211,6 +224,7 @@ class PredictConfig(Section):
             "segments": 0.1,
             "popularity": 0.05,
             "together": 1.0,
+            "items": 0.2,
         }
     )
     tune: bool = True
@@ -220,6 +234,7 @@ class PredictConfig(Section):
             "segments": [0.0, 0.1, 0.3],
             "popularity": [0.0, 0.05, 0.2],
             "together": [0.0, 0.2, 0.5, 1.0],
+            "items": [0.0, 0.2, 0.5],
         }  # fmt: skip
     )
 

@@ -3,7 +3,8 @@
 Ratings: 5-fold cross-validation over the 100,000 ratings, as in the Surprise library's benchmark (seeded random
 folds): each fold's ratings are hidden, user vectors and approximate neighbours are rebuilt from the other four
 folds (embed-users + similar-users, so nothing of the hidden fold leaks in), and the hidden pairs are completed by
-`behaviorlm.ratings.predict_ratings`. Beside it, in the same run: the global-mean baseline and Spark MLlib ALS
+`behaviorlm.factors.blended_ratings` (the neighbour model with ALS blended in, its weight fitted on 10% of the
+fold's training ratings). Beside it, in the same run: the global-mean baseline and Spark MLlib ALS
 (explicit; unseen users/items get the global mean). RMSE/MAE are averaged over the folds.
 Genres: the genres of a seeded 20% of items are hidden and predicted from the other items by the embedding of
 title + year (the `complete` job's attribute path); micro-F1 over (item, genre) pairs, beside a majority baseline
@@ -27,10 +28,11 @@ from pyspark.sql import functions as F
 
 from behaviorlm.attributes import attribute_labels, fill_attribute, label_f1, without_attribute
 from behaviorlm.config import Config, load_config
+from behaviorlm.factors import blended_ratings
 from behaviorlm.logs import setup_logging
 from behaviorlm.metrics import rating_errors
 from behaviorlm.neighbors import split_valid, vector_dim
-from behaviorlm.ratings import hidden, item_neighbors, predict_ratings
+from behaviorlm.ratings import hidden, item_neighbors
 from behaviorlm.session import get_spark
 from behaviorlm.text import item_texts
 from behaviorlm.vectors import center
@@ -67,7 +69,12 @@ def ratings_cv(spark, cfg: Config, ratings: DataFrame) -> dict[str, float]:
         users = params.users(cfg, train, vectors, items, embed).localCheckpoint()
         valid, _ = split_valid(users, vector_dim(users))
         neighbors = params.neighbors(cfg, valid).localCheckpoint()
-        ours = predict_ratings(test, train, neighbors, sims, params.rating_model(cfg))
+        ours, w = blended_ratings(test, train, neighbors, sims, params.rating_model(cfg), params.factor_model(cfg))
+        print(
+            f"fold {f}: ALS blend weight {w:.3f} (fitted on {cfg.complete.als.fit_share:.0%} of the fold's training "
+            "ratings)",
+            flush=True,
+        )
         mu = float(train.agg(F.avg("rating")).first()[0])
         runs = {
             "ours": ours.withColumnRenamed("predicted_rating", "prediction"),

@@ -27,8 +27,9 @@ from pyspark.sql import functions as F
 from behaviorlm import delta, runs
 from behaviorlm.attributes import fill_attribute, label_f1, without_attribute
 from behaviorlm.config import Config
+from behaviorlm.factors import blended_ratings
 from behaviorlm.metrics import rating_errors
-from behaviorlm.ratings import hidden, item_neighbors, predict_ratings, rating_targets
+from behaviorlm.ratings import hidden, item_neighbors, rating_targets
 from behaviorlm.text import fill_texts, item_texts
 from behaviorlm.validate import check_columns
 from behaviorlm.vectors import center
@@ -61,8 +62,9 @@ def complete_ratings(spark: SparkSession, cfg: Config, behaviors: DataFrame) -> 
         item_vectors = params.item_space(cfg, params.table(spark, cfg, "item_embeddings"))
         sims = item_neighbors(item_vectors, comp.item_neighbors, cfg.block_size)
     neighbors = runs.rows_for_run(params.table(spark, cfg, "user_neighbors"), run_id, "user_neighbors")
-    ratings = predict_ratings(targets, evidence, neighbors, sims, params.rating_model(cfg))
-    metrics = {"ratings_filled": save_run(ratings, cfg, "completed_ratings")}
+    model, factors = params.rating_model(cfg), params.factor_model(cfg)
+    ratings, als_weight = blended_ratings(targets, evidence, neighbors, sims, model, factors)
+    metrics = {"ratings_filled": save_run(ratings, cfg, "completed_ratings"), "als_weight": als_weight}
     done = params.table(spark, cfg, "completed_ratings").where(F.col("run_id") == run_id)
     if held is not None:
         errors = rating_errors(done.withColumnRenamed("predicted_rating", "prediction"), held)

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from behaviorlm import delta
 from behaviorlm.config import Config
 from behaviorlm.embedding import MULTILINGUAL, EmbedConcat, Embedder, EmbedFn, make_embed_fn, stored_backend
+from behaviorlm.factors import FactorModel
 from behaviorlm.neighbors import top_k
 from behaviorlm.ratings import RatingModel
 from behaviorlm.readability import choose_backend
@@ -76,6 +77,12 @@ def item_model(cfg: Config, weight: float) -> ItemModel | None:
 def strength(cfg: Config) -> Strength:
     return Strength(cfg.embed.event_weights, cfg.ingest.rating_min, cfg.ingest.rating_max,
                     cfg.recommend.rating_centering)  # fmt: skip
+
+
+def factor_model(cfg: Config) -> FactorModel | None:
+    """complete's ALS part, or None when `complete.als.rank` is 0."""
+    a = cfg.complete.als
+    return FactorModel(a.rank, a.reg, a.iterations, a.fit_share, cfg.seed) if a.rank > 0 else None
 
 
 def rating_model(cfg: Config) -> RatingModel:

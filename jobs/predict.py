@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 
 def settings(cfg: Config) -> Settings:
     p = cfg.predict
+    # The items source costs an EASE fit: skipped when it weighs 0 and tuning cannot give it weight.
+    items = p.weights.get("items", 0.0) > 0 or (p.tune and max(p.grid.get("items", [0.0])) > 0)
     return Settings(k=p.k, window=p.window, history=p.history, decay=p.decay, recent_items=p.recent_items,
                     candidates=p.candidates, session_gap_hours=p.session_gap_hours,
-                    together_gap_seconds=p.together_gap_seconds, together_window=p.together_window, seed=cfg.seed,
+                    together_gap_seconds=p.together_gap_seconds, together_window=p.together_window,
+                    items=items, item_reg=p.item_reg, item_max_items=p.item_max_items, seed=cfg.seed,
                     block_size=cfg.block_size)  # fmt: skip
 
 

@@ -18,6 +18,7 @@ Run: `behaviorlm report --conf conf/local.yaml --run-id <run id>`.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import os
@@ -41,6 +42,8 @@ ANCHORS = {"ndcg_at_k": {"BPR": 0.442, "BiVAE": 0.475}, "precision_at_k": {"BPR"
 CHECKS = (("similar_users", "recall_at_"), ("complete", "holdout_"), ("predict", "validation_hr"),
           ("segments", "silhouette"), ("intents", "in_scope"))  # fmt: skip
 Metric = tuple[str, str, float]
+# The report's fingerprint (see `fingerprint`), in its head: a build for the same metrics keeps the file.
+_STAMP = "<meta name='behaviorlm-fingerprint' content='%s'>"
 STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}"
          "td,th{padding:2px 10px;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}"
          "img.chart{max-width:100%}.empty{color:#888}.user{border:1px solid #ddd;border-radius:6px;padding:0 1em;"
@@ -183,15 +186,40 @@ def embedding_health(metrics: list[Metric], limits: dict[str, float]) -> str | N
     return f"<table><tr><th>metric</th><th>value</th><th>limit</th><th></th></tr>{cells}</table>"
 
 
-def render(run_id: str, metrics: list[Metric], sections: dict[str, str]) -> str:
+def render(run_id: str, metrics: list[Metric], sections: dict[str, str], key: str = "") -> str:
     body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections.items())
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>behaviorlm run {html.escape(run_id)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>behaviorlm run {html.escape(run_id)}</h1><p>written {stamp}</p>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'>{_STAMP % key}"
+        f"<title>behaviorlm run {html.escape(run_id)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>behaviorlm run {html.escape(run_id)}</h1><p>written {stamp}</p>"
         f"{body}<h2>All metrics of the run</h2><details><summary>{len(metrics)} metrics</summary>"
         f"{metrics_table(metrics)}</details></body></html>"
     )
+
+
+def read_text(spark: SparkSession, path: str) -> str | None:
+    """A text file's content (local path or Hadoop file system URI), or None when it does not exist."""
+    if "://" not in path and not path.startswith("dbfs:"):
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
+    fs = jpath.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(jpath):
+        return None
+    stream = fs.open(jpath)
+    try:
+        return spark._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
+def fingerprint(cfg: Config, metrics: list[Metric]) -> str:
+    """What the report is a function of: the run's metrics (every stage that runs writes its seconds there, so any
+    stage run changes them) and the report's own settings."""
+    return hashlib.sha1(repr((metrics, cfg.report.model_dump())).encode()).hexdigest()[:16]
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
@@ -219,8 +247,14 @@ def run_metrics(spark: SparkSession, cfg: Config) -> list[Metric]:
 
 
 def build(spark: SparkSession, cfg: Config) -> str:
-    """Gather the report's aggregates and write it; returns its path."""
+    """Gather the report's aggregates and write it; returns its path. A report already written for the same metrics
+    (a re-run that ran no stage: a stage notebook or task finding its stage done) is kept as it is."""
     metrics = run_metrics(spark, cfg)
+    path = os.path.join(cfg.report.dir, f"run-{cfg.run_id}.html")
+    stamp = fingerprint(cfg, metrics)
+    if _STAMP % stamp in (read_text(spark, path) or "")[:2000]:
+        log.info("run report: %s (up to date: no stage wrote metrics since)", path)
+        return path
     sections = {
         "Quality: offline backtest, ours beside popularity and ALS": charts.grouped_bars(
             quality(metrics, cfg.evaluate.k), anchors(cfg), alt="quality"),
@@ -237,8 +271,7 @@ def build(spark: SparkSession, cfg: Config) -> str:
                                         "identical_pair_share": cfg.embed.max_identical_pair_share})  # fmt: skip
     if health is not None:
         sections["Embedding health"] = health
-    path = os.path.join(cfg.report.dir, f"run-{cfg.run_id}.html")
-    write_text(spark, path, render(cfg.run_id, metrics, sections))
+    write_text(spark, path, render(cfg.run_id, metrics, sections, stamp))
     log.info("run report: %s", path)
     return path
 

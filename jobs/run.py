@@ -9,7 +9,8 @@ skips stages already done (`--force` re-runs them), so a run that failed half-wa
 and a second run of a finished run changes nothing.
 Run: `behaviorlm run --conf conf/local.yaml --run-id 2026-11-28 [--stages recommend,evaluate]`, or on a cluster
 `spark-submit --py-files behaviorlm.zip jobs/cli.py run --conf conf/cluster.yaml --run-id {{ ds }}`.
-The run ends by writing its HTML report (`jobs/report.py`) and logging the path.
+The run ends by writing its HTML report (`jobs/report.py`; kept when no stage ran, off with `report.enabled=false`)
+and logging the path.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: boo
             results[stage] = STAGES[stage](spark, cfg)
             note["rows"] = counts_line(results[stage])
         write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0, **stage_timing(stage, note, results[stage])})
-    results["report"] = report.build(spark, cfg)
+    results["report"] = report.build(spark, cfg) if cfg.report.enabled else None
     # Tracked here rather than through `report.build_and_track`: the MLflow run id is part of the result.
     results["mlflow_run"] = tracking.track(spark, cfg, results["report"])
     return results

@@ -100,10 +100,12 @@ def test_single_pass_tuning_agrees_with_ranking_metrics(spark):
             ("x3", "T", 0.0, 0.0, 0.0, 1.0), ("x3", "A", 1.0, 0.0, 0.0, 0.0),
             ("x4", "A", 1.0, 0.0, 0.0, 0.0)]  # fmt: skip
     cands = spark.createDataFrame(rows, CANDIDATE_SCHEMA).withColumn("together", F.lit(0.0))
+    cands = cands.withColumn("items", F.lit(0.0))
     truth = spark.createDataFrame([(u, "T") for u in ("x1", "x2", "x3", "x4")], "user_id string, item_id string")
     weights, found = tune(cands, truth, {"recent": [0.0, 1.0], "popularity": [0.0, 2.0]}, 2, {"segments": 0.0})
     # Hit ranks at recent 1: x1 1, x2 1, x3 2 (popularity 0) or x1 2, x2 1, x3 1 (popularity 2): a tie, the first wins.
-    assert weights == {"transitions": 1.0, "recent": 1.0, "segments": 0.0, "popularity": 0.0, "together": 0.0}
+    assert weights == {"transitions": 1.0, "recent": 1.0, "segments": 0.0, "popularity": 0.0, "together": 0.0,
+                       "items": 0.0}  # fmt: skip
     assert found == {"hr_at_k": 0.75, "ndcg_at_k": pytest.approx((2 + 1 / math.log2(3)) / 4), "users": 4.0}
     m = ranking_metrics(blend(cands, weights, 2, SOURCES), truth, 2)
     assert (m["hit_rate"], m["ndcg_at_k"], m["users"]) == pytest.approx((found["hr_at_k"], found["ndcg_at_k"], 4))
@@ -169,7 +171,11 @@ def test_tiny_data_is_tuned_and_served_without_segments(spark, make_config):
     assert tuned["validation_users"] == 1 and tuned["validation_hr_at_3"] in (0.0, 1.0)
     cands = candidates(inp, s)
     got = next_items(cands, inp, s, weights).collect()
+    # The items source alone: u8 had only A, which EASE ties to B and C (u1 had all three).
+    first = next_items(cands, inp, s, {"items": 1.0}).where("user_id = 'u8' and rank = 1").first()
     cands.unpersist()
+    assert first["item_id"] in ("B", "C") and first["source"] == "items"
+    assert first["reason"] == "because you chose Title A"
     assert sorted((r["user_id"], r["rank"]) for r in got) == [(u, n) for u in ("u1", "u6", "u8") for n in (1, 2, 3)]
     assert all(r["reason"] for r in got) and not {(r["user_id"], r["item_id"]) for r in got} & {
         ("u1", "A"),

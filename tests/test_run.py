@@ -71,8 +71,11 @@ def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_pa
     first = {t: df.collect() for t, df in snapshot(spark, cfg).items()}
     # The same run again: nothing to do. Forced: every stage that writes OUTPUTS re-run (evaluate writes only
     # metrics), the same tables, no duplicates.
+    written = Path(results["report"]).stat().st_mtime_ns
     again = run.main(job_args(cfg, *small))
     assert all(again[s] is None for s in run.STAGES)
+    # Nothing ran, so no metric changed: the report stands as written.
+    assert Path(again["report"]).stat().st_mtime_ns == written
     run.main(job_args(cfg, *small) + ["--force", "--stages", ",".join(s for s in run.STAGES if s != "evaluate")])
     for table, df in snapshot(spark, cfg).items():
         expected = spark.createDataFrame(first[table], df.schema)
