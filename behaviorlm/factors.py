@@ -70,11 +70,15 @@ def blended_ratings(
         return ours, 0.0
     held = ratings.where(hidden(f.fit_share, f.seed, *KEYS))
     fit = ratings.join(held.select(*KEYS), KEYS, "left_anti")
+    if held.isEmpty() or fit.isEmpty():  # too few ratings to fit w (or ALS) on: the neighbour model alone
+        return ours, 0.0
     held_ours = predict_ratings(held.select(*KEYS), fit, user_neighbors, item_sims, cfg)
     w = blend_weight(held_ours, als_ratings(fit, held, f), held)
+    if w == 0.0:
+        return ours, 0.0
     blended = F.col("predicted_rating") + F.lit(w) * (F.col("als") - F.col("predicted_rating"))
     clipped = F.least(F.greatest(blended, F.lit(cfg.rating_min)), F.lit(cfg.rating_max))
-    took_part = F.col("als").isNotNull() & F.lit(w > 0)
+    took_part = F.col("als").isNotNull()
     out = (
         ours.join(als_ratings(ratings, targets, f), KEYS, "left")
         .withColumn("predicted_rating", F.when(took_part, clipped).otherwise(F.col("predicted_rating")))

@@ -40,3 +40,11 @@ def test_als_learns_the_taste_groups_biases_cannot(spark):
     for u, i in asked:
         predicted = found[(f"u{u}", f"i{i}")]["predicted_rating"]
         assert abs(predicted - rating(u, i)) < 1.5 and 1.0 <= predicted <= 5.0
+
+
+def test_too_few_ratings_leave_the_neighbour_model_alone(spark):
+    ratings = spark.createDataFrame([("u1", "i1", 4.0), ("u2", "i1", 2.0)], f"{PAIRS}, rating double")
+    targets = spark.createDataFrame([("u1", "i2")], PAIRS)
+    no_neighbours = spark.createDataFrame([], "user_id string, neighbor_id string, similarity double")
+    got, w = blended_ratings(targets, ratings, no_neighbours, None, RatingModel(), FactorModel(fit_share=0.1))
+    assert w == 0.0 and [r["method"] for r in got.collect()] == ["baseline"]
