@@ -12,6 +12,7 @@ BLAS call on the executors.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,6 +23,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
+log = logging.getLogger(__name__)
 SCORES = "user_id string, ix int, raw float, because int"
 OUTPUT = "user_id string, item_id string, items double, because_item string"
 
@@ -77,18 +79,23 @@ def _top(weights: np.ndarray, m: int, users: pd.Series, items: pd.Series, streng
     return pd.concat(out) if out else pd.DataFrame({"user_id": [], "ix": [], "raw": [], "because": []})
 
 
-def item_scores(pairs: DataFrame, reg: float, m: int, weight: str | None = None) -> DataFrame:
+def item_scores(
+    pairs: DataFrame, reg: float, m: int, weight: str | None = None, max_items: int | None = None, setting: str = ""
+) -> DataFrame:
     """(user_id, item_id, items, because_item): each user's `m` best unseen items by EASE, scaled so the user's best
     scores 1 (items scoring nothing positive are left out), with the history item that weighs most for each. B is
-    learned from binary interactions; with a `weight` column each history item votes with its weight."""
+    learned from binary interactions; with a `weight` column each history item votes with its weight. Above
+    `max_items` items (its catalogue² matrix is inverted on the driver) it scores nothing (warning with `setting`)."""
     # The RDD steps below ship their input's lineage with every task: a deep plan (a backtest split's windows and
     # joins) takes minutes to deserialise per task. Cut it first.
     pairs = pairs.localCheckpoint()
     index = item_index(pairs).localCheckpoint()
-    history = histories(pairs, index, weight).localCheckpoint()
     n_items = index.count()
-    if n_items == 0:  # no positive interaction at all (MLlib's Gramian cannot size an empty matrix)
+    if max_items is not None and n_items > max_items:
+        log.warning("items part skipped: %d items with interactions > %s=%d", n_items, setting, max_items)
+    if n_items == 0 or (max_items is not None and n_items > max_items):  # 0: MLlib's Gramian cannot size it
         return pairs.sparkSession.createDataFrame([], OUTPUT)
+    history = histories(pairs, index, weight).localCheckpoint()
     weights = pairs.sparkSession.sparkContext.broadcast(ease(gram(history, n_items), reg))
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import operator
 from dataclasses import dataclass, replace
 
@@ -36,7 +35,6 @@ from behaviorlm.segments import dot
 from behaviorlm.transitions import timeline, together_scores, transition_scores, transitions
 from behaviorlm.users import weighted_mean_vectors
 
-log = logging.getLogger(__name__)
 SOURCES = ("transitions", "recent", "segments", "popularity", "together", "items")
 
 
@@ -141,13 +139,10 @@ def _proposals(
 
 def recency_items(tl: DataFrame, s: Settings) -> DataFrame:
     """The `items` source (user_id, item_id, items, because_item); no rows when off or above `s.item_max_items`."""
-    n_items = tl.select("item_id").distinct().count() if s.items else 0
-    if n_items > s.item_max_items:
-        log.warning("predict: items source skipped: %d items > predict.item_max_items=%d", n_items, s.item_max_items)
-    if not 0 < n_items <= s.item_max_items:
+    if not s.items:
         return tl.sparkSession.createDataFrame([], item_model.OUTPUT)
     votes = tl.select("user_id", "item_id", F.pow(F.lit(s.decay), F.col("n") - F.col("pos")).alias("_w"))
-    return item_model.item_scores(votes, s.item_reg, s.candidates, "_w")
+    return item_model.item_scores(votes, s.item_reg, s.candidates, "_w", s.item_max_items, "predict.item_max_items")
 
 
 def candidates(inp: Inputs, s: Settings) -> DataFrame:

@@ -17,7 +17,6 @@ stands out (a tie names nobody).
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import operator
 from collections.abc import Sequence
@@ -33,7 +32,6 @@ from behaviorlm.users import map_lookup
 from udfs.device import task_device
 from udfs.topk import block_scores, closest_rows
 
-log = logging.getLogger(__name__)
 PARTS = ("neighbors", "content", "popularity", "items")
 HISTORY_FOR_REASON = 50  # strongest history items per user searched for the "close to ..." part of a reason
 
@@ -173,19 +171,11 @@ def popular_candidates(seen_counts: DataFrame, pop: DataFrame, k: int) -> DataFr
 
 
 def item_part(strengths: DataFrame, model: ItemModel | None) -> DataFrame | None:
-    """The `items` part's scores, or None without a model or above its catalogue limit (logged)."""
+    """The `items` part's scores, or None without a model (no rows above its catalogue limit, logged)."""
     if model is None:
         return None
     pairs = strengths.select("user_id", "item_id")
-    n_items = pairs.select("item_id").distinct().count()
-    if n_items > model.max_items:
-        # Its catalogue² matrix is inverted on the driver.
-        limit = "recommend.item_model.max_items"
-        log.warning(
-            "recommend: items part skipped: %d items with interactions > %s=%d", n_items, limit, model.max_items
-        )
-        return None
-    return item_scores(pairs, model.reg, model.candidates)
+    return item_scores(pairs, model.reg, model.candidates, None, model.max_items, "recommend.item_model.max_items")
 
 
 def candidates(

@@ -48,3 +48,9 @@ def test_no_interactions_score_nothing(spark):
     """A log whose behaviours all weigh 0 leaves no pair: no scores, rather than MLlib failing to size XᵀX."""
     pairs = spark.createDataFrame([], "user_id string, item_id string")
     assert item_model.item_scores(pairs, reg=0.5, m=2).count() == 0
+
+
+def test_a_catalogue_over_the_limit_scores_nothing_and_says_which_setting(spark, caplog):
+    pairs = spark.createDataFrame(PAIRS, "user_id string, item_id string")
+    assert item_model.item_scores(pairs, 0.5, 2, max_items=2, setting="recommend.item_model.max_items").count() == 0
+    assert "recommend.item_model.max_items=2" in caplog.text
