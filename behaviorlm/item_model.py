@@ -7,7 +7,8 @@ the largest (weighted) B[i, j] is the reason ("because you chose Fargo").
 X is binary (user, item) interactions. XᵀX is computed on the cluster by MLlib's `RowMatrix.computeGramianMatrix`
 (per-partition partial sums, tree-aggregated), so only the catalogue² matrix reaches the driver: this path is for
 catalogues up to a setting (`recommend.item_model.max_items`). Scoring broadcasts B and scores a batch of users per
-BLAS call on the executors.
+BLAS call on the executors. Above the setting, the pruned top-K co-occurrence model of `behaviorlm.cooccurrence`
+(joins and aggregations only) gives the same columns.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pyspark.mllib.linalg.distributed import RowMatrix
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
+
+from behaviorlm.cooccurrence import cooccurrence_scores
 
 log = logging.getLogger(__name__)
 SCORES = "user_id string, ix int, raw float, because int"
@@ -80,20 +83,24 @@ def _top(weights: np.ndarray, m: int, users: pd.Series, items: pd.Series, streng
 
 
 def item_scores(
-    pairs: DataFrame, reg: float, m: int, weight: str | None = None, max_items: int | None = None, setting: str = ""
-) -> DataFrame:
+    pairs: DataFrame, reg: float, m: int, weight: str | None = None, max_items: int | None = None, setting: str = "",
+    neighbors: int = 100,
+) -> DataFrame:  # fmt: skip
     """(user_id, item_id, items, because_item): each user's `m` best unseen items by EASE, scaled so the user's best
     scores 1 (items scoring nothing positive are left out), with the history item that weighs most for each. B is
     learned from binary interactions; with a `weight` column each history item votes with its weight. Above
-    `max_items` items (its catalogue² matrix is inverted on the driver) it scores nothing (warning with `setting`)."""
+    `max_items` items (EASE's catalogue² matrix is inverted on the driver) the pruned co-occurrence model with
+    `neighbors` per item scores instead (logged with `setting`)."""
     # The RDD steps below ship their input's lineage with every task: a deep plan (a backtest split's windows and
     # joins) takes minutes to deserialise per task. Cut it first.
     pairs = pairs.localCheckpoint()
     index = item_index(pairs).localCheckpoint()
     n_items = index.count()
     if max_items is not None and n_items > max_items:
-        log.warning("items part skipped: %d items with interactions > %s=%d", n_items, setting, max_items)
-    if n_items == 0 or (max_items is not None and n_items > max_items):  # 0: MLlib's Gramian cannot size it
+        log.info("items part: %d items with interactions > %s=%d: pruned co-occurrence model, %d neighbours per item",
+                 n_items, setting, max_items, neighbors)  # fmt: skip
+        return cooccurrence_scores(pairs, m, weight, neighbors)
+    if n_items == 0:  # MLlib's Gramian cannot size it
         return pairs.sparkSession.createDataFrame([], OUTPUT)
     history = histories(pairs, index, weight).localCheckpoint()
     weights = pairs.sparkSession.sparkContext.broadcast(ease(gram(history, n_items), reg))

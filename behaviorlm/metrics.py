@@ -59,6 +59,14 @@ def leave_last_out(
     return _halves(_pair_positions(df, F.col(col_time), col_user, col_item, seed), F.col("_pos") < F.col("_n"))
 
 
+def first_n_split(
+    df: DataFrame, n: int, seed: int = SEED, col_user: str = "user_id", col_item: str = "item_id", col_time: str = "ts"
+) -> tuple[DataFrame, DataFrame]:
+    """Per user, the first `n` (user, item) pairs met (by a pair's first row; ties: `tie_break`) and the rest; every
+    row of a pair goes to the same side. A user cut to a new user's first few behaviours, for cold-start backtests."""
+    return _halves(_pair_positions(df, F.col(col_time), col_user, col_item, seed), F.col("_pos") <= n)
+
+
 def tie_break(seed: int, col_user: str = "user_id", col_item: str = "item_id") -> Column:
     """The order of behaviours with the same timestamp: a seeded hash of (user, item), the same rule for every
     method and split. Never the item id: MovieLens users rate many items in one second, and ordering those by id

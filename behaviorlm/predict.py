@@ -62,7 +62,7 @@ class Settings:
     together_window: int = 20  # pairs of one sitting at most this many positions apart count
     items: bool = True  # compute the `items` source (off when its weight is 0 and tuning cannot raise it)
     item_reg: float = 500.0  # `items`: EASE's L2 penalty
-    item_max_items: int = 5000  # `items` is skipped above this many items (its catalogue² matrix is on the driver)
+    item_max_items: int = 5000  # `items`: EASE up to this many items, the pruned co-occurrence model above
     seed: int = SEED  # timestamp tie-break
     block_size: int = BLOCK_SIZE
 
@@ -138,7 +138,8 @@ def _proposals(
 
 
 def recency_items(tl: DataFrame, s: Settings) -> DataFrame:
-    """The `items` source (user_id, item_id, items, because_item); no rows when off or above `s.item_max_items`."""
+    """The `items` source (user_id, item_id, items, because_item): EASE, or above `s.item_max_items` items the pruned
+    co-occurrence model; no rows when off."""
     if not s.items:
         return tl.sparkSession.createDataFrame([], item_model.OUTPUT)
     votes = tl.select("user_id", "item_id", F.pow(F.lit(s.decay), F.col("n") - F.col("pos")).alias("_w"))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
@@ -51,11 +51,22 @@ class Inputs:
 @dataclass(frozen=True)
 class ItemModel:
     """The `items` part: EASE's L2 penalty, the largest catalogue it is computed for (its catalogue² matrix is
-    inverted on the driver), and the items it proposes per user."""
+    inverted on the driver; above it, the pruned co-occurrence model keeps `neighbors` per item), and the items it
+    proposes per user."""
 
     reg: float = 500.0
     max_items: int = 5000
     candidates: int = 100
+    neighbors: int = 100
+
+
+@dataclass(frozen=True)
+class Thin:
+    """The blend for users with a thin history (at most `max_history` items seen): with a few behaviours the
+    collaborative parts know little, and the content part (item text) may deserve more weight."""
+
+    max_history: int
+    weights: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -171,11 +182,13 @@ def popular_candidates(seen_counts: DataFrame, pop: DataFrame, k: int) -> DataFr
 
 
 def item_part(strengths: DataFrame, model: ItemModel | None) -> DataFrame | None:
-    """The `items` part's scores, or None without a model (no rows above its catalogue limit, logged)."""
+    """The `items` part's scores (EASE, or the pruned co-occurrence model above its catalogue limit), or None
+    without a model."""
     if model is None:
         return None
     pairs = strengths.select("user_id", "item_id")
-    return item_scores(pairs, model.reg, model.candidates, None, model.max_items, "recommend.item_model.max_items")
+    return item_scores(pairs, model.reg, model.candidates, None, model.max_items, "recommend.item_model.max_items",
+                       model.neighbors)  # fmt: skip
 
 
 def candidates(
@@ -183,7 +196,8 @@ def candidates(
     item_model: ItemModel | None = None,
 ) -> DataFrame:  # fmt: skip
     """Every (user, unseen item) any part proposes, with every part's score (0 where a part is silent), the
-    user's neighbour count and the item behind the `items` score (for true reasons)."""
+    user's neighbour count, the user's number of items seen (`n_seen`) and the item behind the `items` score (for
+    true reasons)."""
     strengths = interaction_strength(inp.behaviors, strength)
     seen = inp.behaviors.select("user_id", "item_id").distinct()
     seen_counts = inp.users.join(seen.groupBy("user_id").agg(F.count("*").alias("n_seen")), "user_id", "left")
@@ -205,7 +219,7 @@ def candidates(
     keys = proposed.unionByName(content.select("user_id", "item_id")).distinct()
     n_neighbors = inp.neighbors.groupBy("user_id").agg(F.count("*").alias("n_neighbors"))
     return (
-        keys.join(inp.users, "user_id")
+        keys.join(seen_counts, "user_id")
         .join(seen, ["user_id", "item_id"], "left_anti")
         .join(cf, ["user_id", "item_id"], "left")
         .join(content, ["user_id", "item_id"], "left")
@@ -217,10 +231,20 @@ def candidates(
     )
 
 
-def blend(cands: DataFrame, weights: dict[str, float], k: int, parts: Sequence[str] = PARTS) -> DataFrame:
+def blend(
+    cands: DataFrame, weights: dict[str, float], k: int, parts: Sequence[str] = PARTS, thin: Thin | None = None
+) -> DataFrame:
     """Top-k per user by the weighted sum of the `parts` columns (ties: item id), with `rank`, `score` and `source`
-    (the first part with the largest weighted contribution)."""
-    weighted = {p: F.lit(weights.get(p, 0.0)) * F.col(p) for p in parts}
+    (the first part with the largest weighted contribution). With `thin`, users with at most `thin.max_history`
+    items seen (`n_seen`) are blended with `thin.weights` instead."""
+
+    def weight(part: str) -> Column:
+        usual = F.lit(weights.get(part, 0.0))
+        if thin is None or thin.max_history <= 0:
+            return usual
+        return F.when(F.col("n_seen") <= thin.max_history, F.lit(thin.weights.get(part, 0.0))).otherwise(usual)
+
+    weighted = {p: weight(p) * F.col(p) for p in parts}
     score = functools.reduce(operator.add, weighted.values())
     best = F.greatest(*weighted.values()) if len(weighted) > 1 else score
     # Nothing positive (a cold user's never-touched item): call it popularity, the part that filled the slot.
@@ -296,7 +320,8 @@ def recommend(
     content_candidates: int = 100,
     block_size: int = 4000,
     item_model: ItemModel | None = None,
+    thin: Thin | None = None,
 ) -> DataFrame:
-    """Top-k recommendations with reasons for every user in `inp.users`."""
+    """Top-k recommendations with reasons for every user in `inp.users` (`thin`: the blend for thin histories)."""
     cands = candidates(inp, strength, power, k, content_candidates, block_size, item_model)
-    return explain(blend(cands, weights, k), inp)
+    return explain(blend(cands, weights, k, thin=thin), inp)

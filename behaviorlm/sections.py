@@ -77,8 +77,19 @@ class ItemModelConfig(Section):
     """recommend's `items` part: EASE on the interaction matrix (behaviorlm/item_model.py)."""
 
     reg: NonNegative = 500.0  # L2 penalty of the item-on-items ridge regression
-    max_items: Positive = 5000  # its catalogue² matrix is inverted on the driver; above this the part is skipped
+    max_items: Positive = 5000  # its catalogue² matrix is inverted on the driver; above: the pruned co-occurrence model
     candidates: Positive = 100  # items it proposes per user
+    neighbors: Positive = 100  # the pruned model's most similar items kept per item
+
+
+class ThinConfig(Section):
+    """recommend's blend for users with a thin history; `max_history: 0` turns it off (one blend for everyone)."""
+
+    max_history: Annotated[int, Field(ge=0)] = 3  # users with at most this many items seen use `weights` below
+    # Defaults: the blend `make bench-coldstart` tuned on its validation users cut to their first 3 behaviours.
+    weights: dict[Part, NonNegative] = Field(
+        default_factory=lambda: {"neighbors": 0.0, "content": 0.5, "popularity": 2.0, "items": 0.0}
+    )
 
 
 class RecommendConfig(Section):
@@ -89,6 +100,7 @@ class RecommendConfig(Section):
         default_factory=lambda: {"neighbors": 1.0, "content": 0.2, "popularity": 0.2, "items": 2.0}
     )
     item_model: ItemModelConfig = Field(default_factory=ItemModelConfig)
+    thin: ThinConfig = Field(default_factory=ThinConfig)
     # Neighbour CF votes with similarity ** power: a higher power trusts the closest neighbours more.
     similarity_power: float = 2.0
     # How much a neighbour's rating, centred on their own mean, moves their vote: strength x (1 + c x dev / range).
@@ -215,7 +227,7 @@ class PredictConfig(Section):
     together_gap_seconds: NonNegative = 120.0
     together_window: Positive = 20
     item_reg: NonNegative = 500.0  # `items` source: EASE's L2 penalty (as recommend.item_model.reg)
-    item_max_items: Positive = 5000  # `items` is skipped above this many items (catalogue² matrix on the driver)
+    item_max_items: Positive = 5000  # `items`: EASE up to this many items, the pruned co-occurrence model above
     # Blend of the per-user normalised sources; tuned on the validation target when `tune` is on.
     weights: dict[Source, NonNegative] = Field(
         default_factory=lambda: {

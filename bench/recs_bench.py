@@ -26,6 +26,7 @@ from jobs.runtime import setup_logging
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", default="", help="table folder (default: a new temporary folder)")
+    parser.add_argument("--set", action="append", default=[], help="a config override key=value (repeatable)")
     args = parser.parse_args()
     setup_logging()
     root = args.root or tempfile.mkdtemp(prefix="bench-recs-")
@@ -41,6 +42,7 @@ def main() -> None:
             "seed=42",
             "evaluate.k=10",
             "evaluate.baselines=[popularity, als]",
+            *args.set,
         ],
     )
     spark = get_spark(cfg.spark)

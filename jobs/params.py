@@ -15,7 +15,7 @@ from behaviorlm.factors import FactorModel
 from behaviorlm.neighbors import top_k
 from behaviorlm.ratings import RatingModel
 from behaviorlm.readability import choose_backend
-from behaviorlm.scoring import ItemModel, Strength
+from behaviorlm.scoring import ItemModel, Strength, Thin
 from behaviorlm.text import item_texts
 from behaviorlm.users import user_vectors
 from behaviorlm.vectors import center
@@ -71,7 +71,19 @@ def item_space(cfg: Config, item_vectors: DataFrame) -> DataFrame:
 def item_model(cfg: Config, weight: float) -> ItemModel | None:
     """recommend's item-item part as configured; None (not computed at all) when the blend gives it no `weight`."""
     m = cfg.recommend.item_model
-    return ItemModel(m.reg, m.max_items, m.candidates) if weight > 0 else None
+    return ItemModel(m.reg, m.max_items, m.candidates, m.neighbors) if weight > 0 else None
+
+
+def items_weight(cfg: Config, weights: dict[str, float]) -> float:
+    """The largest weight the `items` part gets from `weights` or the thin-history blend (0: not computed)."""
+    t = cfg.recommend.thin
+    return max(weights.get("items", 0.0), t.weights.get("items", 0.0) if t.max_history > 0 else 0.0)
+
+
+def thin(cfg: Config) -> Thin | None:
+    """recommend's blend for thin histories, or None when `recommend.thin.max_history` is 0."""
+    t = cfg.recommend.thin
+    return Thin(t.max_history, dict(t.weights)) if t.max_history > 0 else None
 
 
 def strength(cfg: Config) -> Strength:

@@ -86,8 +86,9 @@ def example_lines(table: DataFrame, items: DataFrame, n_users: int) -> list[str]
 def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     inp = read_inputs(spark, cfg)
     rec = cfg.recommend
+    items = params.item_model(cfg, params.items_weight(cfg, rec.weights))
     recs = recommend(inp, params.strength(cfg), rec.weights, rec.k, rec.similarity_power, rec.content_candidates,
-                     cfg.block_size, params.item_model(cfg, rec.weights.get("items", 0.0)))  # fmt: skip
+                     cfg.block_size, items, params.thin(cfg))  # fmt: skip
     columns = ["user_id", "item_id", F.col("rank").cast("int"), F.col("score").cast("double"), "source", "reason"]
     save_run(recs.select(columns), cfg, "recommendations")
     table = params.table(spark, cfg, "recommendations").where(F.col("run_id") == cfg.run_id)

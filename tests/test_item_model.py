@@ -3,9 +3,11 @@ definition, and scores come with the history item behind them."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from behaviorlm import item_model
+from behaviorlm import cooccurrence, item_model
 
 # Users who chose a also chose b; c goes with d. u5 has only a, u6 only c.
 PAIRS = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "b"), ("u3", "c"), ("u4", "c"),
@@ -50,7 +52,22 @@ def test_no_interactions_score_nothing(spark):
     assert item_model.item_scores(pairs, reg=0.5, m=2).count() == 0
 
 
-def test_a_catalogue_over_the_limit_scores_nothing_and_says_which_setting(spark, caplog):
+def test_cooccurrence_cosine_keeps_each_items_nearest(spark):
     pairs = spark.createDataFrame(PAIRS, "user_id string, item_id string")
-    assert item_model.item_scores(pairs, 0.5, 2, max_items=2, setting="recommend.item_model.max_items").count() == 0
+    sims = cooccurrence.similarities(cooccurrence.capped_histories(pairs, 500), neighbors=2)
+    got = {(r["item_id"], r["other_id"]): r["similarity"] for r in sims.collect()}
+    # a: 4 users, b: 3, c: 4, d: 2; a&b share 3, a&c 1 (u3), b&c 1, c&d 2. a's third neighbour (none: d) is cut.
+    expected = {("a", "b"): 3 / 12**0.5, ("a", "c"): 1 / 4, ("b", "a"): 3 / 12**0.5, ("b", "c"): 1 / 12**0.5,
+                ("c", "d"): 2 / 8**0.5, ("c", "b"): 1 / 12**0.5, ("d", "c"): 2 / 8**0.5}  # fmt: skip
+    assert got.keys() == expected.keys()
+    assert all(abs(got[key] - value) < 1e-9 for key, value in expected.items())
+
+
+def test_a_catalogue_over_the_limit_takes_the_pruned_model_and_says_which_setting(spark, caplog):
+    pairs = spark.createDataFrame(PAIRS, "user_id string, item_id string")
+    with caplog.at_level(logging.INFO, logger="behaviorlm.item_model"):
+        found = item_model.item_scores(pairs, 0.5, 2, max_items=2, setting="recommend.item_model.max_items")
+    rows = {(r["user_id"], r["item_id"]): (round(r["items"], 4), r["because_item"]) for r in found.collect()}
+    assert rows[("u5", "b")] == (1.0, "a") and rows[("u6", "d")] == (1.0, "c")
+    assert rows[("u5", "c")] == (round(0.25 / (3 / 12**0.5), 4), "a")
     assert "recommend.item_model.max_items=2" in caplog.text

@@ -38,6 +38,8 @@ NEIGHBORS = [("u1", "u2", 1, 0.8), ("u1", "u3", 2, 0.6), ("u2", "u1", 1, 0.8), (
 # Tests of the neighbour part's votes and reasons leave the item-item part out: with it, EASE's scores (reasoned
 # "because you chose ...", tested in tests/test_item_model.py) would take the `source` of the same items.
 NO_ITEMS = "recommend.weights={neighbors: 1, content: 0.1, popularity: 0.1}"
+# Every user here has at most 3 items: the thin-history blend (tests/test_coldstart.py) would take them all.
+ONE_BLEND = "recommend.thin.max_history=0"
 # u4 has no history: it comes only from the requested-users table (u1 is listed there too, once more).
 REQUESTED = [("u4",), ("u1",)]
 
@@ -61,7 +63,7 @@ def catalogue(spark, make_config, tmp_path):
     write_inputs(spark, cfg, RATINGS, ITEM_VECTORS, USER_VECTORS, NEIGHBORS)
     requested = str(tmp_path / "requested_users")
     spark.createDataFrame(REQUESTED, "user_id string").write.format("delta").save(requested)
-    return cfg, ["embed.center_items=false", "recommend.k=3", f"recommend.users={requested}"]
+    return cfg, ["embed.center_items=false", "recommend.k=3", f"recommend.users={requested}", ONE_BLEND]
 
 
 def recs(spark, cfg, run_id=None):
@@ -176,7 +178,7 @@ def test_neighbours_that_cancel_out_leave_other_parts(spark, make_config):
     nbrs = [("u1", "u2", 1, 0.99), ("u1", "u3", 2, -0.99), ("u2", "u1", 1, 0.99), ("u2", "u3", 2, -0.99),
             ("u3", "u1", 1, -0.99), ("u3", "u2", 2, -0.99)]  # fmt: skip
     write_inputs(spark, cfg, ratings, items, users, nbrs)
-    metrics = recommend.main(job_args(cfg, "embed.center_items=false", "recommend.k=2", NO_ITEMS))
+    metrics = recommend.main(job_args(cfg, "embed.center_items=false", "recommend.k=2", NO_ITEMS, ONE_BLEND))
     assert metrics["users_short"] == 0
     got = {(r["user_id"], r["item_id"]): r["source"] for r in recs(spark, cfg).collect()}
     assert {i for (u, i) in got if u == "u3"} == {"i1", "i3"}
@@ -197,7 +199,7 @@ def test_reasons_count_real_neighbours_and_name_nobody_on_a_tie(spark, make_conf
             ("c", "b", 2, 0.5)]  # fmt: skip
     write_inputs(spark, cfg, ratings, items, users, nbrs)
     weights = "recommend.weights={neighbors: 1, content: 0, popularity: 0.1}"
-    recommend.main(job_args(cfg, "embed.center_items=false", "recommend.k=3", weights))
+    recommend.main(job_args(cfg, "embed.center_items=false", "recommend.k=3", weights, ONE_BLEND))
     got = {r["item_id"]: r["reason"] for r in recs(spark, cfg).where("user_id = 'a'").collect()}
     assert got == {
         "i3": "2 of your 2 nearest users chose it",
