@@ -17,7 +17,7 @@ RUN_ID ?= demo-$(shell date -u +%Y%m%d)
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install chromium demo test lint submit-demo bench-recs bench-complete bench-predict bench-segments bench-coldstart bench-intents bench-search bench-embed bench-embed-gpu bench-ann clean
+.PHONY: help install chromium demo test lint submit-demo bench-recs bench-complete bench-predict bench-segments bench-coldstart bench-scale bench-intents bench-search bench-embed bench-embed-gpu bench-ann clean
 
 help:
 	@echo "make demo   - set up, then run the pipeline on MovieLens-100K and print the Delta tables it wrote"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-intents  - CLINC150 intents with out-of-scope fallback (last line: bench-intents ...)"
 	@echo "make bench-search   - genre queries over ML-100K items vs keyword TF-IDF (last line: bench-search ...)"
 	@echo "make bench-coldstart - new items and new users on ML-100K, with and without content (last line: bench-coldstart ...)"
+	@echo "make bench-scale - the whole pipeline on synthetic data at growing sizes: seconds per stage, driver memory (last line: bench-scale ...)"
 	@echo "make bench-segments - segments on ML-100K: silhouette, genre NMI, interest hit@3 (last line: bench-segments ...)"
 
 $(VENV)/.created:
@@ -80,6 +81,10 @@ bench-predict: install
 # New items (10 % lose their training interactions) and new users (10 % cut to 3 behaviours): content on and off.
 bench-coldstart: install
 	$(BIN)/python bench/coldstart_bench.py
+
+# Ingest + every stage of `run` on the synthetic generator at 500, 3k and 15k users: growth exponents, driver memory.
+bench-scale: install
+	$(BIN)/python bench/scale_bench.py
 
 # Cosine silhouette and NMI with the first genre of the item segments; the held-out last behaviour in the top-3 interests.
 bench-segments: install

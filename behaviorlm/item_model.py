@@ -99,7 +99,7 @@ def item_scores(
     if max_items is not None and n_items > max_items:
         log.info("items part: %d items with interactions > %s=%d: pruned co-occurrence model, %d neighbours per item",
                  n_items, setting, max_items, neighbors)  # fmt: skip
-        return cooccurrence_scores(pairs, m, weight, neighbors)
+        return cooccurrence_scores(pairs, m, reg, weight, neighbors)
     if n_items == 0:  # MLlib's Gramian cannot size it
         return pairs.sparkSession.createDataFrame([], OUTPUT)
     history = histories(pairs, index, weight).localCheckpoint()

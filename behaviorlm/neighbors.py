@@ -184,6 +184,11 @@ def _approx(
     return found
 
 
+def searched_exactly(n: int, k: int, exact_below: int) -> bool:
+    """Whether `top_k` takes the exact path for n vectors even when asked to approximate."""
+    return n <= max(k + 1, exact_below)
+
+
 def top_k(
     vectors: DataFrame,
     k: int,
@@ -198,15 +203,17 @@ def top_k(
     kmeans_iters: int = 10,
     seed: int = SEED,
     block_size: int = BLOCK_SIZE,
+    exact_below: int = 0,
 ) -> DataFrame:
     """Each vector's k most similar others among `vectors` (valid unit vectors, see `split_valid`).
 
     Approximate (an inverted-file index: `cells` k-means cells, 0 = about sqrt(n); each vector probes `nprobe`)
-    unless `approximate` is False or the set is so small (n <= k + 1) that exact search is the same work.
+    unless `approximate` is False or the set is small enough that exact search costs less: at most `exact_below`
+    vectors (training and probing cells is a fixed cost exact search does not pay), or n <= k + 1.
     """
     keyed = _keyed(vectors, id_col, vector_col)
     n = keyed.count()
-    if not approximate or n <= k + 1:
+    if not approximate or searched_exactly(n, k, exact_below):
         found = _exact(keyed, keyed, k, block_size, True)
     else:
         found = _approx(keyed, k, n, cells, nprobe, max_cell_size, train_sample, kmeans_iters, seed, block_size)

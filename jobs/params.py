@@ -117,4 +117,4 @@ def neighbors(cfg: Config, valid_users: DataFrame) -> DataFrame:
     nb = cfg.neighbors
     return top_k(valid_users, nb.k, nb.mode == "approx", cells=nb.cells, nprobe=nb.nprobe,
                  max_cell_size=nb.max_cell_size, train_sample=nb.train_sample, kmeans_iters=nb.kmeans_iters,
-                 seed=cfg.seed, block_size=cfg.block_size)  # fmt: skip
+                 seed=cfg.seed, block_size=cfg.block_size, exact_below=nb.exact_below)  # fmt: skip

@@ -1,7 +1,7 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # behaviorlm: similar-users
-# MAGIC Approximate top-K similar users into `user_neighbors`, with recall@K measured.
+# MAGIC Top-K similar users into `user_neighbors`: approximate above `neighbors.exact_below` users, recall@K measured.
 # MAGIC Runs `behaviorlm run --stages similar-users` for the widgets' run id: a stage this run already finished is
 # MAGIC skipped unless `force` is true.
 

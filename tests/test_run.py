@@ -61,7 +61,7 @@ def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_pa
     assert {"run_metrics.csv", "run-test-run.html"} <= artifacts
     page = Path(results["report"]).read_text(encoding="utf-8")
     for part in ("Neighbour similarity", "Interest segments", "Segment trends", "Categories recommended most",
-                 "recall_at_10", "behaviorlm.ndcg_at_k", "recommended, with reasons", "predicted next"):  # fmt: skip
+                 "behaviorlm.ndcg_at_k", "recommended, with reasons", "predicted next"):  # fmt: skip
         assert part in page
     # Opened in a real browser: every chart drawn, nothing on the console.
     seen = open_page(Path(results["report"]))

@@ -36,13 +36,15 @@ def brute_force(rows, k):
     return out
 
 
-def test_exact_mode_equals_numpy_brute_force_and_measures_no_recall(spark, make_config):
+@pytest.mark.parametrize("mode", ["neighbors.mode=exact", "neighbors.exact_below=60"])
+def test_exact_search_equals_numpy_brute_force_and_measures_no_recall(spark, make_config, mode):
+    """Exact mode, and approx mode on a set no larger than `neighbors.exact_below` (the exact path automatically)."""
     cfg = make_config()
     users = clustered_vectors(spark, 60, 16, 4, 0.5, seed=3)
     write_users(spark, cfg, users)
     # block_size 16 forces several blocks on each side.
-    metrics = similar_users.main(argv(cfg, "neighbors.mode=exact", "neighbors.k=5", "block_size=16"))
-    assert metrics["underfilled_users"] == 0
+    metrics = similar_users.main(argv(cfg, mode, "neighbors.k=5", "block_size=16"))
+    assert metrics["underfilled_users"] == 0 and metrics["exact"] == 1.0
     expected = spark.createDataFrame(
         brute_force(users.collect(), 5), "user_id string, neighbor_id string, rank int, similarity double"
     )
@@ -61,9 +63,9 @@ def test_approximate_recall_on_planted_clusters_and_guarantees(spark, make_confi
     cfg = make_config()
     write_users(spark, cfg, clustered_vectors(spark, 3000, 32, 30, 0.6, seed=7))
     overrides = ["neighbors.k=10", "neighbors.cells=40", "neighbors.nprobe=6", "neighbors.max_cell_size=50",
-                 "neighbors.recall_sample=300"]  # fmt: skip
+                 "neighbors.recall_sample=300", "neighbors.exact_below=2999"]  # fmt: skip
     metrics = similar_users.main(argv(cfg, *overrides))
-    assert metrics["recall_at_10"] >= 0.95
+    assert metrics["recall_at_10"] >= 0.95 and metrics["exact"] == 0.0
     assert metrics["underfilled_users"] == 0
     got = neighbors(spark, cfg)
     per_user = got.groupBy("user_id").agg(F.count("*").alias("n"), F.countDistinct("neighbor_id").alias("d"))
