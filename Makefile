@@ -82,7 +82,7 @@ bench-predict: install
 bench-coldstart: install
 	$(BIN)/python bench/coldstart_bench.py
 
-# Ingest + every stage of `run` on the synthetic generator at 500, 3k and 15k users: growth exponents, driver memory.
+# Ingest + every stage of `run` on the synthetic generator at 200, 1k and 6k users: growth exponents, driver memory.
 bench-scale: install
 	$(BIN)/python bench/scale_bench.py
 

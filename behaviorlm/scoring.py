@@ -9,9 +9,10 @@ The score blends four parts, each on a 0..1-ish scale:
 - `popularity`: log(1 + users who interacted) / log(1 + the most): what cold users get.
 - `items`: the item-item model learned from the interaction matrix (`behaviorlm.item_model`, EASE), the user's best
   item scoring 1; its reason names the history item that weighs most ("because you chose Fargo").
-Items the user already interacted with are never recommended. `source` is the part with the largest weighted
-contribution; `reason` says in words why, with true counts, and names a neighbour or a history item only when one
-stands out (a tie names nobody).
+Users with a thin history (at most `Thin.max_history` items) may get weights of their own (`Thin`): with a few
+behaviours the collaborative parts know little. Items the user already interacted with are never recommended.
+`source` is the part with the largest weighted contribution; `reason` says in words why, with true counts, and names
+a neighbour or a history item only when one stands out (a tie names nobody).
 """
 
 from __future__ import annotations
