@@ -16,23 +16,19 @@ Run: `make bench-coldstart` (prints the `bench-coldstart ...` line last).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
-import os
-import tempfile
 import time
 
+from common import open_bench
 from pyspark.sql import DataFrame
 
 from behaviorlm.backtest import split
 from behaviorlm.coldstart import first_behaviors, item_cold_metrics, pick, without_items
-from behaviorlm.config import Config, load_config
+from behaviorlm.config import Config
 from behaviorlm.metrics import ranking_metrics
 from behaviorlm.scoring import Thin, blend, candidates
-from behaviorlm.session import get_spark
 from jobs import embed_items, evaluate, ingest, params
-from jobs.runtime import setup_logging
 
 log = logging.getLogger("bench-coldstart")
 K, FIRST, ITEM_SHARE, USER_SHARE = 10, 3, 0.1, 0.1
@@ -66,17 +62,7 @@ def tune_thin(cands: DataFrame, truth: DataFrame) -> tuple[dict[str, float], flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--root", default="", help="table folder (default: a new temporary folder)")
-    args = parser.parse_args()
-    setup_logging()
-    root = args.root or tempfile.mkdtemp(prefix="bench-coldstart-")
-    overrides = [f"spark.master=local[{os.cpu_count() or 2}]", "spark.conf.spark.ui.showConsoleProgress=false",
-                 f"tables.root={root}", "run_id=bench-coldstart", "seed=42",
-                 "recommend.content_candidates=5000"]  # fmt: skip
-    cfg = load_config(["conf/local.yaml"], overrides)
-    spark = get_spark(cfg.spark)
-    spark.sparkContext.setLogLevel("ERROR")
+    cfg, spark, root = open_bench("bench-coldstart", ["recommend.content_candidates=5000"])
     start = time.perf_counter()
     ingest.run(spark, cfg)
     embed_items.run(spark, cfg)

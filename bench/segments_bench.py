@@ -17,22 +17,18 @@ Run: `make bench-segments` (prints the `bench-segments ...` line last).
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
 import time
 
 import numpy as np
+from common import open_bench
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from behaviorlm.config import Config, load_config
+from behaviorlm.config import Config
 from behaviorlm.interests import user_interests
-from behaviorlm.logs import setup_logging
 from behaviorlm.metrics import leave_last_out
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.segments import cluster_items, silhouette
-from behaviorlm.session import get_spark
 from behaviorlm.vectors import center
 from jobs import embed_items, ingest, params, segments
 
@@ -122,16 +118,7 @@ def examples(spark, cfg: Config) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--root", default="", help="table folder (default: a new temporary folder)")
-    args = parser.parse_args()
-    setup_logging()
-    root = args.root or tempfile.mkdtemp(prefix="bench-segments-")
-    overrides = [f"spark.master=local[{os.cpu_count() or 2}]", "spark.conf.spark.ui.showConsoleProgress=false",
-                 f"tables.root={root}", "run_id=bench-segments", "seed=42", *SETTINGS]  # fmt: skip
-    cfg = load_config(["conf/local.yaml"], overrides)
-    spark = get_spark(cfg.spark)
-    spark.sparkContext.setLogLevel("ERROR")
+    cfg, spark, root = open_bench("bench-segments", SETTINGS)
     start = time.perf_counter()
     ingest.run(spark, cfg)
     embed_items.run(spark, cfg)

@@ -1,0 +1,29 @@
+"""What an ML-100K bench starts with: a `--root` flag, logging, the local config with the bench's own settings and a
+table folder of its own (a new temporary one by default), and one Spark session on every core."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+from pyspark.sql import SparkSession
+
+from behaviorlm.config import Config, load_config
+from behaviorlm.logs import setup_logging
+from behaviorlm.session import get_spark
+
+
+def open_bench(name: str, settings: list[str]) -> tuple[Config, SparkSession, str]:
+    """(config, Spark session, table folder) for the bench `name` (also its run id) with `settings` overrides."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", default="", help="table folder (default: a new temporary folder)")
+    args = parser.parse_args()
+    setup_logging()
+    root = args.root or tempfile.mkdtemp(prefix=f"{name}-")
+    overrides = [f"spark.master=local[{os.cpu_count() or 2}]", "spark.conf.spark.ui.showConsoleProgress=false",
+                 f"tables.root={root}", f"run_id={name}", "seed=42", *settings]  # fmt: skip
+    cfg = load_config(["conf/local.yaml"], overrides)
+    spark = get_spark(cfg.spark)
+    spark.sparkContext.setLogLevel("ERROR")
+    return cfg, spark, root
