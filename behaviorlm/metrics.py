@@ -22,6 +22,8 @@ in train; a user with a single pair has it in test).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -103,14 +105,30 @@ def ranking_metrics(
     col_rank: str = "rank",
 ) -> dict[str, float]:
     """precision/recall/ndcg/map/map_at_k/hit_rate at k for ranked `recs` (rank 1 = best) against `truth`."""
+    out = ranking_metrics_by(recs, truth, k, [], col_user, col_item, col_rank).first()
+    return {name: float(out[name] or 0.0) for name in out.asDict()}
+
+
+def ranking_metrics_by(
+    recs: DataFrame,
+    truth: DataFrame,
+    k: int,
+    by: Sequence[str],
+    col_user: str = "user_id",
+    col_item: str = "item_id",
+    col_rank: str = "rank",
+) -> DataFrame:
+    """`ranking_metrics` of each group of `recs` (the `by` columns: one ranking per user per group, e.g. a grid's
+    weight combinations) in one job: a row per group with `users` and the metrics (no `by`: one row)."""
+    by = list(by)
     truth = truth.select(col_user, col_item).distinct()
-    recs = recs.where(F.col(col_rank) <= k).select(col_user, col_item, F.col(col_rank).alias("_rank"))
-    common = recs.select(col_user).distinct().join(truth.select(col_user).distinct(), col_user)
-    actual = truth.join(common, col_user).groupBy(col_user).agg(F.count("*").alias("_actual"))
+    recs = recs.where(F.col(col_rank) <= k).select(*by, col_user, col_item, F.col(col_rank).alias("_rank"))
+    common = recs.select(*by, col_user).distinct().join(truth.select(col_user).distinct(), col_user)
+    actual = truth.join(common, col_user).groupBy(*by, col_user).agg(F.count("*").alias("_actual"))
     hits = recs.join(truth, [col_user, col_item]).withColumn(
-        "_nth", F.row_number().over(Window.partitionBy(col_user).orderBy("_rank"))
+        "_nth", F.row_number().over(Window.partitionBy(*by, col_user).orderBy("_rank"))
     )
-    per_user = hits.groupBy(col_user).agg(
+    per_user = hits.groupBy(*by, col_user).agg(
         F.count("*").alias("_hits"),
         F.sum(1.0 / F.log(1.0 + F.col("_rank"))).alias("_dcg"),
         F.sum(F.col("_nth") / F.col("_rank")).alias("_rr"),
@@ -118,8 +136,8 @@ def ranking_metrics(
     ideal = F.aggregate(
         F.sequence(F.lit(1), F.least(F.col("_actual"), F.lit(k))), F.lit(0.0), lambda acc, r: acc + 1.0 / F.log(1.0 + r)
     )
-    rows = actual.join(per_user, col_user, "left").fillna(0, ["_hits", "_dcg", "_rr"])
-    out = rows.agg(
+    rows = actual.join(per_user, [*by, col_user], "left").fillna(0, ["_hits", "_dcg", "_rr"])
+    return rows.groupBy(*by).agg(
         F.count("*").alias("users"),
         F.avg(F.col("_hits") / k).alias("precision_at_k"),
         F.avg(F.col("_hits") / F.col("_actual")).alias("recall_at_k"),
@@ -127,8 +145,7 @@ def ranking_metrics(
         F.avg(F.col("_rr") / F.col("_actual")).alias("map"),
         F.avg(F.col("_rr") / F.least(F.col("_actual"), F.lit(k))).alias("map_at_k"),
         F.avg((F.col("_hits") > 0).cast("double")).alias("hit_rate"),
-    ).first()
-    return {name: float(out[name] or 0.0) for name in out.asDict()}
+    )
 
 
 def catalog_coverage(recs: DataFrame, catalogue: DataFrame, col_item: str = "item_id") -> float:

@@ -232,6 +232,16 @@ def candidates(
     )
 
 
+def repower(cands: DataFrame, inp: Inputs, strength: Strength, power: float) -> DataFrame:
+    """`candidates` with the `neighbors` part recomputed at another similarity power. The candidate set does not
+    depend on the power (an item gets a positive vote at every power or at none), so a grid over powers builds the
+    other parts (content, the item model) once."""
+    strengths = interaction_strength(inp.behaviors, strength)
+    seen = inp.behaviors.select("user_id", "item_id").distinct()
+    cf = neighbor_scores(inp.neighbors, strengths, power, seen).select("user_id", "item_id", "neighbors")
+    return cands.drop("neighbors").join(cf, ["user_id", "item_id"], "left").fillna(0.0, ["neighbors"])
+
+
 def blend(
     cands: DataFrame, weights: dict[str, float], k: int, parts: Sequence[str] = PARTS, thin: Thin | None = None
 ) -> DataFrame:

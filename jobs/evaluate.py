@@ -24,7 +24,7 @@ from behaviorlm.config import Config
 from behaviorlm.embedding import EmbedFn
 from behaviorlm.metrics import format_table
 from behaviorlm.neighbors import split_valid, vector_dim
-from behaviorlm.scoring import Inputs, blend, candidates
+from behaviorlm.scoring import Inputs, blend, candidates, repower
 from jobs import params
 from jobs.runtime import job_main, write_metrics
 
@@ -75,12 +75,17 @@ def tune(spark: SparkSession, cfg: Config, train: DataFrame, embed: EmbedFn) -> 
     valid = valid.persist()
     strength = params.strength(cfg)
 
+    powers = ev.grid.get("similarity_power", [rec.similarity_power])
+    items = params.item_model(cfg, max(ev.grid.get("items", [0.0])))
+    # Built once, at the first power: the other powers change the neighbours part only.
+    base = candidates(inp, strength, powers[0], ev.k, rec.content_candidates, cfg.block_size, items).persist()
+
     def candidates_for(power: float) -> DataFrame:
-        items = params.item_model(cfg, max(ev.grid.get("items", [0.0])))
-        return candidates(inp, strength, power, ev.k, rec.content_candidates, cfg.block_size, items)
+        return base if power == powers[0] else repower(base, inp, strength, power)
 
     best = grid_search(candidates_for, valid, ev.grid, ev.k, rec.similarity_power)
-    valid.unpersist()
+    for frame in (base, valid):
+        frame.unpersist()
     release(inp)
     return best
 

@@ -11,6 +11,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
+from behaviorlm.backtest import grid_ndcg
 from behaviorlm.metrics import (
     catalog_coverage,
     chronological_split,
@@ -20,6 +21,7 @@ from behaviorlm.metrics import (
     rating_errors,
     stratified_split,
 )
+from behaviorlm.scoring import blend
 from jobs import embed_items, evaluate, ingest
 from tests.util import job_args, read, write
 
@@ -87,6 +89,24 @@ def test_ranking_metrics_by_hand(spark):
     assert got["map"] == pytest.approx((1 / 2) / 2) and got["hit_rate"] == 1.0
     # Only the top k count: at k=1 the miss at rank 1 is all there is.
     assert ranking_metrics(recs, truth, 1)["precision_at_k"] == 0.0
+
+
+def test_one_pass_grid_equals_blending_each_combination_alone(spark):
+    # Drawn so that the eight combinations give six different nDCGs and eleven score ties at the top-k boundary
+    # (broken by item id); w has no target among its candidates (a miss, still counted).
+    rows = [("u", "a", 0.5, 0.0, 0.0, 1.0), ("u", "b", 0.0, 1.0, 1.0, 0.5), ("u", "c", 0.0, 1.0, 0.0, 0.0),
+            ("u", "d", 0.5, 0.5, 1.0, 1.0), ("v", "a", 1.0, 0.5, 1.0, 0.0), ("v", "c", 1.0, 0.5, 0.0, 0.5),
+            ("v", "d", 1.0, 0.5, 1.0, 0.5), ("w", "a", 0.5, 1.0, 0.5, 0.5)]  # fmt: skip
+    cands = spark.createDataFrame(
+        rows, "user_id string, item_id string, neighbors double, content double, popularity double, items double"
+    )
+    truth = spark.createDataFrame([("u", "b"), ("u", "c"), ("v", "c"), ("w", "z")], "user_id string, item_id string")
+    combos = [{"neighbors": 1.0, "content": c, "popularity": p, "items": i}
+              for c in (0.0, 2.0) for p in (0.0, 4.0) for i in (0.0, 1.0)]  # fmt: skip
+    one_pass = grid_ndcg(cands, truth, combos, 2)
+    alone = [ranking_metrics(blend(cands, w, 2), truth, 2)["ndcg_at_k"] for w in combos]
+    assert one_pass == pytest.approx(alone, abs=1e-12)
+    assert len(set(alone)) == 6  # the combinations rank differently: the check is not vacuous
 
 
 def test_splitters(spark):

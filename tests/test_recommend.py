@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from behaviorlm import delta
 from behaviorlm.errors import TableNotFoundError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.scoring import content_scores
+from behaviorlm.scoring import PARTS, Inputs, Strength, candidates, content_scores, repower
 from behaviorlm.vectors import l2_normalize
 from jobs import recommend
 from tests.util import job_args, read, write
@@ -239,3 +239,24 @@ def test_run_without_neighbours_reads_the_run_written_last_and_quoted_ids_replac
     votes = {r["item_id"]: r["reason"] for r in got.where("user_id = 'u1' and source = 'neighbors'").collect()}
     assert set(votes) == {"i2", "i5"}  # u2's items, not u3's i4
     assert all(v.startswith("1 of your 1 nearest user chose it (strongest vote: user u2)") for v in votes.values())
+
+
+def test_repower_equals_candidates_built_at_that_power(spark):
+    # The validation grid builds the candidates once and only recomputes the neighbours part for another power.
+    behaviors = [(u, i, "rating", r, T0 + dt.timedelta(days=n), None) for n, (u, i, r) in enumerate(RATINGS)]
+    vectors = "item_id string, embedding array<double>"
+    inp = Inputs(
+        behaviors=spark.createDataFrame(behaviors, BEHAVIORS),
+        items=spark.createDataFrame([(i, f"Title {i}") for i in ITEM_VECTORS], "item_id string, title string"),
+        item_vectors=spark.createDataFrame(list(ITEM_VECTORS.items()), vectors),
+        user_vectors=spark.createDataFrame(list(USER_VECTORS.items()), vectors.replace("item_id", "user_id")),
+        neighbors=spark.createDataFrame([r[:2] + r[3:] for r in NEIGHBORS], "user_id string, neighbor_id string, "
+                                        "similarity double"),
+        users=spark.createDataFrame([(u,) for u in USER_VECTORS], "user_id string"),
+    )  # fmt: skip
+    strength = Strength({"rating": 1.0})
+    columns = ["user_id", "item_id", *PARTS]
+    at_four = candidates(inp, strength, 4.0, 3).select(columns).orderBy("user_id", "item_id")
+    repowered = repower(candidates(inp, strength, 2.0, 3), inp, strength, 4.0).select(columns)
+    assert_approx_df_equality(repowered.orderBy("user_id", "item_id"), at_four, 1e-12)
+    assert at_four.where(F.col("neighbors").between(0.01, 0.99)).count() > 0  # power matters to some scores here
