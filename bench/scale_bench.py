@@ -82,8 +82,10 @@ def chart(sizes: list[int], rows: list[dict[str, float]], stages: list[str], pat
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for stage in stages:
-        ax.plot(sizes, [r.get(stage, math.nan) for r in rows], marker="o", label=stage)
+    # tab20: one colour per stage (the default cycle repeats after 10), a dashed line for the second ten.
+    for i, stage in enumerate(stages):
+        ax.plot(sizes, [r.get(stage, math.nan) for r in rows], marker="o", label=stage, color=plt.cm.tab20(i % 20),
+                linestyle="-" if i < 10 else "--")  # fmt: skip
     ax.set(xscale="log", yscale="log", xlabel="users", ylabel="seconds", title="bench-scale: seconds per stage")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
