@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import functools
 import itertools
-import operator
+import math
 from dataclasses import dataclass, replace
 
+import numpy as np
+import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -34,6 +36,7 @@ from behaviorlm.scoring import blend, content_scores, popular_candidates, popula
 from behaviorlm.segments import dot
 from behaviorlm.transitions import timeline, together_scores, transition_scores, transitions
 from behaviorlm.users import weighted_mean_vectors
+from udfs.grid import OUTPUT_SCHEMA, target_ranks
 
 SOURCES = ("transitions", "recent", "segments", "popularity", "together", "items")
 
@@ -197,58 +200,39 @@ def weight_grid(grid: dict[str, list[float]], weights: dict[str, float]) -> list
     return [{"transitions": 1.0, **dict(combo)} for combo in itertools.product(*axes)]
 
 
-TUNE_CHUNK = 48  # combinations per aggregation: hundreds of sums in one make a plan string too large for the driver
-
-
 def tune(
     cands: DataFrame, truth: DataFrame, grid: dict[str, list[float]], k: int, weights: dict[str, float]
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The blend weights of `weight_grid` with the best hit rate at k on `truth` (one target item per user; ties:
     nDCG@k, then grid order), and their (hr_at_k, ndcg_at_k, users). Without a target user, `weights` unchanged.
 
-    One pass per `TUNE_CHUNK` combinations: each user's target rank under every combination is 1 + the candidates
-    scoring above the target (on a tie, those with a smaller item id: `blend`'s order), summed in one aggregation; a
-    target among no candidates is a miss."""
+    One pass: per user, the target's rank under every combination is 1 + the candidates scoring above it (on a tie,
+    those with a smaller item id: `blend`'s order), in numpy (`udfs.grid.target_ranks`); a target among no
+    candidates is a miss. Hits are counted per (combination, rank), so equal rankings give equal metrics exactly."""
     combos = weight_grid(grid, weights)
     target = truth.select("user_id", F.col("item_id").alias("_target")).distinct()
     with_target = cands.join(target, "user_id")
     at_target = with_target.where(F.col("item_id") == F.col("_target")).select(
         "user_id", *[F.col(p).alias(f"_t_{p}") for p in SOURCES]
     )
-    # Checkpointed, not cached: a cached frame keeps the candidates' whole plan, which Spark prints again for every
-    # aggregation (on ML-100K that string alone filled a 4 GB driver heap).
-    pairs = with_target.join(at_target, "user_id").localCheckpoint()
-    users = with_target.select("user_id").distinct().localCheckpoint()
-    found: dict[int, tuple[float, float]] = {}
-    n_users = users.count()
-    for first in range(0, len(combos) if n_users else 0, TUNE_CHUNK):
-        found.update(_grid_metrics(pairs, users, combos[first : first + TUNE_CHUNK], first, k))
+    n_users = with_target.select("user_id").distinct().count()
     if not n_users:
         return dict(weights), {"hr_at_k": 0.0, "ndcg_at_k": 0.0, "users": 0.0}
-    best = max(found, key=lambda i: (*found[i], -i))
-    return combos[best], {"hr_at_k": found[best][0], "ndcg_at_k": found[best][1], "users": float(n_users)}
+    matrix = np.array([[w.get(p, 0.0) for p in SOURCES] for w in combos], dtype=np.float64)
+    columns = ["user_id", "item_id", "_target", *SOURCES, *(f"_t_{p}" for p in SOURCES)]
 
+    def ranks(rows: pd.DataFrame) -> pd.DataFrame:
+        return target_ranks(rows, matrix, SOURCES, k)
 
-def _grid_metrics(
-    pairs: DataFrame, users: DataFrame, combos: list[dict[str, float]], first: int, k: int
-) -> dict[int, tuple[float, float]]:
-    """{first + i: (hr_at_k, ndcg_at_k)} of each combination on the (candidate, target) `pairs`, in one aggregation."""
-    ranks = []
-    for i, w in enumerate(combos):
-        score, at = _weighted(w, ""), _weighted(w, "_t_")
-        ahead = (score > at) | ((score == at) & (F.col("item_id") < F.col("_target")))
-        ranks.append((F.sum(ahead.cast("long")) + 1).alias(f"_r{i}"))
-    per_user = users.join(pairs.groupBy("user_id").agg(*ranks), "user_id", "left")
-    hit = [F.avg(F.when(F.col(f"_r{i}") <= k, 1.0).otherwise(0.0)).alias(f"hr{i}") for i in range(len(combos))]
-    gain = [F.avg(F.when(F.col(f"_r{i}") <= k, 1.0 / F.log2(1.0 + F.col(f"_r{i}"))).otherwise(0.0)).alias(f"nd{i}")
-            for i in range(len(combos))]  # fmt: skip
-    row = per_user.agg(*hit, *gain).first()
-    return {first + i: (row[f"hr{i}"], row[f"nd{i}"]) for i in range(len(combos))}
-
-
-def _weighted(weights: dict[str, float], prefix: str):
-    # The same sum, in the same order, as `scoring.blend`: equal floats where blend sees a tie.
-    return functools.reduce(operator.add, [F.lit(weights.get(p, 0.0)) * F.col(f"{prefix}{p}") for p in SOURCES])
+    pairs = with_target.join(at_target, "user_id").select(*columns)
+    counts = pairs.groupBy("user_id").applyInPandas(ranks, OUTPUT_SCHEMA).groupBy("combo", "rank").count().collect()
+    hits, gain = np.zeros(len(combos)), np.zeros(len(combos))
+    for row in sorted(counts, key=lambda r: (r["combo"], r["rank"])):
+        hits[row["combo"]] += row["count"]
+        gain[row["combo"]] += row["count"] / math.log2(1 + row["rank"])
+    best = max(range(len(combos)), key=lambda i: (hits[i], gain[i], -i))
+    found = {"hr_at_k": float(hits[best] / n_users), "ndcg_at_k": float(gain[best] / n_users), "users": float(n_users)}
+    return combos[best], found
 
 
 def tune_on_last(
