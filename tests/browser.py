@@ -42,7 +42,10 @@ def chromium() -> str:
 
 
 def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([chromium(), *FLAGS, *args], capture_output=True, text=True, timeout=timeout, check=True)
+    # A profile of its own: a Chromium already running (a user's, another test run's) locks the shared one.
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                              text=True, timeout=timeout, check=True)  # fmt: skip
 
 
 def open_page(page: Path, screenshot: Path | None = None, size: str = "1280,2400") -> Seen:
