@@ -23,9 +23,13 @@ METRICS_SCHEMA = StructType(
 DONE = ".done"
 
 
-def write_metrics(spark: SparkSession, ref: delta.TableRef, run_id: str, stage: str, metrics: dict[str, float]) -> None:
-    """Upsert one stage's metrics of one run (a re-run replaces them)."""
-    rows = [(run_id, stage, name, float(value)) for name, value in sorted(metrics.items())]
+def write_metrics(spark: SparkSession, ref: delta.TableRef, run_id: str, groups: dict[str, dict[str, float]]) -> None:
+    """Upsert stages' metrics of one run in one commit (`groups`: stage -> metrics; a re-run replaces them)."""
+    rows = [
+        (run_id, stage, name, float(value))
+        for stage, metrics in sorted(groups.items())
+        for name, value in sorted(metrics.items())
+    ]
     df = spark.createDataFrame(rows, METRICS_SCHEMA).withColumn("updated_at", F.current_timestamp())
     delta.merge(df, ref, ["run_id", "stage", "metric"])
 

@@ -62,10 +62,10 @@ class Section(BaseModel):
 class NeighborsConfig(Section):
     k: Positive = 50  # neighbour CF in `recommend` wants tens of neighbours; 10 is too few to vote
     mode: Literal["approx", "exact"] = "approx"
-    cells: Annotated[int, Field(ge=0)] = 0  # k-means cells; 0 = about sqrt(number of users)
+    cells: Annotated[int, Field(ge=0)] = 0  # k-means cells; 0 = about 2 sqrt(number of users)
     nprobe: Positive = 8  # cells each user searches: the recall/speed knob
     max_cell_size: Positive = 4000  # candidates per task; bigger cells are split into chunks
-    train_sample: Positive = 20000  # vectors sampled (to the driver) to train the centroids
+    train_sample: Positive = 100000  # vectors sampled (to the driver) to train the centroids
     kmeans_iters: Positive = 10
     recall_sample: Positive = 200  # users whose neighbours are checked against exact search every run
     # At most this many users are searched exactly even in approx mode: below it, training and probing the cells

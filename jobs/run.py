@@ -40,7 +40,7 @@ from jobs import (
     similar_users,
     tracking,
 )
-from jobs.runtime import parse_args, stage_timing, write_metrics
+from jobs.runtime import one_metrics_commit, parse_args, stage_timing
 
 log = logging.getLogger(__name__)
 STAGES: dict[str, Callable[[SparkSession, Config], object]] = {
@@ -76,10 +76,12 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: boo
             log.info("stage %s already done for run %s; skipped (--force re-runs it)", stage, cfg.run_id)
             results[stage] = None
             continue
-        with timed(log, f"stage {stage} run_id={cfg.run_id}", spark) as note:
-            results[stage] = STAGES[stage](spark, cfg)
-            note["rows"] = counts_line(results[stage])
-        write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0, **stage_timing(stage, note, results[stage])})
+        # The stage's metrics and its done marker in one commit: a stage is done exactly when its metrics are there.
+        with one_metrics_commit(spark, cfg) as held:
+            with timed(log, f"stage {stage} run_id={cfg.run_id}", spark) as note:
+                results[stage] = STAGES[stage](spark, cfg)
+                note["rows"] = counts_line(results[stage])
+            held["run"] = {f"{stage}.done": 1.0, **stage_timing(stage, note, results[stage])}
     results["report"] = report.build(spark, cfg) if cfg.report.enabled else None
     # Tracked here rather than through `report.build_and_track`: the MLflow run id is part of the result.
     results["mlflow_run"] = tracking.track(spark, cfg, results["report"])

@@ -1,10 +1,14 @@
-"""Run isolation on Delta: which run's rows a stage reads, and run ids that are awkward in SQL."""
+"""Run isolation on Delta: which run's rows a stage reads, run ids that are awkward in SQL, and a stage's metrics
+written in one commit."""
 
 from __future__ import annotations
 
+import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from behaviorlm import delta, runs
+from jobs.runtime import one_metrics_commit, write_metrics
 from tests.util import read
 
 SCHEMA = "user_id string, neighbor_id string"
@@ -33,3 +37,22 @@ def test_replace_run_takes_any_run_id(spark, make_config):
             delta.replace_run(spark.createDataFrame([("u1", run_id)], SCHEMA), ref, run_id)
     got = sorted((r["run_id"], r["neighbor_id"]) for r in read(spark, cfg, "user_neighbors").collect())
     assert got == sorted((run_id, run_id) for run_id in awkward)
+
+
+def test_a_stage_writes_its_metrics_in_one_commit_and_none_when_it_fails(spark, make_config):
+    cfg = make_config()
+    write_metrics(spark, cfg, "ingest", {"rows": 3.0})  # outside: written at once
+    table = DeltaTable.forPath(spark, delta.table_ref(cfg.tables, "run_metrics").location)
+    before = table.history().count()
+    with one_metrics_commit(spark, cfg) as held:
+        write_metrics(spark, cfg, "recommend", {"users": 2.0})
+        write_metrics(spark, cfg, "recommend", {"items": 5.0})  # a second call adds, as separate commits did
+        held["run"] = {"recommend.done": 1.0}
+        assert read(spark, cfg, "run_metrics").count() == 1  # held until the stage ends
+    assert table.history().count() == before + 1
+    with pytest.raises(ValueError), one_metrics_commit(spark, cfg):
+        write_metrics(spark, cfg, "predict", {"users": 2.0})
+        raise ValueError("the stage failed")
+    got = {(r["stage"], r["metric"], r["value"]) for r in read(spark, cfg, "run_metrics").collect()}
+    assert got == {("ingest", "rows", 3.0), ("recommend", "users", 2.0), ("recommend", "items", 5.0),
+                   ("run", "recommend.done", 1.0)}  # fmt: skip

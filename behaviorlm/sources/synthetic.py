@@ -183,19 +183,36 @@ def _normal(seed: int, key: Column, dim: Column, salt: int) -> Column:
 
 
 def clustered_vectors(
-    spark: SparkSession, users: int, dim: int, clusters: int, noise: float, seed: int, partitions: int = 8
+    spark: SparkSession,
+    users: int,
+    dim: int,
+    clusters: int,
+    noise: float,
+    seed: int,
+    partitions: int = 8,
+    *,
+    mix: float = 0.0,
+    skew: float = 1.0,
 ) -> DataFrame:
     """(user_id, embedding, cluster): unit vectors around `clusters` random centres, for similarity tests and
-    benchmarks at any size. `noise` is the per-dimension spread relative to a centre's (1 / sqrt(dim))."""
+    benchmarks at any size. `noise` is the per-dimension spread relative to a centre's (1 / sqrt(dim)).
+
+    The defaults give separate, equally likely clusters. `mix` > 0 makes them overlap: each vector also leans
+    towards a second random centre with a weight drawn uniformly from [0, mix), so a vector's nearest neighbours
+    are spread over several clusters. `skew` > 1 makes cluster sizes uneven (cluster = clusters x u ** skew for a
+    uniform u): a few crowded clusters and a long tail, as interests are."""
     uid = F.col("id")
-    cluster = (_uniform(seed, uid, 21) * clusters).cast("long")
-    values = F.transform(
-        F.sequence(F.lit(0), F.lit(dim - 1)),
-        lambda d: _normal(seed, cluster, d, 31) + F.lit(noise) * _normal(seed, uid, d, 41),
-    )
+    cluster = (F.pow(_uniform(seed, uid, 21), F.lit(skew)) * clusters).cast("long")
+    second = (_uniform(seed, uid, 23) * clusters).cast("long")
+    weight = _uniform(seed, uid, 25) * mix
+
+    def value(d: Column) -> Column:
+        own = _normal(seed, cluster, d, 31) + F.lit(noise) * _normal(seed, uid, d, 41)
+        return own + weight * _normal(seed, second, d, 31) if mix else own
+
     raw = spark.range(users, numPartitions=partitions).select(
         F.concat(F.lit("u"), uid.cast("string")).alias("user_id"),
-        values.alias("_v"),
+        F.transform(F.sequence(F.lit(0), F.lit(dim - 1)), value).alias("_v"),
         cluster.cast("int").alias("cluster"),
     )
     return raw.select("user_id", l2_normalize(F.col("_v")).alias("embedding"), "cluster")
