@@ -27,7 +27,7 @@ from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
 from behaviorlm.constants import BLOCK_SIZE, NORM_EPSILON, SEED, USER_COL, VECTOR_COL
 from udfs.device import task_device
-from udfs.topk import block_topk
+from udfs.topk import block_topk, top_columns
 
 log = logging.getLogger(__name__)
 PAIR_SCHEMA = StructType(
@@ -102,13 +102,7 @@ def train_centroids(vectors: DataFrame, cells: int, sample: int, iterations: int
 
 def nearest_cells(vectors: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndarray:
     """Each row's `probes` most similar centroids, most similar first (equal similarities: lower cell first)."""
-    sims = vectors @ centroids.T
-    if probes < sims.shape[1]:
-        part = np.argpartition(-sims, probes - 1, axis=1)[:, :probes]
-    else:
-        part = np.tile(np.arange(sims.shape[1]), (len(sims), 1))
-    order = np.lexsort((part, -np.take_along_axis(sims, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+    return top_columns(vectors @ centroids.T, probes)
 
 
 def assign_cells(vectors: DataFrame, centroids: np.ndarray, nprobe: int) -> DataFrame:

@@ -40,7 +40,7 @@ from jobs import (
     similar_users,
     tracking,
 )
-from jobs.runtime import one_metrics_commit, parse_args, stage_timing
+from jobs.runtime import one_metrics_commit, parse_args, stage_timing, write_metrics
 
 log = logging.getLogger(__name__)
 STAGES: dict[str, Callable[[SparkSession, Config], object]] = {
@@ -77,11 +77,11 @@ def run_pipeline(spark: SparkSession, cfg: Config, stages: list[str], force: boo
             results[stage] = None
             continue
         # The stage's metrics and its done marker in one commit: a stage is done exactly when its metrics are there.
-        with one_metrics_commit(spark, cfg) as held:
+        with one_metrics_commit(spark, cfg):
             with timed(log, f"stage {stage} run_id={cfg.run_id}", spark) as note:
                 results[stage] = STAGES[stage](spark, cfg)
                 note["rows"] = counts_line(results[stage])
-            held["run"] = {f"{stage}.done": 1.0, **stage_timing(stage, note, results[stage])}
+            write_metrics(spark, cfg, "run", {f"{stage}.done": 1.0, **stage_timing(stage, note, results[stage])})
     results["report"] = report.build(spark, cfg) if cfg.report.enabled else None
     # Tracked here rather than through `report.build_and_track`: the MLflow run id is part of the result.
     results["mlflow_run"] = tracking.track(spark, cfg, results["report"])

@@ -51,25 +51,24 @@ def job_main(argv: list[str] | None, description: str, stage: str, run: Callable
     setup_logging()
     cfg = parse_job_args(argv, description)
     spark = get_spark(cfg.spark)
-    with one_metrics_commit(spark, cfg) as held:
+    with one_metrics_commit(spark, cfg):
         with timed(logging.getLogger(f"jobs.{stage}"), f"{stage} run_id={cfg.run_id}", spark) as note:
             result = run(spark, cfg)
             note["rows"] = counts_line(result)
         if timed_stage:
-            held["run"] = stage_timing(stage, note, result)
+            write_metrics(spark, cfg, "run", stage_timing(stage, note, result))
     return result
 
 
 @contextmanager
-def one_metrics_commit(spark: SparkSession, cfg: Config) -> Iterator[dict[str, dict[str, float]]]:
-    """Holds every `write_metrics` inside and writes them all in one `run_metrics` commit at the end, together with
-    what the caller puts in the yielded dict (stage -> metrics). A Delta MERGE costs about as much for one row as
-    for a hundred, and a `run` made two per stage. A stage that raises writes none of its metrics, as before it
-    finished none of them."""
+def one_metrics_commit(spark: SparkSession, cfg: Config) -> Iterator[None]:
+    """Holds every `write_metrics` inside and writes them all in one `run_metrics` commit at the end. A Delta MERGE
+    costs about as much for one row as for a hundred, and a `run` made two per stage. A stage that raises writes
+    none of its metrics, as before it finished none of them."""
     held: dict[str, dict[str, float]] = {}
     token = _HELD.set(held)
     try:
-        yield held
+        yield
     finally:
         _HELD.reset(token)
     if held:

@@ -44,10 +44,10 @@ def test_a_stage_writes_its_metrics_in_one_commit_and_none_when_it_fails(spark, 
     write_metrics(spark, cfg, "ingest", {"rows": 3.0})  # outside: written at once
     table = DeltaTable.forPath(spark, delta.table_ref(cfg.tables, "run_metrics").location)
     before = table.history().count()
-    with one_metrics_commit(spark, cfg) as held:
+    with one_metrics_commit(spark, cfg):
         write_metrics(spark, cfg, "recommend", {"users": 2.0})
         write_metrics(spark, cfg, "recommend", {"items": 5.0})  # a second call adds, as separate commits did
-        held["run"] = {"recommend.done": 1.0}
+        write_metrics(spark, cfg, "run", {"recommend.done": 1.0})
         assert read(spark, cfg, "run_metrics").count() == 1  # held until the stage ends
     assert table.history().count() == before + 1
     with pytest.raises(ValueError), one_metrics_commit(spark, cfg):

@@ -38,15 +38,7 @@ def block_topk(
         hit = (pos < len(c_ids)) & (c_ids[np.minimum(pos, len(c_ids) - 1)] == q_ids)
         sims[np.nonzero(hit)[0], pos[hit]] = -np.inf
     take = min(k, sims.shape[1])
-    # Stable descending sort on a partition is deterministic; equal similarities keep candidate-id order.
-    part = (
-        np.argpartition(-sims, take - 1, axis=1)[:, :take]
-        if take < sims.shape[1]
-        else np.tile(np.arange(sims.shape[1]), (sims.shape[0], 1))
-    )
-    part_sims = np.take_along_axis(sims, part, axis=1)
-    order = np.lexsort((part, -part_sims), axis=1)
-    idx = np.take_along_axis(part, order, axis=1)
+    idx = top_columns(sims, take)
     best = np.take_along_axis(sims, idx, axis=1)
     keep = np.isfinite(best)
     rows = np.repeat(np.arange(len(q_ids)), take).reshape(-1, take)
@@ -57,6 +49,16 @@ def block_topk(
             "similarity": best[keep].astype(np.float32),
         }
     )
+
+
+def top_columns(sims: np.ndarray, take: int) -> np.ndarray:
+    """Each row's `take` highest columns, highest first; equal values keep column order (deterministic)."""
+    if take < sims.shape[1]:
+        part = np.argpartition(-sims, take - 1, axis=1)[:, :take]
+    else:
+        part = np.tile(np.arange(sims.shape[1]), (sims.shape[0], 1))
+    order = np.lexsort((part, -np.take_along_axis(sims, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1)
 
 
 def _similarities(q: np.ndarray, c: np.ndarray, device: str) -> np.ndarray:
