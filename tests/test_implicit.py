@@ -1,6 +1,5 @@
 """Implicit-only behaviour logs (views, clicks, purchases; no rating anywhere) through the whole pipeline: ingest from
-a table, then `behaviorlm run` (every stage but the backtest; the tiny case, 3 users, runs the backtest too, on almost
-no data)."""
+a table, then `behaviorlm run` on 3 users."""
 
 from __future__ import annotations
 
@@ -52,22 +51,27 @@ def implicit_source(spark: SparkSession, folder: Path, users: int, events: int, 
             f"ingest.items_source={folder / 'items'}"]  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("users", "events", "rating_column"),
-    [(30, 300, False), (3, 30, True)],
-    ids=["no_rating_column", "tiny_rating_all_null"],
-)
-def test_run_on_an_implicit_only_log(spark, make_config, tmp_path, users, events, rating_column):
-    # The backtest runs on the tiny log only: almost no data is its edge case (tests/test_run.py runs it on more).
-    tiny = users == 3
-    stages = list(run.STAGES) if tiny else [s for s in run.STAGES if s != "evaluate"]
+@pytest.mark.parametrize("rating_column", [False, True], ids=["no_rating_column", "rating_all_null"])
+def test_ingest_takes_a_log_without_ratings(spark, make_config, tmp_path, rating_column):
+    """Both shapes of an implicit-only log become the same table: every row kept, `rating` null in each."""
     cfg = make_config()
-    source = implicit_source(spark, tmp_path / "raw", users, events, rating_column)
+    ingest.main(job_args(cfg, *implicit_source(spark, tmp_path / "raw", 30, 300, rating_column)))
+    behaviors = read(spark, cfg, "behaviors")
+    assert behaviors.count() == 300 and behaviors.where("rating is not null").count() == 0
+    assert read(spark, cfg, "rejected_behaviors").count() == 0
+
+
+@pytest.mark.slow
+def test_run_on_an_implicit_only_log(spark, make_config, tmp_path):
+    """Every stage, the backtest too, on 3 users without a rating column: almost no data is the edge case here
+    (tests/test_run.py runs the pipeline on more)."""
+    users, events = 3, 30
+    stages = list(run.STAGES)
+    cfg = make_config()
+    source = implicit_source(spark, tmp_path / "raw", users, events, rating_column=False)
     args = [*source, *SETTINGS, f"report.dir={tmp_path / 'reports'}"]
     ingest.main(job_args(cfg, *args))
-    behaviors = read(spark, cfg, "behaviors")
-    assert behaviors.count() == events and behaviors.where("rating is not null").count() == 0
+    assert read(spark, cfg, "behaviors").where("rating is not null").count() == 0
 
     results = run.main(job_args(cfg, *args) + ["--stages", ",".join(stages)])
     assert all(results[stage] is not None for stage in stages)
@@ -82,7 +86,6 @@ def test_run_on_an_implicit_only_log(spark, make_config, tmp_path, users, events
     # The two items without genres (beside any the holdout hid to score the fills).
     assert {"i4", "i15"} <= {r["item_id"] for r in filled.select("item_id").distinct().collect()}
     assert read(spark, cfg, "completed_behaviors").where(this_run).count() == events  # no row had text
-    if tiny:
-        assert 0.0 <= metrics[("evaluate", "behaviorlm.ndcg_at_k")] <= 1.0 and ("run", "evaluate.done") in metrics
-        assert (Path(cfg.tables.root) / "_evaluate" / cfg.run_id / "test").is_dir()
+    assert 0.0 <= metrics[("evaluate", "behaviorlm.ndcg_at_k")] <= 1.0 and ("run", "evaluate.done") in metrics
+    assert (Path(cfg.tables.root) / "_evaluate" / cfg.run_id / "test").is_dir()
     assert Path(results["report"]).is_file()

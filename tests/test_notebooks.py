@@ -12,10 +12,9 @@ NOTEBOOKS = {p.stem: p for p in sorted((REPO / "notebooks").glob("*.py"))}
 # Pipeline order: quickstart ingests and runs everything; each stage notebook then finds its stage done.
 ORDER = ["quickstart", "embed_items", "embed_users", "similar_users", "segments", "recommend", "predict", "search",
          "intents", "complete", "evaluate", "run"]  # fmt: skip
-# Typed into the `overrides` widget, as a user would: the backtest's one-point grid, no ALS, a set number of
-# segments and untuned predict weights keep the run short.
-OVERRIDES = ("evaluate.grid={similarity_power: [2.0], content: [0.1], popularity: [0.1]}; "
-             "evaluate.baselines=[popularity]; segments.k=20; predict.tune=false")  # fmt: skip
+# Typed into the `overrides` widget, as a user would: an untuned backtest without ALS, a set number of segments and
+# untuned predict weights keep the run short (tuning is tests/test_evaluation.py's and tests/test_predict.py's).
+OVERRIDES = "evaluate.tune=false; evaluate.baselines=[popularity]; segments.k=20; predict.tune=false"
 
 
 class Widgets:
