@@ -1,5 +1,6 @@
-"""The main job through spark-submit on a real standalone cluster (one master, two workers on 127.0.0.1), the
-package shipped as a zip with --py-files as a cluster user would; one worker is killed while embedding runs."""
+"""The main job through spark-submit on a real standalone cluster (one master, two workers on 127.0.0.1, each
+announcing two GPUs), the package shipped as a zip with --py-files as a cluster user would: each embedding task sees
+the GPU address Spark assigned it, and one worker is killed while embedding runs."""
 
 from __future__ import annotations
 
@@ -21,15 +22,19 @@ from tests.util import assert_same_rows, job_args, package_bundle, read
 BIN = Path(sys.executable).parent
 DATA = ["ingest.source=synthetic", "ingest.synthetic.users=300", "ingest.synthetic.items=1200",
         "ingest.synthetic.events=6000", "neighbors.k=10"]  # fmt: skip
-STAGES = "embed-items,embed-users,similar-users,recommend"
+# Embedding (the kill's target), then the stages that read its vectors; recommend's own re-runs are its tests'.
+STAGES = "embed-items,embed-users,similar-users"
 # The report and MLflow are tested in-process (tests/test_run.py); here they would only add minutes.
 QUIET = ["report.enabled=false", "mlflow.enabled=false"]
-OUTPUTS = ["item_embeddings", "user_embeddings", "user_neighbors", "recommendations"]
+OUTPUTS = ["item_embeddings", "user_embeddings", "user_neighbors"]
+# Discovery reports two GPUs per worker (there are none: tasks must fall back to CPU and say so).
+DISCOVERY = str(REPO / "tests" / "fake_gpu_discovery.sh")
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = start_cluster(tmp_path / "cluster")
+    gpus = {"spark.worker.resource.gpu.amount": "2", "spark.worker.resource.gpu.discoveryScript": DISCOVERY}
+    c = start_cluster(tmp_path / "cluster", worker_conf=gpus)
     yield c
     c.stop()
 
@@ -39,6 +44,8 @@ def submit(cluster, cfg, bundle: tuple[str, str], log: Path) -> subprocess.Popen
     cmd = [str(BIN / "spark-submit"), "--master", cluster.url, "--jars", ",".join(cached_delta_jars()),
            "--py-files", zip_path, "--conf", f"spark.pyspark.python={sys.executable}",
            "--conf", "spark.executor.memory=1g", "--conf", "spark.executor.cores=1",
+           "--conf", "spark.executor.resource.gpu.amount=1", "--conf", "spark.task.resource.gpu.amount=1",
+           "--conf", f"spark.executor.resource.gpu.discoveryScript={DISCOVERY}",
            "--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.ui.enabled=false",
            # As conf/local.yaml: tiny Delta logs, read in 2 tasks rather than 50 on these two 1-core executors.
            "--conf", "spark.databricks.delta.snapshotPartitions=2",
@@ -55,9 +62,16 @@ def finish(proc: subprocess.Popen, log: Path) -> str:
     return text
 
 
+def assigned_devices(log: str) -> dict[str, int]:
+    """The job's `encoder devices` report: tasks per (Spark GPU address -> device the encoder used)."""
+    lines = [x for x in log.splitlines() if "encoder devices" in x]
+    assert lines, "no device report from the job"
+    return ast.literal_eval(lines[0][lines[0].rindex("{") :])
+
+
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_killed_worker_during_embedding_leaves_the_tables_of_an_undisturbed_run(spark, make_config, cluster, tmp_path):
+def test_gpu_scheduled_cluster_run_survives_a_killed_worker(spark, make_config, cluster, tmp_path):
     bundle = package_bundle(tmp_path)
     calm = make_config(run_id="cluster")
     hit = calm.but(tables={**calm.tables.model_dump(), "root": str(tmp_path / "hit")})
@@ -78,40 +92,11 @@ def test_killed_worker_during_embedding_leaves_the_tables_of_an_undisturbed_run(
         "the kill did not reach a running task"
     )
     assert cluster.alive_workers() == 1
+    # Every embedding task saw one of its worker's GPUs as its assigned address and, with no CUDA here, fell back
+    # to CPU saying so.
+    tasks = assigned_devices(text)
+    assert tasks and sum(tasks.values()) >= 1
+    for choice in tasks:
+        assert re.fullmatch(r"gpu [01] -> cpu \(CUDA not available; CPU fallback\)", choice), choice
     for table in OUTPUTS:
         assert_same_rows(read(spark, hit, table).drop("updated_at"), read(spark, calm, table).drop("updated_at"))
-
-
-@pytest.mark.slow
-@pytest.mark.cluster
-def test_each_task_gets_the_gpu_address_spark_assigned(spark, make_config, tmp_path):
-    """Discovery reports two GPUs; each embedding task must see one of them as its assigned address and, with no
-    CUDA here, fall back to CPU saying so."""
-    script = str(REPO / "tests" / "fake_gpu_discovery.sh")
-    gpus = {"spark.worker.resource.gpu.amount": "2", "spark.worker.resource.gpu.discoveryScript": script}
-    c = start_cluster(tmp_path / "gpu-cluster", n_workers=1, worker_conf=gpus, cores=2)
-    try:
-        cfg = make_config(run_id="gpu")
-        small = ["ingest.source=synthetic", "ingest.synthetic.items=400", "ingest.synthetic.users=50",
-                 "ingest.synthetic.events=500"]  # fmt: skip
-        ingest.main(job_args(cfg, *small))
-        zip_path, driver = package_bundle(tmp_path)
-        cmd = [str(BIN / "spark-submit"), "--master", c.url, "--jars", ",".join(cached_delta_jars()),
-               "--py-files", zip_path, "--conf", f"spark.pyspark.python={sys.executable}",
-               "--conf", "spark.executor.cores=2", "--conf", "spark.executor.resource.gpu.amount=2",
-               "--conf", f"spark.executor.resource.gpu.discoveryScript={script}",
-               "--conf", "spark.task.resource.gpu.amount=1", "--conf", "spark.ui.enabled=false",
-               driver, "embed-items", *job_args(cfg, *small)]  # fmt: skip
-        done = subprocess.run(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=600)  # fmt: skip
-        (tmp_path / "gpu.log").write_text(done.stdout)
-        assert done.returncode == 0, done.stdout[-4000:]
-        lines = [x for x in done.stdout.splitlines() if "encoder devices" in x]
-        assert lines, f"no device report from the job; see {tmp_path / 'gpu.log'}"
-        line = lines[0]
-        tasks = ast.literal_eval(line[line.rindex("{") :])
-        assert tasks and sum(tasks.values()) >= 1
-        for choice in tasks:
-            assert re.fullmatch(r"gpu [01] -> cpu \(CUDA not available; CPU fallback\)", choice), choice
-    finally:
-        c.stop()

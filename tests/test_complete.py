@@ -15,7 +15,7 @@ from behaviorlm.errors import InputContractError
 from behaviorlm.ratings import RatingModel, baseline_biases, predict_ratings
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from jobs import complete
-from tests.util import job_args, read, write
+from tests.util import assert_same_rows, job_args, read, write
 
 T0 = dt.datetime(2024, 1, 1)
 ITEMS_ROWS = [
@@ -61,18 +61,30 @@ def data(spark, make_config, tmp_path):
     return cfg, overrides
 
 
-def test_complete_fills_without_touching_observed_values(spark, data):
+def test_complete_fills_without_touching_observed_values_and_reruns_idempotently(spark, data):
+    """One job run checked for ratings, attributes and text, then the same run id again: the same rows."""
     cfg, overrides = data
     before = read(spark, cfg, "behaviors")
     before_rows = before.collect()
     metrics = complete.main(job_args(cfg, *overrides))
     assert_df_equality(read(spark, cfg, "behaviors"), spark.createDataFrame(before_rows, BEHAVIORS),
                        ignore_row_order=True)  # fmt: skip
+    assert metrics["ratings_filled"] == 5
+    check_ratings(spark, cfg)
+    check_attributes_and_text(spark, cfg)
+    first = {n: read(spark, cfg, n).collect() for n in ("completed_ratings", "completed_attributes",
+                                                          "completed_behaviors")}  # fmt: skip
+    complete.main(job_args(cfg, *overrides))
+    for name, rows in first.items():
+        again = read(spark, cfg, name)
+        assert_same_rows(again, spark.createDataFrame(rows, again.schema))
+
+
+def check_ratings(spark, cfg) -> None:
     ratings = read(spark, cfg, "completed_ratings")
     got = {(r["user_id"], r["item_id"]): r for r in ratings.collect()}
     # Targets: unrated interactions and requests, never a pair with an observed rating (a/pp, a/sw1).
     assert set(got) == {("a", "sw3"), ("c", "sw2"), ("c", "ghost"), ("b", "blank"), ("nobody", "new_item")}
-    assert metrics["ratings_filled"] == 5
     assert all(1.0 <= r["predicted_rating"] <= 5.0 for r in got.values())
     # No support at all: the global mean (plus no bias), confidence 0, not NaN.
     mu = sum(r for *_, r in RATED) / len(RATED)
@@ -84,9 +96,7 @@ def test_complete_fills_without_touching_observed_values(spark, data):
     assert "user_neighbors" in got[("a", "sw3")]["method"] and "item_embeddings" in got[("a", "sw3")]["method"]
 
 
-def test_attributes_multi_label_and_behaviour_text(spark, data):
-    cfg, overrides = data
-    complete.main(job_args(cfg, *overrides))
+def check_attributes_and_text(spark, cfg) -> None:
     attrs = read(spark, cfg, "completed_attributes").where("item_id = 'sw3'")
     # Its two nearest by title are the other Star Wars films: both their genres come back, with full confidence.
     assert {r["value"]: r["confidence"] for r in attrs.collect()} == pytest.approx({"Action": 1.0, "Sci-Fi": 1.0})
@@ -100,16 +110,6 @@ def test_attributes_multi_label_and_behaviour_text(spark, data):
     assert texts["sw3"]["method"] == "item_catalogue_text" and texts["sw3"]["reason"] is None
     assert texts["ghost"]["text"] is None and texts["ghost"]["reason"] == "item_not_in_catalogue"
     assert texts["blank"]["text"] is None and texts["blank"]["reason"] == "item_has_no_text"
-
-
-def test_rerun_same_run_is_idempotent(spark, data):
-    cfg, overrides = data
-    complete.main(job_args(cfg, *overrides))
-    first = {
-        n: read(spark, cfg, n).count() for n in ("completed_ratings", "completed_attributes", "completed_behaviors")
-    }
-    complete.main(job_args(cfg, *overrides))
-    assert {n: read(spark, cfg, n).count() for n in first} == first
 
 
 def test_baseline_biases_match_closed_form_for_one_round(spark):
