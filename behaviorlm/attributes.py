@@ -16,12 +16,21 @@ from behaviorlm.neighbors import exact_top_k
 
 def attribute_labels(items: DataFrame, attribute: str) -> tuple[DataFrame, bool]:
     """(item_id, value) of items that have the attribute, and whether it is multi-label (an array column)."""
-    if attribute not in items.columns:
-        raise ConfigError(f"complete.attributes names {attribute!r}, but table 'items' has no such column")
+    check_attributes(items, [attribute])
     multi = dict(items.dtypes)[attribute].startswith("array")
     value = F.explode(attribute) if multi else F.col(attribute).cast("string")
     labels = items.select("item_id", value.alias("value")).where(F.col("value").isNotNull() & (F.col("value") != ""))
     return labels.distinct(), multi
+
+
+def check_attributes(items: DataFrame, attributes: list[str], fields: list[str] | None = None) -> None:
+    """Raise `ConfigError` for an attribute `items` lacks, or (with the item text template `fields`) one whose removal
+    leaves nothing to describe items: checked before any work, so a wrong setting fails in seconds."""
+    for attribute in attributes:
+        if attribute not in items.columns:
+            raise ConfigError(f"complete.attributes names {attribute!r}, but table 'items' has no such column")
+        if fields is not None:
+            without_attribute(fields, attribute)
 
 
 def without_attribute(fields: list[str], attribute: str) -> list[str]:

@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm import delta, runs
-from behaviorlm.attributes import fill_attribute, label_f1, without_attribute
+from behaviorlm.attributes import check_attributes, fill_attribute, label_f1, without_attribute
 from behaviorlm.config import Config
 from behaviorlm.factors import blended_ratings
 from behaviorlm.metrics import rating_errors
@@ -102,6 +102,7 @@ def complete_attributes(spark: SparkSession, cfg: Config, items: DataFrame) -> d
 
 def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     behaviors, items = params.table(spark, cfg, "behaviors"), params.table(spark, cfg, "items")
+    check_attributes(items, cfg.complete.attributes, cfg.embed.item_fields)
     metrics = complete_ratings(spark, cfg, behaviors)
     metrics.update(complete_attributes(spark, cfg, items))
     texts = fill_texts(behaviors, items, cfg.embed.item_fields, cfg.embed.empty_text)

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.attributes import predict_labels
-from behaviorlm.errors import InputContractError
+from behaviorlm.errors import ConfigError, InputContractError
 from behaviorlm.ratings import RatingModel, baseline_biases, predict_ratings
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from jobs import complete
@@ -166,6 +166,16 @@ def test_pairs_table_without_item_id_is_a_clear_error(spark, data, tmp_path):
     spark.createDataFrame([("a",)], "user_id string").write.format("delta").save(bad)
     with pytest.raises(InputContractError, match=r"complete.pairs .*required column 'item_id'"):
         complete.main(job_args(cfg, *overrides, f"complete.pairs={bad}"))
+
+
+def test_a_wrong_attribute_setting_fails_before_any_work(spark, data):
+    cfg, overrides = data
+    with pytest.raises(ConfigError, match="table 'items' has no such column"):
+        complete.main(job_args(cfg, *overrides, "complete.attributes=[no_such_column]"))
+    # Raised before the ratings were filled: nothing written (it used to fail only after minutes of ratings).
+    assert not delta.table_exists(spark, delta.table_ref(cfg.tables, "completed_ratings"))
+    with pytest.raises(ConfigError, match="nothing left to describe items"):
+        complete.main(job_args(cfg, *overrides, "embed.item_fields=['{genres}']"))
 
 
 def test_rating_model_without_any_rating_is_a_clear_error(spark):
