@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from behaviorlm.constants import SEED
-from behaviorlm.ratings import RatingModel, hidden, predict_ratings
+from behaviorlm.ratings import PREDICTIONS, RatingModel, hidden, predict_ratings
 
 KEYS = ["user_id", "item_id"]
 
@@ -64,7 +64,10 @@ def blended_ratings(
     cfg: RatingModel, f: FactorModel | None,
 ) -> tuple[DataFrame, float]:  # fmt: skip
     """`predict_ratings`' output with ALS blended in (method gains "+als" where it took part), and the weight w;
-    without `f`, the neighbour model alone and w = 0."""
+    without `f`, the neighbour model alone and w = 0. No target, nothing to fit: no rows and w = 0 (every behaviour of
+    a fully rated log such as MovieLens already has its rating)."""
+    if targets.isEmpty():
+        return targets.sparkSession.createDataFrame([], PREDICTIONS), 0.0
     ours = predict_ratings(targets, ratings, user_neighbors, item_sims, cfg)
     if f is None:
         return ours, 0.0

@@ -25,6 +25,10 @@ from behaviorlm.constants import BLOCK_SIZE
 from behaviorlm.errors import InputContractError
 from behaviorlm.neighbors import exact_top_k
 
+# What `predict_ratings` returns.
+PREDICTIONS = ("user_id string, item_id string, predicted_rating double, confidence double, n_support int, "
+               "method string")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class RatingModel:

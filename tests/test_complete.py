@@ -178,6 +178,17 @@ def test_a_wrong_attribute_setting_fails_before_any_work(spark, data):
         complete.main(job_args(cfg, *overrides, "embed.item_fields=['{genres}']"))
 
 
+def test_an_attribute_every_item_has_needs_no_fill(spark):
+    items = spark.createDataFrame(
+        [("a", ["Drama"]), ("b", ["Comedy", "Drama"])], "item_id string, genres array<string>"
+    )
+    assert not complete.missing(items, "genres")
+    # A null or an empty list is a missing attribute.
+    for gap in (None, []):
+        more = items.unionByName(spark.createDataFrame([("c", gap)], items.schema))
+        assert complete.missing(more, "genres")
+
+
 def test_rating_model_without_any_rating_is_a_clear_error(spark):
     schema = "user_id string, item_id string, rating double"
     targets = spark.createDataFrame([("u", "i")], "user_id string, item_id string")

@@ -48,3 +48,14 @@ def test_too_few_ratings_leave_the_neighbour_model_alone(spark):
     no_neighbours = spark.createDataFrame([], "user_id string, neighbor_id string, similarity double")
     got, w = blended_ratings(targets, ratings, no_neighbours, None, RatingModel(), FactorModel(fit_share=0.1))
     assert w == 0.0 and [r["method"] for r in got.collect()] == ["baseline"]
+
+
+def test_no_target_fits_nothing_and_writes_no_rows(spark):
+    """A fully rated log (MovieLens) has no rating to fill: no model is fitted, the same columns come back empty."""
+    ratings = spark.createDataFrame([("u1", "i1", 4.0), ("u2", "i1", 2.0)], f"{PAIRS}, rating double")
+    targets = spark.createDataFrame([], PAIRS)
+    no_neighbours = spark.createDataFrame([], "user_id string, neighbor_id string, similarity double")
+    got, w = blended_ratings(targets, ratings, no_neighbours, None, RatingModel(), FactorModel())
+    some, _ = blended_ratings(spark.createDataFrame([("u1", "i2")], PAIRS), ratings, no_neighbours, None,
+                              RatingModel(), None)  # fmt: skip
+    assert w == 0.0 and got.count() == 0 and got.dtypes == some.dtypes

@@ -12,11 +12,10 @@ from jobs import ingest, run, tracking
 from tests.browser import open_page
 from tests.util import assert_same_rows, job_args, read
 
+# Untuned backtest and predict weights (tuning is tests/test_evaluation.py's and tests/test_predict.py's).
 SMALL = ["ingest.source=synthetic", "ingest.synthetic.users=80", "ingest.synthetic.items=40",
-         "ingest.synthetic.events=1500", "ingest.synthetic.clusters=4", "neighbors.k=10",
-         "evaluate.grid={similarity_power: [2.0], content: [0.1], popularity: [0.1]}",
-         "evaluate.baselines=[popularity]", "complete.holdout=0.05", "segments.k=4",
-         "predict.tune=false"]  # fmt: skip
+         "ingest.synthetic.events=1500", "ingest.synthetic.clusters=4", "neighbors.k=10", "evaluate.tune=false",
+         "evaluate.baselines=[popularity]", "complete.holdout=0.05", "segments.k=4", "predict.tune=false"]  # fmt: skip
 OUTPUTS = ["item_embeddings", "user_embeddings", "user_neighbors", "segments", "item_segments", "user_interests",
            "segment_trends", "recommendations", "next_behaviors", "completed_ratings", "completed_attributes",
            "completed_behaviors"]  # fmt: skip
