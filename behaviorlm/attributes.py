@@ -13,6 +13,9 @@ from behaviorlm.constants import BLOCK_SIZE
 from behaviorlm.errors import ConfigError
 from behaviorlm.neighbors import exact_top_k
 
+# What `fill_attribute` returns (its first frame).
+FILLED = "item_id string, attribute string, value string, confidence double, n_support int, method string"
+
 
 def attribute_labels(items: DataFrame, attribute: str) -> tuple[DataFrame, bool]:
     """(item_id, value) of items that have the attribute, and whether it is multi-label (an array column)."""
@@ -21,6 +24,12 @@ def attribute_labels(items: DataFrame, attribute: str) -> tuple[DataFrame, bool]
     value = F.explode(attribute) if multi else F.col(attribute).cast("string")
     labels = items.select("item_id", value.alias("value")).where(F.col("value").isNotNull() & (F.col("value") != ""))
     return labels.distinct(), multi
+
+
+def lacks_attribute(items: DataFrame, attribute: str) -> bool:
+    """Whether any item of `items` has no value of `attribute` (null or an empty list)."""
+    labels, _ = attribute_labels(items, attribute)
+    return not items.select("item_id").join(labels.select("item_id"), "item_id", "left_anti").isEmpty()
 
 
 def check_attributes(items: DataFrame, attributes: list[str], fields: list[str] | None = None) -> None:

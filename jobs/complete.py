@@ -19,13 +19,21 @@ Run: `behaviorlm complete --conf conf/local.yaml [--set complete.holdout=0.02]`.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm import delta, runs
-from behaviorlm.attributes import attribute_labels, check_attributes, fill_attribute, label_f1, without_attribute
+from behaviorlm.attributes import (
+    FILLED,
+    check_attributes,
+    fill_attribute,
+    label_f1,
+    lacks_attribute,
+    without_attribute,
+)
 from behaviorlm.config import Config
 from behaviorlm.factors import blended_ratings
 from behaviorlm.metrics import rating_errors
@@ -81,7 +89,7 @@ def complete_attributes(spark: SparkSession, cfg: Config, items: DataFrame) -> d
     metrics: dict[str, float] = {}
     filled = []
     for attribute in comp.attributes:
-        if not comp.holdout and not missing(items, attribute):
+        if not comp.holdout and not lacks_attribute(items, attribute):
             log.info("attribute %r: every item has it; nothing to fill", attribute)
             continue
         texts = item_texts(items, without_attribute(cfg.embed.item_fields, attribute), cfg.embed.empty_text)
@@ -94,20 +102,12 @@ def complete_attributes(spark: SparkSession, cfg: Config, items: DataFrame) -> d
         if comp.holdout:
             on_hidden = rows.join(truth.select("item_id").distinct(), "item_id")
             metrics[f"holdout_{attribute}_micro_f1"] = label_f1(on_hidden, truth)
-    metrics["attribute_values_filled"] = 0
+    # Written even when nothing was filled: this run's rows are replaced by none, as a re-run must leave them.
+    union = functools.reduce(DataFrame.unionByName, filled) if filled else spark.createDataFrame([], FILLED)
+    metrics["attribute_values_filled"] = save_run(union, cfg, "completed_attributes")
     if filled:
-        union = filled[0]
-        for rows in filled[1:]:
-            union = union.unionByName(rows)
-        metrics["attribute_values_filled"] = save_run(union, cfg, "completed_attributes")
         _log_examples("attributes", union)
     return {**metrics, **embed.report()}
-
-
-def missing(items: DataFrame, attribute: str) -> bool:
-    """Whether any item lacks `attribute` (without one, and no holdout, no item text needs embedding)."""
-    labels, _ = attribute_labels(items, attribute)
-    return not items.select("item_id").join(labels.select("item_id"), "item_id", "left_anti").isEmpty()
 
 
 def run(spark: SparkSession, cfg: Config) -> dict[str, float]:

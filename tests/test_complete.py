@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
-from behaviorlm.attributes import predict_labels
+from behaviorlm.attributes import lacks_attribute, predict_labels
 from behaviorlm.errors import ConfigError, InputContractError
 from behaviorlm.ratings import RatingModel, baseline_biases, predict_ratings
 from behaviorlm.schemas import BEHAVIORS, ITEMS
@@ -182,11 +182,11 @@ def test_an_attribute_every_item_has_needs_no_fill(spark):
     items = spark.createDataFrame(
         [("a", ["Drama"]), ("b", ["Comedy", "Drama"])], "item_id string, genres array<string>"
     )
-    assert not complete.missing(items, "genres")
+    assert not lacks_attribute(items, "genres")
     # A null or an empty list is a missing attribute.
     for gap in (None, []):
         more = items.unionByName(spark.createDataFrame([("c", gap)], items.schema))
-        assert complete.missing(more, "genres")
+        assert lacks_attribute(more, "genres")
 
 
 def test_rating_model_without_any_rating_is_a_clear_error(spark):
@@ -225,3 +225,15 @@ def test_complete_job_on_an_implicit_only_log_fills_the_rest(spark, data):
     assert read(spark, cfg, "completed_behaviors").count() == len(UNRATED)
     stored = read(spark, cfg, "run_metrics").where("stage = 'complete' and metric = 'ratings_skipped_no_ratings'")
     assert [r["value"] for r in stored.collect()] == [1.0]
+
+
+def test_nothing_missing_fits_and_embeds_nothing(spark, data):
+    """Every behaviour rated, every item with genres, no holdout: no model fitted, no text embedded, and this run's
+    rows of both tables replaced by none (a re-run after the gaps were filled must not keep the old fills)."""
+    cfg, overrides = data
+    write(spark, cfg, "behaviors", [(u, i, "rating", r, T0, None) for u, i, r in RATED], BEHAVIORS)
+    write(spark, cfg, "items", [row for row in ITEMS_ROWS if row[3]], ITEMS)
+    metrics = complete.main(job_args(cfg, *overrides[1:]))
+    assert (metrics["ratings_filled"], metrics["attribute_values_filled"], metrics["python_workers"]) == (0, 0, 0)
+    for table in ("completed_ratings", "completed_attributes"):
+        assert read(spark, cfg, table).count() == 0
