@@ -19,3 +19,8 @@ def test_active_session_gets_runtime_settings_and_a_warning_for_static_ones(spar
         assert "spark.driver.cores=7 not applied" in caplog.text
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+def test_the_session_keeps_2000_compiled_queries(spark):
+    """Every session the factory starts (this one too) keeps 2,000 compiled query classes, not Spark's 100."""
+    assert spark.conf.get("spark.sql.codegen.cache.maxEntries") == "2000"
