@@ -3,8 +3,8 @@ touching observed values:
 
 - `completed_ratings(user_id, item_id, predicted_rating, confidence, n_support, method, run_id)`: pairs with an
   interaction but no rating (views, clicks, purchases) plus the optional `complete.pairs` table; model and
-  confidence in `behaviorlm.ratings`. A behaviour log without any rating (implicit-only) skips this table, with
-  a logged reason and the metric `ratings_skipped_no_ratings` = 1.
+  confidence in `behaviorlm.ratings`. A behaviour log without any rating (implicit-only) fills none: this run's rows
+  are replaced by none, with a logged reason and the metric `ratings_skipped_no_ratings` = 1.
 - `completed_attributes(item_id, attribute, value, confidence, n_support, method, run_id)`: items whose configured
   attribute (e.g. genres; array = multi-label) is missing, from the most similar items that have it, compared by the
   embedding of the item text rendered *without* that attribute.
@@ -37,7 +37,7 @@ from behaviorlm.attributes import (
 from behaviorlm.config import Config
 from behaviorlm.factors import blended_ratings
 from behaviorlm.metrics import rating_errors
-from behaviorlm.ratings import hidden, item_neighbors, rating_targets
+from behaviorlm.ratings import PREDICTIONS, hidden, item_neighbors, rating_targets
 from behaviorlm.text import fill_texts, item_texts
 from behaviorlm.validate import check_columns
 from behaviorlm.vectors import center
@@ -56,6 +56,8 @@ def complete_ratings(spark: SparkSession, cfg: Config, behaviors: DataFrame) -> 
     if rated is None or not rated.limit(1).count():
         log.warning("rating completion skipped: table 'behaviors' has no rating in any row (an implicit-only log: "
                     "views, clicks, purchases); nothing to learn ratings from")  # fmt: skip
+        # This run's rows are replaced by none: a re-run after the log lost its ratings must not keep old fills.
+        save_run(spark.createDataFrame([], PREDICTIONS), cfg, "completed_ratings")
         return {"ratings_skipped_no_ratings": 1.0}
     held = rated.where(hidden(comp.holdout, cfg.seed, "user_id", "item_id")) if comp.holdout else None
     evidence = rated.join(held.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti") if held else rated

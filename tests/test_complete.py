@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from behaviorlm import delta
 from behaviorlm.attributes import lacks_attribute, predict_labels
 from behaviorlm.errors import ConfigError, InputContractError
-from behaviorlm.ratings import RatingModel, baseline_biases, predict_ratings
+from behaviorlm.ratings import PREDICTIONS, RatingModel, baseline_biases, predict_ratings
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from jobs import complete
 from tests.util import assert_same_rows, job_args, read, write
@@ -210,9 +210,12 @@ def test_implicit_only_log_skips_rating_completion(spark, make_config, rating_co
     behaviors = spark.createDataFrame(rows, schema)
     if rating_column:
         behaviors = behaviors.withColumn("rating", F.lit(None).cast("double"))
-    # Returns before reading any other table: nothing to learn from, nothing written.
+    # A fill this run id wrote when the log still had ratings: it must go, or a re-run would keep it.
+    stale = [("u1", "i9", 4.0, 0.5, 3, "baseline", cfg.run_id), ("u1", "i9", 4.0, 0.5, 3, "baseline", "other-run")]
+    write(spark, cfg, "completed_ratings", stale, f"{PREDICTIONS}, run_id string")
+    # Returns before reading any other table: nothing to learn from, this run's rows replaced by none.
     assert complete.complete_ratings(spark, cfg, behaviors) == {"ratings_skipped_no_ratings": 1.0}
-    assert not delta.table_exists(spark, delta.table_ref(cfg.tables, "completed_ratings"))
+    assert [r["run_id"] for r in read(spark, cfg, "completed_ratings").collect()] == ["other-run"]
 
 
 def test_complete_job_on_an_implicit_only_log_fills_the_rest(spark, data):

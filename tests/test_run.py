@@ -1,4 +1,6 @@
-"""The main `run` job: stages in order under one run id, skip-when-done, resume after a failure, idempotent."""
+"""The main `run` job: stages in order under one run id, skip-when-done, resume after a failure, idempotent. The
+whole-pipeline run here is on the edge case of almost no data: 3 users of an implicit-only log (no rating column),
+every stage and the tuned backtest included (the notebooks test runs the pipeline on MovieLens-100K)."""
 
 from __future__ import annotations
 
@@ -6,16 +8,15 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from pyspark.sql import functions as F
 
 from behaviorlm.errors import BehaviorLMError
 from jobs import ingest, run, tracking
 from tests.browser import open_page
+from tests.implicit_log import SETTINGS, implicit_source
 from tests.util import assert_same_rows, job_args, read
 
-# Untuned backtest and predict weights (tuning is tests/test_evaluation.py's and tests/test_predict.py's).
-SMALL = ["ingest.source=synthetic", "ingest.synthetic.users=80", "ingest.synthetic.items=40",
-         "ingest.synthetic.events=1500", "ingest.synthetic.clusters=4", "neighbors.k=10", "evaluate.tune=false",
-         "evaluate.baselines=[popularity]", "complete.holdout=0.05", "segments.k=4", "predict.tune=false"]  # fmt: skip
+USERS, EVENTS = 3, 30
 OUTPUTS = ["item_embeddings", "user_embeddings", "user_neighbors", "segments", "item_segments", "user_interests",
            "segment_trends", "recommendations", "next_behaviors", "completed_ratings", "completed_attributes",
            "completed_behaviors"]  # fmt: skip
@@ -40,11 +41,47 @@ def test_stage_selection():
         run.pick_stages("recomend")
 
 
+def check_implicit_outputs(spark, cfg) -> None:
+    """What an implicit-only log of 3 users must still get from every stage."""
+    this_run = F.col("run_id") == cfg.run_id
+    metrics = {(r["stage"], r["metric"]): r["value"] for r in read(spark, cfg, "run_metrics").where(this_run).collect()}
+    # Nothing to learn ratings from: skipped with its metric, the rest of complete still ran.
+    assert metrics[("complete", "ratings_skipped_no_ratings")] == 1.0
+    assert ("complete", "ratings_filled") not in metrics
+    assert read(spark, cfg, "recommendations").where(this_run).select("user_id").distinct().count() == USERS
+    filled = read(spark, cfg, "completed_attributes").where(this_run)
+    # The two items without genres (beside any the holdout hid to score the fills).
+    assert {"i4", "i15"} <= {r["item_id"] for r in filled.select("item_id").distinct().collect()}
+    assert read(spark, cfg, "completed_behaviors").where(this_run).count() == EVENTS  # no row had text
+    assert 0.0 <= metrics[("evaluate", "behaviorlm.ndcg_at_k")] <= 1.0 and ("run", "evaluate.done") in metrics
+    assert ("evaluate", "tuned.validation_ndcg_at_k") in metrics
+    assert (Path(cfg.tables.root) / "_evaluate" / cfg.run_id / "test").is_dir()
+
+
+def check_tracking_and_report(cfg, results) -> None:
+    """One MLflow run with the metrics, parameters and artifacts; a report whose every chart a real browser draws."""
+    tracked = mlflow_runs(cfg)
+    assert [r.info.run_id for r in tracked] == [results["mlflow_run"]]
+    assert tracked[0].data.metrics["recommend.users"] == USERS and tracked[0].data.params["neighbors.k"] == "5"
+    artifacts = {a.path for a in MlflowClient(tracking.tracking_uri(cfg)).list_artifacts(results["mlflow_run"])}
+    assert {"run_metrics.csv", "run-test-run.html"} <= artifacts
+    page = Path(results["report"]).read_text(encoding="utf-8")
+    for part in ("Neighbour similarity", "Interest segments", "Segment trends", "Categories recommended most",
+                 "behaviorlm.ndcg_at_k", "recommended, with reasons", "predicted next"):  # fmt: skip
+        assert part in page
+    seen = open_page(Path(results["report"]))
+    assert {"quality", "seconds per stage", "segment map", "segment trends", "similarity",
+            "categories"} <= {alt for alt, _, _ in seen.images}  # fmt: skip
+    assert seen.broken == [] and seen.console == []
+
+
 @pytest.mark.slow
 def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_path):
     cfg = make_config()
-    small = [*SMALL, f"report.dir={tmp_path / 'reports'}"]
+    small = [*implicit_source(spark, tmp_path / "raw", USERS, EVENTS, rating_column=False), *SETTINGS,
+             f"report.dir={tmp_path / 'reports'}"]  # fmt: skip
     ingest.main(job_args(cfg, *small))
+    assert read(spark, cfg, "behaviors").where("rating is not null").count() == 0
     # complete fails (a config error only that stage meets): the stages before it stay done and valid.
     with pytest.raises(BehaviorLMError, match="no_such_column"):
         run.main(job_args(cfg, *small, "complete.attributes=[no_such_column]"))
@@ -53,20 +90,8 @@ def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_pa
     assert {r["metric"] for r in done} == {f"{stage}.done" for stage in before}
     results = run.main(job_args(cfg, *small))
     assert [s for s, r in results.items() if r is None] == before
-    tracked = mlflow_runs(cfg)
-    assert [r.info.run_id for r in tracked] == [results["mlflow_run"]]
-    assert tracked[0].data.metrics["recommend.users"] == 80 and tracked[0].data.params["neighbors.k"] == "10"
-    artifacts = {a.path for a in MlflowClient(tracking.tracking_uri(cfg)).list_artifacts(results["mlflow_run"])}
-    assert {"run_metrics.csv", "run-test-run.html"} <= artifacts
-    page = Path(results["report"]).read_text(encoding="utf-8")
-    for part in ("Neighbour similarity", "Interest segments", "Segment trends", "Categories recommended most",
-                 "behaviorlm.ndcg_at_k", "recommended, with reasons", "predicted next"):  # fmt: skip
-        assert part in page
-    # Opened in a real browser: every chart drawn, nothing on the console.
-    seen = open_page(Path(results["report"]))
-    assert {"quality", "seconds per stage", "segment map", "segment trends", "similarity",
-            "categories"} <= {alt for alt, _, _ in seen.images}  # fmt: skip
-    assert seen.broken == [] and seen.console == []
+    check_implicit_outputs(spark, cfg)
+    check_tracking_and_report(cfg, results)
     first = {t: df.collect() for t, df in snapshot(spark, cfg).items()}
     # The same run again: nothing to do. Forced: the stages before the neighbours re-run, the same tables, no
     # duplicates (every stage's own re-run is its module's test: test_recommend, test_predict, test_complete, ...).
