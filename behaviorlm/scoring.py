@@ -3,7 +3,8 @@
 The score blends four parts, each on a 0..1-ish scale:
 - `neighbors`: items the user's neighbours interacted with; each neighbour votes similarity ** power x its
   interaction strength (event weight, moved up or down by its rating centred on its own mean); votes are summed and
-  divided by the user's best item, so every user's top CF item scores 1 (a user with no positive vote gets none).
+  divided by the user's best item, so every user's top CF item scores 1 (a user with no positive vote gets none);
+  `behaviorlm.votes`.
 - `content`: cosine of the user vector with the item vector (both in the catalogue-centred space), from a blocked
   user x item product, so the catalogue never has to fit in one task and cold items can be recommended.
 - `popularity`: log(1 + users who interacted) / log(1 + the most): what cold users get.
@@ -24,12 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
 from behaviorlm.item_model import item_scores
-from behaviorlm.users import map_lookup
+from behaviorlm.votes import Strength, interaction_strength, neighbor_scores, strongest_voters
 from udfs.device import task_device
 from udfs.topk import block_scores, closest_rows
 
@@ -68,62 +70,6 @@ class Thin:
 
     max_history: int
     weights: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Strength:
-    """How a behaviour counts as a vote: weight per event type, the rating scale, and how much a rating centred on
-    the user's own mean moves it."""
-
-    event_weights: dict[str, float]
-    rating_min: float = 1.0
-    rating_max: float = 5.0
-    centering: float = 0.5
-
-
-def interaction_strength(behaviors: DataFrame, strength: Strength) -> DataFrame:
-    """(user_id, item_id, strength > 0): the event-type weight, times 1 + centering x (rating - the user's mean
-    rating) / (rating range) for rated events; the strongest event per (user, item) counts."""
-    mean = F.avg("rating").over(Window.partitionBy("user_id"))
-    span = F.lit(strength.rating_max - strength.rating_min)
-    deviation = F.coalesce((F.col("rating") - mean) / span, F.lit(0.0))
-    weight = F.coalesce(map_lookup(strength.event_weights, F.col("event_type")), F.lit(0.0))
-    value = weight * F.greatest(F.lit(0.0), 1.0 + F.lit(strength.centering) * deviation)
-    return (
-        behaviors.withColumn("strength", value.cast("double"))
-        .groupBy("user_id", "item_id")
-        .agg(F.max("strength").alias("strength"))
-        .where(F.col("strength") > 0)
-    )
-
-
-def neighbor_scores(neighbors: DataFrame, strengths: DataFrame, power: float, seen: DataFrame) -> DataFrame:
-    """(user_id, item_id, neighbors, voters, top_neighbor): summed neighbour votes on items the user has not `seen`,
-    scaled so each user's best unseen item scores 1. `top_neighbor` is the single strongest voter, null on a tie."""
-    votes = neighbors.select(
-        "user_id", "neighbor_id", F.pow(F.greatest(F.col("similarity"), F.lit(0.0)), F.lit(power)).alias("vote")
-    ).join(strengths.withColumnRenamed("user_id", "neighbor_id"), "neighbor_id")
-    vote = F.col("vote") * F.col("strength")
-    pair = Window.partitionBy("user_id", "item_id")
-    summed = (
-        votes.join(seen, ["user_id", "item_id"], "left_anti")
-        .withColumn("_v", vote)
-        .withColumn("_is_top", F.col("_v") == F.max("_v").over(pair))
-        .groupBy("user_id", "item_id")
-        .agg(
-            F.sum("_v").alias("_raw"),
-            F.count("*").alias("voters"),
-            F.max_by("neighbor_id", "_v").alias("_top_id"),
-            F.sum(F.col("_is_top").cast("int")).alias("_n_top"),
-        )
-        .withColumn("top_neighbor", F.when(F.col("_n_top") == 1, F.col("_top_id")))
-        .drop("_top_id", "_n_top")
-    )
-    best = F.max("_raw").over(Window.partitionBy("user_id"))
-    # A user whose votes sum to nothing positive (neighbours' centred ratings that cancel) has no CF signal: no rows,
-    # rather than a division by zero.
-    scaled = F.when(best > 0, F.col("_raw") / best)
-    return summed.withColumn("neighbors", scaled).drop("_raw").where(F.col("neighbors") > 0)
 
 
 def content_scores(
@@ -333,6 +279,17 @@ def recommend(
     item_model: ItemModel | None = None,
     thin: Thin | None = None,
 ) -> DataFrame:
-    """Top-k recommendations with reasons for every user in `inp.users` (`thin`: the blend for thin histories)."""
-    cands = candidates(inp, strength, power, k, content_candidates, block_size, item_model)
-    return explain(blend(cands, weights, k, thin=thin), inp)
+    """Top-k recommendations with reasons for every user in `inp.users` (`thin`: the blend for thin histories).
+
+    Returned persisted and materialised (`unpersist()` it when done). The candidates are cached while it is built:
+    the top k, the strongest voters and the reasons all read them, and the plan would otherwise repeat them."""
+    cands = candidates(inp, strength, power, k, content_candidates, block_size, item_model).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    top = blend(cands, weights, k, thin=thin)
+    by_neighbors = top.where(F.col("source") == "neighbors")
+    voters = strongest_voters(by_neighbors, inp.neighbors, interaction_strength(inp.behaviors, strength), power)
+    recs = explain(top.join(voters, ["user_id", "item_id"], "left"), inp).persist(StorageLevel.MEMORY_AND_DISK)
+    recs.count()
+    cands.unpersist()
+    return recs

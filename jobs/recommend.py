@@ -91,6 +91,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
                      cfg.block_size, items, params.thin(cfg))  # fmt: skip
     columns = ["user_id", "item_id", F.col("rank").cast("int"), F.col("score").cast("double"), "source", "reason"]
     save_run(recs.select(columns), cfg, "recommendations")
+    recs.unpersist()
     table = params.table(spark, cfg, "recommendations").where(F.col("run_id") == cfg.run_id)
     metrics = summary(table, inp.users, rec.k)
     log.info("recommendations for %d users: %s", metrics["users"], metrics)
