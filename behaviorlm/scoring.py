@@ -10,6 +10,8 @@ The score blends four parts, each on a 0..1-ish scale:
 - `popularity`: log(1 + users who interacted) / log(1 + the most): what cold users get.
 - `items`: the item-item model learned from the interaction matrix (`behaviorlm.item_model`, EASE), the user's best
   item scoring 1; its reason names the history item that weighs most ("because you chose Fargo").
+- `onboarding`: thin histories only: what users who started with items like this user's went on to choose, a map
+  learned from the warm users' first behaviours' text (`behaviorlm.onboarding`), the user's best item scoring 1.
 Users with a thin history (at most `Thin.max_history` items) may get weights of their own (`Thin`): with a few
 behaviours the collaborative parts know little. Items the user already interacted with are never recommended.
 `source` is the part with the largest weighted contribution; `reason` says in words why, with true counts, and names
@@ -31,11 +33,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
 from behaviorlm.item_model import item_scores
+from behaviorlm.onboarding import Onboarding, fit, pair_scores, start_vectors, with_bias
 from behaviorlm.votes import Strength, interaction_strength, neighbor_scores, strongest_voters
 from udfs.device import task_device
 from udfs.topk import block_scores, closest_rows
 
-PARTS = ("neighbors", "content", "popularity", "items")
+PARTS = ("neighbors", "content", "popularity", "items", "onboarding")
 HISTORY_FOR_REASON = 50  # strongest history items per user searched for the "close to ..." part of a reason
 
 
@@ -138,13 +141,33 @@ def item_part(strengths: DataFrame, model: ItemModel | None) -> DataFrame | None
                        model.neighbors)  # fmt: skip
 
 
+def onboarding_top(
+    inp: Inputs, seen_counts: DataFrame, model: Onboarding, block: int
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(the thin users' start vectors, the fitted `onboarding` part, each thin user's `model.candidates` best items
+    with their raw score in `content`), from one blocked product as the content part's."""
+    starts, later = start_vectors(inp.behaviors, inp.item_vectors, model.first)
+    fitted = fit(starts, later, model.reg)
+    thin = starts.join(seen_counts.where(F.col("n_seen") <= model.first).select("user_id"), "user_id")
+    none = thin.select("user_id", F.lit(None).cast("string").alias("item_id")).limit(0)
+    return thin, fitted, content_scores(with_bias(thin), fitted, none, model.candidates, block)
+
+
+def onboarding_column(keys: DataFrame, thin: DataFrame, fitted: DataFrame, top: DataFrame) -> DataFrame:
+    """(user_id, item_id, onboarding) for the thin users' `keys`: the raw score over the user's best, at least 0."""
+    best = top.groupBy("user_id").agg(F.max("content").alias("_best"))
+    scaled = F.when(F.col("_best") > 0, F.greatest(F.col("raw"), F.lit(0.0)) / F.col("_best")).otherwise(0.0)
+    raw = pair_scores(keys, thin, fitted)
+    return raw.join(best, "user_id").select("user_id", "item_id", scaled.alias("onboarding"))
+
+
 def candidates(
     inp: Inputs, strength: Strength, power: float, k: int, content_candidates: int = 100, block_size: int = 4000,
-    item_model: ItemModel | None = None,
+    item_model: ItemModel | None = None, onboarding: Onboarding | None = None,
 ) -> DataFrame:  # fmt: skip
     """Every (user, unseen item) any part proposes, with every part's score (0 where a part is silent), the
     user's neighbour count, the user's number of items seen (`n_seen`) and the item behind the `items` score (for
-    true reasons)."""
+    true reasons). `onboarding` (None: not computed) scores the users with at most `onboarding.first` items."""
     strengths = interaction_strength(inp.behaviors, strength)
     seen = inp.behaviors.select("user_id", "item_id").distinct()
     seen_counts = inp.users.join(seen.groupBy("user_id").agg(F.count("*").alias("n_seen")), "user_id", "left")
@@ -159,11 +182,17 @@ def candidates(
         cf.select("user_id", "item_id")
         .unionByName(popular_candidates(seen_counts, pop, k))
         .unionByName(items.select("user_id", "item_id"))
-        .join(seen, ["user_id", "item_id"], "left_anti")
-        .distinct()
     )
+    if onboarding is not None:
+        thin, fitted, top = onboarding_top(inp, seen_counts, onboarding, block_size)
+        proposed = proposed.unionByName(top.select("user_id", "item_id"))
+    proposed = proposed.join(seen, ["user_id", "item_id"], "left_anti").distinct()
     content = content_scores(inp.user_vectors, inp.item_vectors, proposed, content_candidates, block_size)
     keys = proposed.unionByName(content.select("user_id", "item_id")).distinct()
+    if onboarding is None:
+        ob = keys.select("user_id", "item_id", F.lit(0.0).alias("onboarding")).limit(0)
+    else:
+        ob = onboarding_column(keys, thin, fitted, top)
     n_neighbors = inp.neighbors.groupBy("user_id").agg(F.count("*").alias("n_neighbors"))
     return (
         keys.join(seen_counts, "user_id")
@@ -171,9 +200,10 @@ def candidates(
         .join(cf, ["user_id", "item_id"], "left")
         .join(content, ["user_id", "item_id"], "left")
         .join(items, ["user_id", "item_id"], "left")
+        .join(ob, ["user_id", "item_id"], "left")
         .join(pop.select("item_id", "popularity", "pop_users"), "item_id", "left")
         .join(n_neighbors, "user_id", "left")
-        .fillna(0.0, ["neighbors", "content", "popularity", "items"])
+        .fillna(0.0, list(PARTS))
         .fillna(0, ["voters", "pop_users", "n_neighbors"])
     )
 
@@ -193,7 +223,8 @@ def blend(
 ) -> DataFrame:
     """Top-k per user by the weighted sum of the `parts` columns (ties: item id), with `rank`, `score` and `source`
     (the first part with the largest weighted contribution). With `thin`, users with at most `thin.max_history`
-    items seen (`n_seen`) are blended with `thin.weights` instead."""
+    items seen (`n_seen`) are blended with `thin.weights` instead. A part `cands` has no column for is silent."""
+    parts = [p for p in parts if p in cands.columns]
 
     def weight(part: str) -> Column:
         usual = F.lit(weights.get(part, 0.0))
@@ -255,6 +286,7 @@ def explain(top: DataFrame, inp: Inputs) -> DataFrame:
             F.format_string("because you chose %s", "because"),
         )
         .when(F.col("source") == "content", F.format_string("matches your taste profile (cosine %.2f)", "content"))
+        .when(F.col("source") == "onboarding", F.lit("people who started with items like yours went on to choose it"))
         .when(F.col("pop_users") > 0, F.format_string("popular: %d users interacted with it", "pop_users"))
         # A slot no part supports (a cold user, a small catalogue): say so rather than call it popular.
         .otherwise(F.lit("new in the catalogue: nobody has interacted with it yet"))
@@ -278,12 +310,14 @@ def recommend(
     block_size: int = 4000,
     item_model: ItemModel | None = None,
     thin: Thin | None = None,
+    onboarding: Onboarding | None = None,
 ) -> DataFrame:
-    """Top-k recommendations with reasons for every user in `inp.users` (`thin`: the blend for thin histories).
+    """Top-k recommendations with reasons for every user in `inp.users` (`thin`: the blend for thin histories,
+    `onboarding`: its part for them).
 
     Returned persisted and materialised (`unpersist()` it when done). The candidates are cached while it is built:
     the top k, the strongest voters and the reasons all read them, and the plan would otherwise repeat them."""
-    cands = candidates(inp, strength, power, k, content_candidates, block_size, item_model).persist(
+    cands = candidates(inp, strength, power, k, content_candidates, block_size, item_model, onboarding).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     top = blend(cands, weights, k, thin=thin)

@@ -73,7 +73,7 @@ class NeighborsConfig(Section):
     exact_below: Annotated[int, Field(ge=0)] = 20000
 
 
-Part = Literal["neighbors", "content", "popularity", "items"]
+Part = Literal["neighbors", "content", "popularity", "items", "onboarding"]
 
 
 class ItemModelConfig(Section):
@@ -83,6 +83,14 @@ class ItemModelConfig(Section):
     max_items: Positive = 5000  # its catalogue² matrix is inverted on the driver; above: the pruned co-occurrence model
     candidates: Positive = 100  # items it proposes per user
     neighbors: Positive = 100  # the pruned model's most similar items kept per item
+
+
+class OnboardingConfig(Section):
+    """recommend's `onboarding` part for thin histories: a ridge map from the text of a user's first behaviours to
+    what users went on to choose (behaviorlm/onboarding.py); computed when `thin.weights` gives it a weight."""
+
+    reg: NonNegative = 30.0  # L2 penalty (make bench-coldstart's validation: 10, 30, 100 -> 30)
+    candidates: Positive = 100  # items it proposes per thin user
 
 
 class ThinConfig(Section):
@@ -104,6 +112,7 @@ class RecommendConfig(Section):
     )
     item_model: ItemModelConfig = Field(default_factory=ItemModelConfig)
     thin: ThinConfig = Field(default_factory=ThinConfig)
+    onboarding: OnboardingConfig = Field(default_factory=OnboardingConfig)
     # Neighbour CF votes with similarity ** power: a higher power trusts the closest neighbours more.
     similarity_power: float = 2.0
     # How much a neighbour's rating, centred on their own mean, moves their vote: strength x (1 + c x dev / range).

@@ -7,8 +7,9 @@ The bench-recs split first (per-user stratified 75/25, seed 42). Then, in one tr
 - user cold start: a seeded 10 % of the users keeps only its first 3 behaviours; each is scored on all their other
   pairs, ranked over the whole catalogue, beside popularity.
 The thin-history blend (`recommend.thin`, users with at most 3 items) is tuned on a validation slice of other users
-cut to their first 3 training behaviours, scored on their other training pairs: never on the test part. The blend
-"without content" is the best on that validation with the content weight 0. Every other user keeps
+cut to their first 3 training behaviours, scored on their other training pairs: never on the test part. Two parts
+read item text: `content` (the cosine) and `onboarding` (a map from a user's first items' text to what users went on
+to choose); the blend "without content" is the best on that validation with both at 0. Every other user keeps
 `recommend.weights`. User vectors, neighbours and the item model are rebuilt from the training set as `evaluate`
 does; item vectors come from the real MiniLM model over the item text, interactions never reach them.
 Run: `make bench-coldstart` (prints the `bench-coldstart ...` line last).
@@ -23,18 +24,21 @@ import time
 from common import open_bench
 from pyspark.sql import DataFrame
 
-from behaviorlm.backtest import split
+from behaviorlm.backtest import grid_ndcg, split
 from behaviorlm.coldstart import first_behaviors, item_cold_metrics, pick, without_items
 from behaviorlm.config import Config
 from behaviorlm.metrics import ranking_metrics
+from behaviorlm.onboarding import Onboarding
 from behaviorlm.scoring import Thin, blend, candidates
 from jobs import embed_items, evaluate, ingest, params
 
 log = logging.getLogger("bench-coldstart")
 K, FIRST, ITEM_SHARE, USER_SHARE = 10, 3, 0.1, 0.1
 # The thin blend's grid: with 3 behaviours the collaborative parts may deserve nothing at all.
-GRID = {"content": [0.0, 0.5, 1.0, 2.0, 4.0], "popularity": [0.5, 1.0, 2.0, 4.0], "items": [0.0, 1.0, 2.0],
-        "neighbors": [0.0, 1.0]}  # fmt: skip
+GRID = {"content": [0.0, 0.5, 1.0, 2.0], "popularity": [0.0, 0.5, 1.0, 2.0], "items": [0.0, 1.0],
+        "neighbors": [0.0, 1.0], "onboarding": [0.0, 1.0, 2.0, 4.0]}  # fmt: skip
+TEXT_PARTS = ("content", "onboarding")  # the parts that read item text: 0 in the blend "without content"
+CHUNK = 32  # combinations scored per job
 
 
 def scored_candidates(spark, cfg: Config, train: DataFrame, name: str) -> DataFrame:
@@ -43,21 +47,23 @@ def scored_candidates(spark, cfg: Config, train: DataFrame, name: str) -> DataFr
     inp = evaluate.rebuild(spark, cfg, train, params.embed_fn(spark, cfg), name)
     rec = cfg.recommend
     items = params.item_model(cfg, max(GRID["items"]))
+    onboarding = Onboarding(FIRST, rec.onboarding.reg, rec.onboarding.candidates)
     cands = candidates(inp, params.strength(cfg), rec.similarity_power, K, rec.content_candidates, cfg.block_size,
-                       items)  # fmt: skip
+                       items, onboarding)  # fmt: skip
     return cands.localCheckpoint()
 
 
 def tune_thin(cands: DataFrame, truth: DataFrame) -> tuple[dict[str, float], float, dict[str, float], float]:
     """(best weights, its nDCG@K, best weights with content 0, its nDCG@K) on the validation users' `truth`."""
+    combos = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
     results = []
-    for values in itertools.product(*GRID.values()):
-        weights = dict(zip(GRID, values))
-        ndcg = ranking_metrics(blend(cands, weights, K), truth, K)["ndcg_at_k"]
-        log.info("validation %s nDCG@%d %.4f", weights, K, ndcg)
-        results.append((ndcg, weights))
+    for start in range(0, len(combos), CHUNK):
+        chunk = combos[start : start + CHUNK]
+        for weights, ndcg in zip(chunk, grid_ndcg(cands, truth, chunk, K)):
+            log.info("validation %s nDCG@%d %.4f", weights, K, ndcg)
+            results.append((ndcg, weights))
     best = max(results, key=lambda r: r[0])
-    plain = max((r for r in results if r[1]["content"] == 0), key=lambda r: r[0])
+    plain = max((r for r in results if not any(r[1][p] for p in TEXT_PARTS)), key=lambda r: r[0])
     return best[1], best[0], plain[1], plain[0]
 
 
@@ -83,7 +89,7 @@ def main() -> None:
     cands = scored_candidates(spark, cfg, test_train, "test")
     cold_users = cands.join(test_users, "user_id").localCheckpoint()
     usual = cfg.recommend.weights
-    no_content = {**usual, "content": 0.0}
+    no_content = {**usual, **dict.fromkeys(TEXT_PARTS, 0.0)}
     users = {
         "with": ranking_metrics(blend(cold_users, usual, K, thin=Thin(FIRST, weights)), user_truth, K),
         "without": ranking_metrics(blend(cold_users, no_content, K, thin=Thin(FIRST, plain)), user_truth, K),

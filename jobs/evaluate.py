@@ -103,8 +103,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
                  **{f"tuned.weight_{p}": w for p, w in weights.items()}}  # fmt: skip
         log.info("tuned on validation: power=%.1f weights=%s (validation nDCG@%d %.4f)", power, weights, ev.k, val_ndcg)
     inp = rebuild(spark, cfg, train, embed, "test")
-    cands = candidates(inp, params.strength(cfg), power, ev.k, rec.content_candidates, cfg.block_size,
-                       params.item_model(cfg, params.items_weight(cfg, weights))).persist()  # fmt: skip
+    items = params.item_model(cfg, params.items_weight(cfg, weights))
+    cands = candidates(inp, params.strength(cfg), power, ev.k, rec.content_candidates, cfg.block_size, items,
+                       params.onboarding(cfg)).persist()  # fmt: skip
     # The thin-history blend as configured (bench-coldstart tunes it); users that thin are rare in a backtest.
     models = {"behaviorlm": blend(cands, weights, ev.k, thin=params.thin(cfg))}
     if "popularity" in ev.baselines:

@@ -13,6 +13,7 @@ from behaviorlm.config import Config
 from behaviorlm.embedding import MULTILINGUAL, EmbedConcat, Embedder, EmbedFn, make_embed_fn, stored_backend
 from behaviorlm.factors import FactorModel
 from behaviorlm.neighbors import top_k
+from behaviorlm.onboarding import Onboarding
 from behaviorlm.ratings import RatingModel
 from behaviorlm.readability import choose_backend
 from behaviorlm.scoring import ItemModel, Strength, Thin
@@ -84,6 +85,12 @@ def thin(cfg: Config) -> Thin | None:
     """recommend's blend for thin histories, or None when `recommend.thin.max_history` is 0."""
     t = cfg.recommend.thin
     return Thin(t.max_history, dict(t.weights)) if t.max_history > 0 else None
+
+
+def onboarding(cfg: Config) -> Onboarding | None:
+    """recommend's part for thin histories, or None (not computed) when the thin blend gives it no weight."""
+    t, o = cfg.recommend.thin, cfg.recommend.onboarding
+    return Onboarding(t.max_history, o.reg, o.candidates) if t.max_history > 0 and t.weights.get("onboarding") else None
 
 
 def strength(cfg: Config) -> Strength:

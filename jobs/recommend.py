@@ -88,7 +88,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     rec = cfg.recommend
     items = params.item_model(cfg, params.items_weight(cfg, rec.weights))
     recs = recommend(inp, params.strength(cfg), rec.weights, rec.k, rec.similarity_power, rec.content_candidates,
-                     cfg.block_size, items, params.thin(cfg))  # fmt: skip
+                     cfg.block_size, items, params.thin(cfg), params.onboarding(cfg))  # fmt: skip
     columns = ["user_id", "item_id", F.col("rank").cast("int"), F.col("score").cast("double"), "source", "reason"]
     save_run(recs.select(columns), cfg, "recommendations")
     recs.unpersist()

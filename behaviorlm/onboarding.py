@@ -1,0 +1,109 @@
+"""recommend's `onboarding` part: what users who started like this one went on to choose, read from item text.
+
+A user with a thin history (a few items) is little more than the text of those items. The part learns, from every
+user with a longer history, a map from the text of their first `first` behaviours (the mean of those items' vectors,
+unit length) to the items they chose next: a ridge regression with one output per item, solved in closed form on
+the vector dimension d (a d x d inverse on the driver), so its cost grows with users and items, not their product:
+
+    W = (X'X + reg I)^-1 X'(Y - 1m'),   score(user, item) = x_user . W[:, item] + m[item]
+
+X: the warm users' start vectors; Y: the items each chose after the start, a user's row weighted 1/sqrt(its count)
+so heavy users do not drown the rest; m: Y's column means (what anyone goes on to choose, the intercept). An item's
+column of W and its m are kept as one (d + 1) vector and a start vector gets a trailing 1, so a score is one dot
+product and the blocked user x item product of the content part serves this part too.
+Why not the cosine alone: with 3 behaviours the cosine of a user with an item knows taste but not what people take
+up next; on ML-100K's validation users cut to 3 behaviours it loses to popularity, this part beats it
+(`make bench-coldstart`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.stat import Summarizer
+from pyspark.mllib.linalg.distributed import RowMatrix
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from behaviorlm.constants import SEED
+from behaviorlm.metrics import first_n_split
+from behaviorlm.vectors import l2_normalize
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    """The part's settings: behaviours a user's start is made of (users with at most this many items are served),
+    the ridge's L2 penalty, and the items it proposes per user."""
+
+    first: int = 3
+    reg: float = 30.0
+    candidates: int = 100
+
+
+def start_vectors(
+    behaviors: DataFrame, item_vectors: DataFrame, first: int, seed: int = SEED
+) -> tuple[DataFrame, DataFrame]:
+    """(user_id, embedding: the unit mean of the vectors of the user's first `first` items in time order; the
+    (user_id, item_id) pairs each user met after those)."""
+    start, later = first_n_split(behaviors.select("user_id", "item_id", "ts"), first, seed)
+    mean = Summarizer.mean(array_to_vector("embedding"))
+    starts = (
+        start.select("user_id", "item_id")
+        .distinct()
+        .join(item_vectors.select("item_id", "embedding"), "item_id")
+        .groupBy("user_id")
+        .agg(mean.alias("_mean"))
+        .select("user_id", l2_normalize(vector_to_array("_mean", "float32")).alias("embedding"))
+    )
+    return starts, later.select("user_id", "item_id").distinct()
+
+
+def fit(starts: DataFrame, later: DataFrame, reg: float) -> DataFrame:
+    """(item_id, embedding): each item's (d + 1) response vector, W's column then m, from the users who have
+    `later` pairs (see the module docstring); empty when nobody has."""
+    weights = later.groupBy("user_id").agg((1.0 / F.sqrt(F.count("*"))).alias("w"))
+    x = starts.join(weights, "user_id").persist()
+    n_users = x.count()
+    if not n_users:  # MLlib's Summarizer refuses an empty input
+        x.unpersist()
+        return starts.sparkSession.createDataFrame([], "item_id string, embedding array<float>")
+    gram = RowMatrix(x.select("embedding").rdd.map(lambda r: [float(v) for v in r[0]])).computeGramianMatrix()
+    inverse = np.linalg.inv(gram.toArray() + reg * np.eye(gram.numRows))
+    total = np.asarray(x.agg(vector_to_array(Summarizer.sum(array_to_vector("embedding")))).first()[0])
+    per_item = (
+        later.join(x, "user_id")
+        .groupBy("item_id")
+        .agg(
+            vector_to_array(Summarizer.sum(array_to_vector("embedding"), F.col("w"))).alias("b"),
+            F.sum("w").alias("c"),
+        )
+    )
+
+    def solve(batches):
+        for pdf in batches:
+            m = pdf["c"].to_numpy() / n_users
+            centred = np.stack(pdf["b"].to_numpy()) - np.outer(m, total)  # X'(Y - 1m'), one row per item
+            response = np.hstack([centred @ inverse, m[:, None]]).astype(np.float32)
+            yield pd.DataFrame({"item_id": pdf["item_id"], "embedding": list(response)})
+
+    model = per_item.mapInPandas(solve, "item_id string, embedding array<float>").localCheckpoint()
+    x.unpersist()
+    return model
+
+
+def with_bias(starts: DataFrame) -> DataFrame:
+    """Start vectors with the trailing 1 that picks up each item's intercept in the dot product."""
+    return starts.withColumn("embedding", F.concat("embedding", F.array(F.lit(1.0).cast("float"))))
+
+
+def pair_scores(pairs: DataFrame, starts: DataFrame, model: DataFrame) -> DataFrame:
+    """(user_id, item_id, raw): the part's raw score of each (user, item) pair of users with a start vector."""
+    dot = F.aggregate(F.zip_with("_x", "_r", lambda a, b: a * b), F.lit(0.0), lambda acc, v: acc + v)
+    return (
+        pairs.join(with_bias(starts).withColumnRenamed("embedding", "_x"), "user_id")
+        .join(model.withColumnRenamed("embedding", "_r"), "item_id")
+        .select("user_id", "item_id", dot.alias("raw"))
+    )

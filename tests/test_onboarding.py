@@ -1,0 +1,79 @@
+"""The `onboarding` part on a hand-made catalogue: users who start with one kind of item go on to one item, users who
+start with another kind to another; the item vectors of those two items cannot tell them apart, so only the learned
+map from a start to what came next can."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from pyspark.sql import functions as F
+
+from behaviorlm.onboarding import Onboarding, fit, pair_scores, start_vectors
+from behaviorlm.schemas import BEHAVIORS
+from behaviorlm.scoring import Inputs, Strength, Thin, recommend
+from jobs import params
+
+T0 = dt.datetime(2024, 1, 1)
+VECTORS = "item_id string, embedding array<float>"
+# a* point one way, b* another; x and y (what users went on to choose) point the same way, away from both.
+ITEM_VECTORS = {"a1": [1.0, 0.0, 0.0], "a2": [0.9, 0.1, 0.0], "a3": [0.95, 0.0, 0.05], "b1": [0.0, 1.0, 0.0],
+                "b2": [0.1, 0.9, 0.0], "b3": [0.0, 0.95, 0.05], "x": [0.0, 0.0, 1.0], "y": [0.0, 0.0, 1.0]}  # fmt: skip
+# w1-w4 start with a1-a3 and then choose x, w5-w8 start with b1-b3 and then choose y; c1 and c2 are new.
+HISTORIES = {**{f"w{n}": ["a1", "a2", "a3", "x"] for n in range(1, 5)},
+             **{f"w{n}": ["b1", "b2", "b3", "y"] for n in range(5, 9)}, "c1": ["a2"], "c2": ["b3", "b1"]}  # fmt: skip
+
+
+def behaviors(spark):
+    rows = [
+        (u, i, "click", None, T0 + dt.timedelta(days=n), None) for u, h in HISTORIES.items() for n, i in enumerate(h)
+    ]
+    return spark.createDataFrame(rows, BEHAVIORS)
+
+
+def item_vectors(spark):
+    unit = {i: (np.array(v) / np.linalg.norm(v)).tolist() for i, v in ITEM_VECTORS.items()}
+    return spark.createDataFrame(list(unit.items()), VECTORS)
+
+
+def test_new_users_get_what_users_with_a_similar_start_chose_next(spark):
+    starts, later = start_vectors(behaviors(spark), item_vectors(spark), 3)
+    # A warm user's start is its first 3 items; what came after is what the map learns to predict.
+    assert {(r["user_id"], r["item_id"]) for r in later.collect()} == {(f"w{n}", "x" if n < 5 else "y")
+                                                                          for n in range(1, 9)}  # fmt: skip
+    model = fit(starts, later, 1.0)
+    assert model.count() == 2  # one response vector per item someone went on to choose
+    pairs = spark.createDataFrame([(u, i) for u in ("c1", "c2") for i in ("x", "y")], "user_id string, item_id string")
+    raw = {(r["user_id"], r["item_id"]): r["raw"] for r in pair_scores(pairs, starts, model).collect()}
+    assert raw[("c1", "x")] > raw[("c1", "y")] and raw[("c2", "y")] > raw[("c2", "x")]
+    # Nobody with more than 3 items: nothing to learn from, an empty part rather than an error.
+    thin = behaviors(spark).where(F.col("user_id").startswith("c"))
+    assert fit(*start_vectors(thin, item_vectors(spark), 3), 1.0).count() == 0
+
+
+def test_thin_users_are_recommended_by_it_with_its_reason(spark):
+    vectors = item_vectors(spark)
+    users = spark.createDataFrame([(u,) for u in HISTORIES], "user_id string")
+    inp = Inputs(
+        behaviors=behaviors(spark),
+        items=spark.createDataFrame([(i, f"Title {i}") for i in ITEM_VECTORS], "item_id string, title string"),
+        item_vectors=vectors,
+        user_vectors=start_vectors(behaviors(spark), vectors, 10)[0],
+        neighbors=spark.createDataFrame([], "user_id string, neighbor_id string, similarity double"),
+        users=users,
+    )
+    thin = Thin(3, {"onboarding": 1.0, "popularity": 0.1})
+    got = recommend(inp, Strength({"click": 1.0}), {"popularity": 1.0}, 1, thin=thin, onboarding=Onboarding(3, 1.0))
+    top = {r["user_id"]: r for r in got.collect()}
+    got.unpersist()
+    assert (top["c1"]["item_id"], top["c2"]["item_id"]) == ("x", "y")
+    assert top["c1"]["source"] == "onboarding" and "went on to choose it" in top["c1"]["reason"]
+    # Users past the thin threshold keep the usual blend: popularity only here.
+    assert {top[f"w{n}"]["source"] for n in range(1, 9)} == {"popularity"}
+
+
+def test_it_is_computed_only_when_the_thin_blend_weighs_it(make_config):
+    assert params.onboarding(make_config("recommend.thin.weights={onboarding: 0.0, popularity: 1.0}")) is None
+    on = make_config("recommend.thin={max_history: 2, weights: {onboarding: 1.0}}", "recommend.onboarding.reg=5")
+    assert params.onboarding(on) == Onboarding(2, 5.0, 100)
+    assert params.onboarding(make_config("recommend.thin={max_history: 0, weights: {onboarding: 1.0}}")) is None
