@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.stat import Summarizer
-from pyspark.mllib.linalg.distributed import RowMatrix
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -67,12 +66,11 @@ def fit(starts: DataFrame, later: DataFrame, reg: float) -> DataFrame:
     weights = later.groupBy("user_id").agg((1.0 / F.sqrt(F.count("*"))).alias("w"))
     x = starts.join(weights, "user_id").persist()
     n_users = x.count()
-    if not n_users:  # MLlib's Summarizer refuses an empty input
+    if not n_users:  # nobody to learn from (and MLlib's Summarizer refuses an empty input)
         x.unpersist()
         return starts.sparkSession.createDataFrame([], "item_id string, embedding array<float>")
-    gram = RowMatrix(x.select("embedding").rdd.map(lambda r: [float(v) for v in r[0]])).computeGramianMatrix()
-    inverse = np.linalg.inv(gram.toArray() + reg * np.eye(gram.numRows))
-    total = np.asarray(x.agg(vector_to_array(Summarizer.sum(array_to_vector("embedding")))).first()[0])
+    gram, total = _gram(x)
+    inverse = np.linalg.inv(gram + reg * np.eye(len(total)))
     per_item = (
         later.join(x, "user_id")
         .groupBy("item_id")
@@ -92,6 +90,23 @@ def fit(starts: DataFrame, later: DataFrame, reg: float) -> DataFrame:
     model = per_item.mapInPandas(solve, "item_id string, embedding array<float>").localCheckpoint()
     x.unpersist()
     return model
+
+
+def _gram(x: DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(X'X, the sum of X's rows) of the `embedding` column: one partial product per partition, summed on the
+    driver (d x d per partition; DataFrame only, so it runs where RDDs are not allowed, e.g. Spark Connect)."""
+
+    def partial(batches):
+        gram, total = 0.0, 0.0
+        for pdf in batches:
+            rows = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
+            gram, total = gram + rows.T @ rows, total + rows.sum(axis=0)
+        if not np.isscalar(total):
+            yield pd.DataFrame({"gram": [gram.ravel()], "total": [total]})
+
+    parts = x.select("embedding").mapInPandas(partial, "gram array<double>, total array<double>").collect()
+    total = np.sum([np.asarray(r["total"]) for r in parts], axis=0)
+    return np.sum([np.asarray(r["gram"]) for r in parts], axis=0).reshape(len(total), len(total)), total
 
 
 def with_bias(starts: DataFrame) -> DataFrame:

@@ -143,12 +143,16 @@ def item_part(strengths: DataFrame, model: ItemModel | None) -> DataFrame | None
 
 def onboarding_top(
     inp: Inputs, seen_counts: DataFrame, model: Onboarding, block: int
-) -> tuple[DataFrame, DataFrame, DataFrame]:
+) -> tuple[DataFrame, DataFrame, DataFrame] | None:
     """(the thin users' start vectors, the fitted `onboarding` part, each thin user's `model.candidates` best items
-    with their raw score in `content`), from one blocked product as the content part's."""
+    with their raw score in `content`), from one blocked product as the content part's; None (nothing fitted) when
+    no user has at most `model.first` items."""
+    thin_users = seen_counts.where(F.col("n_seen").between(1, model.first)).select("user_id")
+    if thin_users.isEmpty():
+        return None
     starts, later = start_vectors(inp.behaviors, inp.item_vectors, model.first)
     fitted = fit(starts, later, model.reg)
-    thin = starts.join(seen_counts.where(F.col("n_seen") <= model.first).select("user_id"), "user_id")
+    thin = starts.join(thin_users, "user_id")
     none = thin.select("user_id", F.lit(None).cast("string").alias("item_id")).limit(0)
     return thin, fitted, content_scores(with_bias(thin), fitted, none, model.candidates, block)
 
@@ -183,16 +187,16 @@ def candidates(
         .unionByName(popular_candidates(seen_counts, pop, k))
         .unionByName(items.select("user_id", "item_id"))
     )
-    if onboarding is not None:
-        thin, fitted, top = onboarding_top(inp, seen_counts, onboarding, block_size)
-        proposed = proposed.unionByName(top.select("user_id", "item_id"))
+    ob_parts = onboarding_top(inp, seen_counts, onboarding, block_size) if onboarding is not None else None
+    if ob_parts is not None:
+        proposed = proposed.unionByName(ob_parts[2].select("user_id", "item_id"))
     proposed = proposed.join(seen, ["user_id", "item_id"], "left_anti").distinct()
     content = content_scores(inp.user_vectors, inp.item_vectors, proposed, content_candidates, block_size)
     keys = proposed.unionByName(content.select("user_id", "item_id")).distinct()
-    if onboarding is None:
+    if ob_parts is None:
         ob = keys.select("user_id", "item_id", F.lit(0.0).alias("onboarding")).limit(0)
     else:
-        ob = onboarding_column(keys, thin, fitted, top)
+        ob = onboarding_column(keys, *ob_parts)
     n_neighbors = inp.neighbors.groupBy("user_id").agg(F.count("*").alias("n_neighbors"))
     return (
         keys.join(seen_counts, "user_id")

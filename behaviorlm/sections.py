@@ -99,7 +99,7 @@ class ThinConfig(Section):
     max_history: Annotated[int, Field(ge=0)] = 3  # users with at most this many items seen use `weights` below
     # Defaults: the blend `make bench-coldstart` tuned on its validation users cut to their first 3 behaviours.
     weights: dict[Part, NonNegative] = Field(
-        default_factory=lambda: {"neighbors": 0.0, "content": 0.5, "popularity": 2.0, "items": 0.0}
+        default_factory=lambda: {"neighbors": 0.0, "content": 0.5, "popularity": 2.0, "items": 0.0, "onboarding": 1.0}
     )
 
 
