@@ -70,7 +70,8 @@ def fit(starts: DataFrame, later: DataFrame, reg: float) -> DataFrame:
         x.unpersist()
         return starts.sparkSession.createDataFrame([], "item_id string, embedding array<float>")
     gram, total = _gram(x)
-    inverse = np.linalg.inv(gram + reg * np.eye(len(total)))
+    # The pseudo-inverse: with `reg` 0 and fewer distinct starts than dimensions X'X is singular.
+    inverse = np.linalg.pinv(gram + reg * np.eye(len(total)), hermitian=True)
     per_item = (
         later.join(x, "user_id")
         .groupBy("item_id")

@@ -41,11 +41,13 @@ def test_new_users_get_what_users_with_a_similar_start_chose_next(spark):
     # A warm user's start is its first 3 items; what came after is what the map learns to predict.
     assert {(r["user_id"], r["item_id"]) for r in later.collect()} == {(f"w{n}", "x" if n < 5 else "y")
                                                                           for n in range(1, 9)}  # fmt: skip
-    model = fit(starts, later, 1.0)
-    assert model.count() == 2  # one response vector per item someone went on to choose
     pairs = spark.createDataFrame([(u, i) for u in ("c1", "c2") for i in ("x", "y")], "user_id string, item_id string")
-    raw = {(r["user_id"], r["item_id"]): r["raw"] for r in pair_scores(pairs, starts, model).collect()}
-    assert raw[("c1", "x")] > raw[("c1", "y")] and raw[("c2", "y")] > raw[("c2", "x")]
+    # reg 0: two distinct starts in 3 dimensions make X'X singular; the map is still the least-squares one.
+    for reg in (1.0, 0.0):
+        model = fit(starts, later, reg)
+        assert model.count() == 2  # one response vector per item someone went on to choose
+        raw = {(r["user_id"], r["item_id"]): r["raw"] for r in pair_scores(pairs, starts, model).collect()}
+        assert raw[("c1", "x")] > raw[("c1", "y")] and raw[("c2", "y")] > raw[("c2", "x")]
     # Nobody with more than 3 items: nothing to learn from, an empty part rather than an error.
     thin = behaviors(spark).where(F.col("user_id").startswith("c"))
     assert fit(*start_vectors(thin, item_vectors(spark), 3), 1.0).count() == 0
