@@ -1,5 +1,5 @@
-"""What an ML-100K bench starts with: a `--root` flag, logging, the local config with the bench's own settings and a
-table folder of its own (a new temporary one by default), and one Spark session on every core."""
+"""What an ML-100K bench starts with: `--root` and `--seed` flags, logging, the local config with the bench's own
+settings and a table folder of its own (a new temporary one by default), and one Spark session on every core."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ def open_bench(name: str, settings: list[str]) -> tuple[Config, SparkSession, st
     """(config, Spark session, table folder) for the bench `name` (also its run id) with `settings` overrides."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", default="", help="table folder (default: a new temporary folder)")
+    # Another seed re-draws every split and slice: how far a number moves with it is the bench's noise.
+    parser.add_argument("--seed", type=int, default=42, help="seed of every split and sample (default 42)")
     args = parser.parse_args()
     setup_logging()
     root = args.root or tempfile.mkdtemp(prefix=f"{name}-")
     overrides = [f"spark.master=local[{os.cpu_count() or 2}]", "spark.conf.spark.ui.showConsoleProgress=false",
-                 f"tables.root={root}", f"run_id={name}", "seed=42", *settings]  # fmt: skip
+                 f"tables.root={root}", f"run_id={name}", f"seed={args.seed}", *settings]  # fmt: skip
     cfg = load_config(["conf/local.yaml"], overrides)
     spark = get_spark(cfg.spark)
     spark.sparkContext.setLogLevel("ERROR")
