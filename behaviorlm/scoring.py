@@ -150,7 +150,9 @@ def onboarding_top(
     thin_users = seen_counts.where(F.col("n_seen").between(1, model.first)).select("user_id")
     if thin_users.isEmpty():
         return None
-    starts, later = start_vectors(inp.behaviors, inp.item_vectors, model.first)
+    # Materialised once: the fit, the thin users' product and their pair scores all read them, and each read would
+    # re-run the per-user window over the whole history.
+    starts, later = (df.localCheckpoint() for df in start_vectors(inp.behaviors, inp.item_vectors, model.first))
     fitted = fit(starts, later, model.reg)
     thin = starts.join(thin_users, "user_id")
     none = thin.select("user_id", F.lit(None).cast("string").alias("item_id")).limit(0)

@@ -79,6 +79,9 @@ def main() -> None:
 
     val_users = pick(train, "user_id", USER_SHARE, 2 * USER_SHARE, cfg.seed)
     val_train, val_truth = first_behaviors(train, train.limit(0), val_users, FIRST, cfg.seed)
+    # Materialised: every part reads the cut history, and re-deriving it (split, cold items, cut) in each of their
+    # queries makes them deep enough to run one 4 GB local driver out of execution memory.
+    val_train = val_train.localCheckpoint()
     val_cands = scored_candidates(spark, cfg, val_train, "validation").join(val_users, "user_id").localCheckpoint()
     weights, val_ndcg, plain, val_plain = tune_thin(val_cands, val_truth)
     print(f"validation (users cut to {FIRST}): with content {weights} nDCG@{K} {val_ndcg:.4f}; "
@@ -86,6 +89,7 @@ def main() -> None:
 
     test_users = pick(train, "user_id", 0.0, USER_SHARE, cfg.seed)
     test_train, user_truth = first_behaviors(train, test, test_users, FIRST, cfg.seed)
+    test_train = test_train.localCheckpoint()
     cands = scored_candidates(spark, cfg, test_train, "test")
     cold_users = cands.join(test_users, "user_id").localCheckpoint()
     usual = cfg.recommend.weights

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm.onboarding import Onboarding, fit, pair_scores, start_vectors
 from behaviorlm.schemas import BEHAVIORS
-from behaviorlm.scoring import Inputs, Strength, Thin, recommend
+from behaviorlm.scoring import Inputs, Strength, Thin, onboarding_top, recommend
 from jobs import params
 
 T0 = dt.datetime(2024, 1, 1)
@@ -72,6 +72,11 @@ def test_thin_users_are_recommended_by_it_with_its_reason(spark):
     assert top["c1"]["source"] == "onboarding" and "went on to choose it" in top["c1"]["reason"]
     # Users past the thin threshold keep the usual blend: popularity only here.
     assert {top[f"w{n}"]["source"] for n in range(1, 9)} == {"popularity"}
+    # The start vectors are read from a checkpoint, not by re-running the per-user window over the history at each
+    # read: on bench-coldstart's derived history (seed 1) those re-runs took a 4 GB local driver out of memory.
+    seen = behaviors(spark).groupBy("user_id").agg(F.count_distinct("item_id").alias("n_seen"))
+    thin_starts = onboarding_top(inp, seen, Onboarding(3, 1.0), 4000)[0]
+    assert "Window" not in thin_starts._jdf.queryExecution().analyzed().toString()
 
 
 def test_it_is_computed_only_when_the_thin_blend_weighs_it(make_config):
