@@ -89,7 +89,7 @@ class OnboardingConfig(Section):
     """recommend's `onboarding` part for thin histories: a ridge map from the text of a user's first behaviours to
     what users went on to choose (behaviorlm/onboarding.py); computed when `thin.weights` gives it a weight."""
 
-    reg: NonNegative = 30.0  # L2 penalty (make bench-coldstart's validation: 10, 30, 100 -> 30)
+    reg: NonNegative = 30.0  # L2 penalty (bench-coldstart validation: 10, 30, 100 -> 30; 3 slices: 10 and 30 tie)
     candidates: Positive = 100  # items it proposes per thin user
 
 
@@ -97,9 +97,9 @@ class ThinConfig(Section):
     """recommend's blend for users with a thin history; `max_history: 0` turns it off (one blend for everyone)."""
 
     max_history: Annotated[int, Field(ge=0)] = 3  # users with at most this many items seen use `weights` below
-    # Defaults: the blend `make bench-coldstart` tuned on its validation users cut to their first 3 behaviours.
+    # Defaults: the blend `make bench-coldstart` tuned on its validation users (3 slices) cut to their first 3 items.
     weights: dict[Part, NonNegative] = Field(
-        default_factory=lambda: {"neighbors": 0.0, "content": 0.5, "popularity": 2.0, "items": 0.0, "onboarding": 1.0}
+        default_factory=lambda: {"neighbors": 0.0, "content": 0.5, "popularity": 2.0, "items": 0.0, "onboarding": 2.0}
     )
 
 

@@ -6,8 +6,9 @@ The bench-recs split first (per-user stratified 75/25, seed 42). Then, in one tr
   scores them, so the blend without content is 0 by construction.
 - user cold start: a seeded 10 % of the users keeps only its first 3 behaviours; each is scored on all their other
   pairs, ranked over the whole catalogue, beside popularity.
-The thin-history blend (`recommend.thin`, users with at most 3 items) is tuned on a validation slice of other users
-cut to their first 3 training behaviours, scored on their other training pairs: never on the test part. Two parts
+The thin-history blend (`recommend.thin`, users with at most 3 items) is tuned on three validation slices of other
+users (10 % each, one at a time cut to their first 3 training behaviours, pooled: on one slice of ~100 users the
+grid fitted its noise), scored on their other training pairs: never on the test part. Two parts
 read item text: `content` (the cosine) and `onboarding` (a map from a user's first items' text to what users went on
 to choose); the blend "without content" is the best on that validation with both at 0. Every other user keeps
 `recommend.weights`. User vectors, neighbours and the item model are rebuilt from the training set as `evaluate`
@@ -17,6 +18,7 @@ Run: `make bench-coldstart` (prints the `bench-coldstart ...` line last).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -39,6 +41,7 @@ GRID = {"content": [0.0, 0.5, 1.0, 2.0], "popularity": [0.0, 0.5, 1.0, 2.0], "it
         "neighbors": [0.0, 1.0], "onboarding": [0.0, 1.0, 2.0, 4.0]}  # fmt: skip
 TEXT_PARTS = ("content", "onboarding")  # the parts that read item text: 0 in the blend "without content"
 CHUNK = 32  # combinations scored per job
+VAL_SLICES = 3  # validation slices of USER_SHARE each, after the test users' slice
 
 
 def scored_candidates(spark, cfg: Config, train: DataFrame, name: str) -> DataFrame:
@@ -51,6 +54,21 @@ def scored_candidates(spark, cfg: Config, train: DataFrame, name: str) -> DataFr
     cands = candidates(inp, params.strength(cfg), rec.similarity_power, K, rec.content_candidates, cfg.block_size,
                        items, onboarding)  # fmt: skip
     return cands.localCheckpoint()
+
+
+def validation(spark, cfg: Config, train: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(the pooled candidates of the VAL_SLICES validation slices' users, their truth): each slice cut alone, so
+    the rest of the users keep their whole training history as the test users' do."""
+    pooled, truths = [], []
+    for s in range(1, VAL_SLICES + 1):
+        users = pick(train, "user_id", s * USER_SHARE, (s + 1) * USER_SHARE, cfg.seed)
+        cut, truth = first_behaviors(train, train.limit(0), users, FIRST, cfg.seed)
+        # Materialised: every part reads the cut history, and re-deriving it (split, cold items, cut) in each of
+        # their queries makes them deep enough to run one 4 GB local driver out of execution memory.
+        pooled.append(scored_candidates(spark, cfg, cut.localCheckpoint(), f"validation-{s}").join(users, "user_id"))
+        truths.append(truth)
+    union = functools.partial(functools.reduce, DataFrame.unionByName)
+    return union(pooled).localCheckpoint(), union(truths).localCheckpoint()
 
 
 def tune_thin(cands: DataFrame, truth: DataFrame) -> tuple[dict[str, float], float, dict[str, float], float]:
@@ -77,15 +95,10 @@ def main() -> None:
     cold_items = pick(behaviors, "item_id", 0.0, ITEM_SHARE, cfg.seed).localCheckpoint()
     train, item_truth = without_items(train, test, cold_items)
 
-    val_users = pick(train, "user_id", USER_SHARE, 2 * USER_SHARE, cfg.seed)
-    val_train, val_truth = first_behaviors(train, train.limit(0), val_users, FIRST, cfg.seed)
-    # Materialised: every part reads the cut history, and re-deriving it (split, cold items, cut) in each of their
-    # queries makes them deep enough to run one 4 GB local driver out of execution memory.
-    val_train = val_train.localCheckpoint()
-    val_cands = scored_candidates(spark, cfg, val_train, "validation").join(val_users, "user_id").localCheckpoint()
+    val_cands, val_truth = validation(spark, cfg, train)
     weights, val_ndcg, plain, val_plain = tune_thin(val_cands, val_truth)
-    print(f"validation (users cut to {FIRST}): with content {weights} nDCG@{K} {val_ndcg:.4f}; "
-          f"without {plain} {val_plain:.4f}", flush=True)  # fmt: skip
+    print(f"validation ({VAL_SLICES} slices of users cut to {FIRST}): with content {weights} nDCG@{K} "
+          f"{val_ndcg:.4f}; without {plain} {val_plain:.4f}", flush=True)  # fmt: skip
 
     test_users = pick(train, "user_id", 0.0, USER_SHARE, cfg.seed)
     test_train, user_truth = first_behaviors(train, test, test_users, FIRST, cfg.seed)
