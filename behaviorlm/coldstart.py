@@ -3,8 +3,9 @@
 - Item cold start: a seeded share of the items loses every training interaction, as if just added to the catalogue.
   A model is scored on ranking those items only, for the users who met them in the test part; a model that reads
   no item text has nothing to rank them by, so it scores 0 (rows with no positive score are not recommendations).
-- User cold start: a seeded share of the users keeps only its first n behaviours (time order), as if just signed
-  up; each such user is scored on all their other pairs, ranked over the whole catalogue.
+- User cold start: a seeded share of the users keeps only its first n behaviours (time order, training and test
+  pairs alike), as if just signed up; each such user is scored on all their later pairs, ranked over the whole
+  catalogue.
 Users and items are picked by a seeded hash, so a validation slice (`lo`, `hi` another range of the same hash) never
 shares a user with the test slice.
 """
@@ -41,11 +42,14 @@ def without_items(train: DataFrame, test: DataFrame, items: DataFrame) -> tuple[
 def first_behaviors(
     train: DataFrame, test: DataFrame, users: DataFrame, n: int, seed: int = SEED
 ) -> tuple[DataFrame, DataFrame]:
-    """User cold start: (`train` with `users` cut to their first `n` pairs, those users' every other pair in `train`
-    and `test`)."""
-    cold = train.join(users, "user_id")
-    kept, rest = first_n_split(cold, n, seed)
-    truth = rest.unionByName(test.join(users, "user_id")).select("user_id", "item_id").distinct()
+    """User cold start: (`train` with `users` cut to their first `n` pairs in time, those users' later pairs).
+    The first pairs are taken from `train` and `test` together: a user's first behaviours are what they did first,
+    whichever side the split put them on. Cutting `train` alone made the test pairs older than the kept ones targets,
+    the past to be predicted, and on MovieLens those are the popular titles rated at sign-up (bench-coldstart's
+    seed 42: about one per user, and popularity's nDCG@10 fell from 0.496 to 0.458 without them)."""
+    history = train.join(users, "user_id").unionByName(test.join(users, "user_id"))
+    kept, rest = first_n_split(history, n, seed)
+    truth = rest.select("user_id", "item_id").distinct()
     return train.join(users, "user_id", "left_anti").unionByName(kept), truth
 
 

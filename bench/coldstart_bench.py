@@ -4,8 +4,8 @@ The bench-recs split first (per-user stratified 75/25, seed 42). Then, in one tr
 - item cold start: a seeded 10 % of the items loses every training interaction; each user who met one of them in
   the test part is scored on a top 10 of those items only (nDCG@10, recall@10). Without the content part nothing
   scores them, so the blend without content is 0 by construction.
-- user cold start: a seeded 10 % of the users keeps only its first 3 behaviours; each is scored on all their other
-  pairs, ranked over the whole catalogue, beside popularity.
+- user cold start: a seeded 10 % of the users keeps only its first 3 behaviours in time (training or test pairs,
+  cold items left out); each is scored on all their later pairs, ranked over the whole catalogue, beside popularity.
 The thin-history blend (`recommend.thin`, users with at most 3 items) is tuned on three validation slices of other
 users (10 % each, one at a time cut to their first 3 training behaviours, pooled: on one slice of ~100 users the
 grid fitted its noise), scored on their other training pairs: never on the test part. Two parts
@@ -101,7 +101,8 @@ def main() -> None:
           f"{val_ndcg:.4f}; without {plain} {val_plain:.4f}", flush=True)  # fmt: skip
 
     test_users = pick(train, "user_id", 0.0, USER_SHARE, cfg.seed)
-    test_train, user_truth = first_behaviors(train, test, test_users, FIRST, cfg.seed)
+    warm_test = test.join(cold_items, "item_id", "left_anti")  # a cold item in a kept history would not be cold
+    test_train, user_truth = first_behaviors(train, warm_test, test_users, FIRST, cfg.seed)
     test_train = test_train.localCheckpoint()
     cands = scored_candidates(spark, cfg, test_train, "test")
     cold_users = cands.join(test_users, "user_id").localCheckpoint()

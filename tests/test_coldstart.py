@@ -42,16 +42,17 @@ def test_thin_blend_is_configured_and_zero_turns_it_off(make_config):
     assert params.thin(make_config("recommend.thin.max_history=0")) is None
 
 
-def test_first_behaviors_keep_a_new_users_first_pairs_and_score_the_rest(spark):
+def test_first_behaviors_keep_a_new_users_first_pairs_in_time_and_score_the_later_ones(spark):
     train = spark.createDataFrame([("u1", f"i{n}", T0 + dt.timedelta(days=5 - n)) for n in range(5)]
                                   + [("u2", "i0", T0), ("u2", "i1", T0)], ROWS)  # fmt: skip
-    test = spark.createDataFrame([("u1", "i9", T0), ("u2", "i8", T0)], ROWS)
+    test = spark.createDataFrame([("u1", "i9", T0), ("u1", "i8", T0 + dt.timedelta(days=9)), ("u2", "i8", T0)], ROWS)
     users = spark.createDataFrame([("u1",)], "user_id string")
     kept, truth = first_behaviors(train, test, users, 2)
-    # u1's earliest two (i4, i3) stay; the rest of train and its test pair are what it is scored on; u2 is untouched.
+    # u1's first two in time are its test pair i9 and then i4: i9 is part of the cut, never a target (a new user's
+    # past is not a prediction); its later pairs, training or test, are what it is scored on; u2 is untouched.
     got = {(r["user_id"], r["item_id"]) for r in kept.collect()}
-    assert got == {("u1", "i4"), ("u1", "i3"), ("u2", "i0"), ("u2", "i1")}
-    assert {(r["user_id"], r["item_id"]) for r in truth.collect()} == {("u1", f"i{n}") for n in (0, 1, 2, 9)}
+    assert got == {("u1", "i9"), ("u1", "i4"), ("u2", "i0"), ("u2", "i1")}
+    assert {(r["user_id"], r["item_id"]) for r in truth.collect()} == {("u1", f"i{n}") for n in (0, 1, 2, 3, 8)}
 
 
 def test_picked_slices_are_seeded_and_disjoint(spark):
