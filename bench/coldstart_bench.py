@@ -10,28 +10,35 @@ The thin-history blend (`recommend.thin`, users with at most 3 items) is tuned o
 users (10 % each, one at a time cut to their first 3 training behaviours, pooled: on one slice of ~100 users the
 grid fitted its noise), scored on their other training pairs: never on the test part. Two parts
 read item text: `content` (the cosine) and `onboarding` (a map from a user's first items' text to what users went on
-to choose); the blend "without content" is the best on that validation with both at 0. Every other user keeps
-`recommend.weights`. User vectors, neighbours and the item model are rebuilt from the training set as `evaluate`
-does; item vectors come from the real MiniLM model over the item text, interactions never reach them.
+to choose); the blend "without content" is the best on that validation with both at 0. A third blend reads no text
+at all: the onboarding part fitted on item ids (one-hot vectors) instead of their text, beside popularity and the
+item model (`user_ndcg_id_map`), so the lift splits into what the text brings and what the map's structure does.
+Every other user keeps `recommend.weights`. User vectors, neighbours and the item model are rebuilt from the
+training set as `evaluate` does; item vectors come from the real MiniLM model over the item text, interactions
+never reach them.
 Run: `make bench-coldstart` (prints the `bench-coldstart ...` line last).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
 import time
 
+import numpy as np
+import pandas as pd
 from common import open_bench
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from behaviorlm.backtest import grid_ndcg, split
 from behaviorlm.coldstart import first_behaviors, item_cold_metrics, pick, without_items
 from behaviorlm.config import Config
-from behaviorlm.metrics import ranking_metrics
+from behaviorlm.metrics import first_n_split, ranking_metrics
 from behaviorlm.onboarding import Onboarding
-from behaviorlm.scoring import Thin, blend, candidates
+from behaviorlm.scoring import Inputs, Thin, blend, candidates, onboarding_column, onboarding_top
 from jobs import embed_items, evaluate, ingest, params
 
 log = logging.getLogger("bench-coldstart")
@@ -44,16 +51,45 @@ CHUNK = 32  # combinations scored per job
 VAL_SLICES = 3  # validation slices of USER_SHARE each, after the test users' slice
 
 
+def one_hot(inp: Inputs, first: int) -> DataFrame:
+    """(item_id, embedding): an indicator vector per item that some user has among their first `first` behaviours,
+    over those items: an item's id and nothing of its text. Items in no start would only add dimensions that are 0
+    in every start vector (no weight, the same scores), and the vectors are kept short: they are joined to every
+    later pair of the fit and every thin user's candidate."""
+    starts, _ = first_n_split(inp.behaviors.select("user_id", "item_id", "ts"), first)
+    ids = sorted(r["item_id"] for r in starts.select("item_id").distinct().collect())
+    rows = list(np.eye(len(ids), dtype=np.float32))
+    return inp.behaviors.sparkSession.createDataFrame(pd.DataFrame({"item_id": ids, "embedding": rows}))
+
+
+def id_map(inp: Inputs, cands: DataFrame, onboarding: Onboarding, block: int) -> DataFrame:
+    """(user_id, item_id, id_map) for the thin users' candidates: the `onboarding` part fitted on item ids instead
+    of item text, the same ridge from a user's first items to what users went on to choose. The blend without text
+    but with this map tells how much of the text part's lift is the text, and how much the map's structure."""
+    ids = dataclasses.replace(inp, item_vectors=one_hot(inp, onboarding.first))
+    fitted = onboarding_top(ids, cands.select("user_id", "n_seen").distinct(), onboarding, block)
+    if fitted is None:
+        return cands.select("user_id", "item_id", F.lit(0.0).alias("id_map")).limit(0)
+    scores = onboarding_column(cands.select("user_id", "item_id"), *fitted)
+    return scores.withColumnRenamed("onboarding", "id_map")
+
+
+def without_text(weights: dict[str, float]) -> dict[str, float]:
+    return {**weights, **dict.fromkeys(TEXT_PARTS, 0.0)}
+
+
 def scored_candidates(spark, cfg: Config, train: DataFrame, name: str) -> DataFrame:
-    """Every part's scores for every user of `train`, from inputs rebuilt on `train`; the content part scores the
-    whole catalogue (`recommend.content_candidates` is set above it), so every cold item has a content score."""
+    """Every part's scores for every user of `train`, from inputs rebuilt on `train`, and `id_map`; the content part
+    scores the whole catalogue (`recommend.content_candidates` is set above it), so every cold item has a content
+    score."""
     inp = evaluate.rebuild(spark, cfg, train, params.embed_fn(spark, cfg), name)
     rec = cfg.recommend
     items = params.item_model(cfg, max(GRID["items"]))
     onboarding = Onboarding(FIRST, rec.onboarding.reg, rec.onboarding.candidates)
     cands = candidates(inp, params.strength(cfg), rec.similarity_power, K, rec.content_candidates, cfg.block_size,
-                       items, onboarding)  # fmt: skip
-    return cands.localCheckpoint()
+                       items, onboarding).localCheckpoint()  # fmt: skip
+    ids = id_map(inp, cands, onboarding, cfg.block_size)
+    return cands.join(ids, ["user_id", "item_id"], "left").fillna(0.0, ["id_map"]).localCheckpoint()
 
 
 def validation(spark, cfg: Config, train: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -71,18 +107,48 @@ def validation(spark, cfg: Config, train: DataFrame) -> tuple[DataFrame, DataFra
     return union(pooled).localCheckpoint(), union(truths).localCheckpoint()
 
 
-def tune_thin(cands: DataFrame, truth: DataFrame) -> tuple[dict[str, float], float, dict[str, float], float]:
-    """(best weights, its nDCG@K, best weights with content 0, its nDCG@K) on the validation users' `truth`."""
-    combos = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
+def grid_results(cands: DataFrame, truth: DataFrame, grid: dict[str, list[float]]) -> list[tuple[float, dict]]:
+    """(nDCG@K, weights) on the validation users' `truth` of every combination of `grid`, in chunks of jobs."""
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     results = []
     for start in range(0, len(combos), CHUNK):
         chunk = combos[start : start + CHUNK]
         for weights, ndcg in zip(chunk, grid_ndcg(cands, truth, chunk, K)):
             log.info("validation %s nDCG@%d %.4f", weights, K, ndcg)
             results.append((ndcg, weights))
-    best = max(results, key=lambda r: r[0])
-    plain = max((r for r in results if not any(r[1][p] for p in TEXT_PARTS)), key=lambda r: r[0])
-    return best[1], best[0], plain[1], plain[0]
+    return results
+
+
+def best_of(results: list[tuple[float, dict]], zero: tuple[str, ...] = ()) -> tuple[dict[str, float], float]:
+    """(weights, nDCG@K) of the best result whose `zero` parts weigh nothing."""
+    ndcg, weights = max((r for r in results if not any(r[1][p] for p in zero)), key=lambda r: r[0])
+    return weights, ndcg
+
+
+def tune_thin(cands: DataFrame, truth: DataFrame) -> dict[str, tuple[dict[str, float], float]]:
+    """The thin blends chosen on validation, each as (weights, nDCG@K): `with` text, `without` (the text parts at 0)
+    and `id map` (nothing read from text: the onboarding part fitted on item ids, `id_map`, in its place, and
+    popularity and the item model beside it)."""
+    results = grid_results(cands, truth, GRID)
+    ids = cands.withColumn("onboarding", F.col("id_map"))
+    # No part derived from item text: the content cosine, and the neighbours (found by the users' text vectors).
+    id_results = grid_results(ids, truth, {**GRID, "content": [0.0], "neighbors": [0.0]})
+    return {"with": best_of(results), "without": best_of(results, TEXT_PARTS), "id map": best_of(id_results)}
+
+
+def user_metrics(cands: DataFrame, thin: dict[str, dict[str, float]], usual: dict[str, float], truth: DataFrame):
+    """Ranking metrics of the new users (`cands`) for each blend: the tuned thin blends and popularity, and the
+    usual weights for everyone (what the product would do without a thin blend)."""
+    no_content = without_text(usual)
+    ids = cands.withColumn("onboarding", F.col("id_map"))
+    blends = {
+        "with": blend(cands, usual, K, thin=Thin(FIRST, thin["with"])),
+        "without": blend(cands, no_content, K, thin=Thin(FIRST, thin["without"])),
+        "popularity": blend(cands, {"popularity": 1.0}, K),
+        "one blend": blend(cands, usual, K),
+        "id map": blend(ids, no_content, K, thin=Thin(FIRST, thin["id map"])),
+    }
+    return {name: ranking_metrics(ranked, truth, K) for name, ranked in blends.items()}
 
 
 def main() -> None:
@@ -96,9 +162,11 @@ def main() -> None:
     train, item_truth = without_items(train, test, cold_items)
 
     val_cands, val_truth = validation(spark, cfg, train)
-    weights, val_ndcg, plain, val_plain = tune_thin(val_cands, val_truth)
-    print(f"validation ({VAL_SLICES} slices of users cut to {FIRST}): with content {weights} nDCG@{K} "
-          f"{val_ndcg:.4f}; without {plain} {val_plain:.4f}", flush=True)  # fmt: skip
+    tuned = tune_thin(val_cands, val_truth)
+    print(f"validation ({VAL_SLICES} slices of users cut to {FIRST}): "
+          + "; ".join(f"{name} {w} nDCG@{K} {n:.4f}" for name, (w, n) in tuned.items()), flush=True)  # fmt: skip
+    thin = {name: w for name, (w, _) in tuned.items()}
+    weights, plain = thin["with"], thin["without"]
 
     test_users = pick(train, "user_id", 0.0, USER_SHARE, cfg.seed)
     warm_test = test.join(cold_items, "item_id", "left_anti")  # a cold item in a kept history would not be cold
@@ -107,13 +175,8 @@ def main() -> None:
     cands = scored_candidates(spark, cfg, test_train, "test")
     cold_users = cands.join(test_users, "user_id").localCheckpoint()
     usual = cfg.recommend.weights
-    no_content = {**usual, **dict.fromkeys(TEXT_PARTS, 0.0)}
-    users = {
-        "with": ranking_metrics(blend(cold_users, usual, K, thin=Thin(FIRST, weights)), user_truth, K),
-        "without": ranking_metrics(blend(cold_users, no_content, K, thin=Thin(FIRST, plain)), user_truth, K),
-        "popularity": ranking_metrics(blend(cold_users, {"popularity": 1.0}, K), user_truth, K),
-        "one blend": ranking_metrics(blend(cold_users, usual, K), user_truth, K),  # recommend.weights for everyone
-    }
+    no_content = without_text(usual)
+    users = user_metrics(cold_users, thin, usual, user_truth)
     items = {
         "with": item_cold_metrics(cands, cold_items, item_truth, usual, K, Thin(FIRST, weights)),
         "without": item_cold_metrics(cands, cold_items, item_truth, no_content, K, Thin(FIRST, plain)),
@@ -127,7 +190,8 @@ def main() -> None:
         f"item_recall_at_10={items['with']['recall_at_k']:.4f} "
         f"user_ndcg_at_10={users['with']['ndcg_at_k']:.4f} user_ndcg_no_content={users['without']['ndcg_at_k']:.4f} "
         f"pop_user_ndcg_at_10={users['popularity']['ndcg_at_k']:.4f} "
-        f"user_ndcg_one_blend={users['one blend']['ndcg_at_k']:.4f}"
+        f"user_ndcg_one_blend={users['one blend']['ndcg_at_k']:.4f} "
+        f"user_ndcg_id_map={users['id map']['ndcg_at_k']:.4f}"
     )
 
 
