@@ -1,4 +1,4 @@
-"""bench-coldstart: where the text encoder earns its place, new items and new users, on MovieLens-100K.
+"""bench-coldstart: new items and new users on MovieLens-100K, with and without the text encoder.
 
 The bench-recs split first (per-user stratified 75/25, seed 42). Then, in one training set:
 - item cold start: a seeded 10 % of the items loses every training interaction; each user who met one of them in
