@@ -75,6 +75,7 @@ def id_map(inp: Inputs, cands: DataFrame, onboarding: Onboarding, block: int) ->
 
 
 def without_text(weights: dict[str, float]) -> dict[str, float]:
+    """`weights` with the parts that read item text at 0."""
     return {**weights, **dict.fromkeys(TEXT_PARTS, 0.0)}
 
 
@@ -136,7 +137,9 @@ def tune_thin(cands: DataFrame, truth: DataFrame) -> dict[str, tuple[dict[str, f
     return {"with": best_of(results), "without": best_of(results, TEXT_PARTS), "id map": best_of(id_results)}
 
 
-def user_metrics(cands: DataFrame, thin: dict[str, dict[str, float]], usual: dict[str, float], truth: DataFrame):
+def user_metrics(
+    cands: DataFrame, thin: dict[str, dict[str, float]], usual: dict[str, float], truth: DataFrame
+) -> dict[str, dict[str, float]]:
     """Ranking metrics of the new users (`cands`) for each blend: the tuned thin blends and popularity, and the
     usual weights for everyone (what the product would do without a thin blend)."""
     no_content = without_text(usual)
