@@ -3,6 +3,7 @@ run_id)`, replaced per run id (a re-run leaves the same rows). The blend of neig
 and its reasons, are `behaviorlm.scoring`; weights in `recommend.weights`. Users come from the behaviours plus the
 optional `recommend.users` table (users without history get popular items). Neighbours are this run's
 `user_neighbors` rows, or (a stage run on its own) those of the run written last.
+Its metrics count where the text did work: items nobody has touched that reached a list, thin-history users.
 Run: `behaviorlm recommend --conf conf/local.yaml`.
 """
 
@@ -54,14 +55,23 @@ def release(inp: Inputs) -> None:
     inp.users.unpersist()
 
 
-def summary(table: DataFrame, users: DataFrame, k: int) -> dict[str, float]:
-    """Served users, users short of k items, and the share of each source."""
+def summary(table: DataFrame, inp: Inputs, k: int, thin_history: int) -> dict[str, float]:
+    """Served users, users short of k items, the share of each source, and what a data team reads the text
+    encoder's work from: items in the lists that no behaviour has touched (only their text can put them there),
+    users with no history (popular items) and users with at most `thin_history` items (the thin blend)."""
     per_user = table.groupBy("user_id").count()
-    n_users = users.count()
+    n_users = inp.users.count()
     counts = {r["source"]: r["count"] for r in table.groupBy("source").count().collect()}
     total = max(sum(counts.values()), 1)
     short = n_users - per_user.where(F.col("count") >= k).count()
-    return {"users": n_users, "rows": total, "users_short": short,
+    touched = inp.behaviors.select("item_id").distinct()
+    new_items = table.select("item_id").distinct().join(touched, "item_id", "left_anti").count()
+    seen = inp.behaviors.groupBy("user_id").agg(F.count_distinct("item_id").alias("n"))
+    history = inp.users.join(seen, "user_id", "left").fillna(0, ["n"])
+    sizes = history.agg(F.sum((F.col("n") == 0).cast("int")).alias("none"),
+                        F.sum(F.col("n").between(1, thin_history).cast("int")).alias("thin")).first()  # fmt: skip
+    return {"users": n_users, "rows": total, "users_short": short, "items_without_history": new_items,
+            "users_without_history": sizes["none"] or 0, "users_thin": sizes["thin"] or 0,
             **{f"share_{p}": counts.get(p, 0) / total for p in PARTS}}  # fmt: skip
 
 
@@ -93,7 +103,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     save_run(recs.select(columns), cfg, "recommendations")
     recs.unpersist()
     table = params.table(spark, cfg, "recommendations").where(F.col("run_id") == cfg.run_id)
-    metrics = summary(table, inp.users, rec.k)
+    metrics = summary(table, inp, rec.k, rec.thin.max_history)
     log.info("recommendations for %d users: %s", metrics["users"], metrics)
     log.info("examples:\n%s", "\n".join(example_lines(table, inp.items, 3)))
     write_metrics(spark, cfg, "recommend", metrics)

@@ -75,6 +75,9 @@ def test_guarantees_cold_user_and_cold_item(spark, catalogue):
     metrics = recommend.main(job_args(cfg, *base, "recommend.weights={neighbors: 1, content: 1, popularity: 0.1}"))
     got = recs(spark, cfg)
     assert metrics["users"] == 4 and metrics["users_short"] == 0
+    # What the run's metrics tell of the text's work: one item nobody touched (i6) reached a list, one user came
+    # with no history (u4), and nobody was served by the thin blend (off here).
+    assert (metrics["items_without_history"], metrics["users_without_history"], metrics["users_thin"]) == (1, 1, 0)
     # Every user gets K; seen items are never recommended.
     assert {r["user_id"]: r["count"] for r in got.groupBy("user_id").count().collect()} == dict.fromkeys(
         ["u1", "u2", "u3", "u4"], 3
@@ -88,6 +91,25 @@ def test_guarantees_cold_user_and_cold_item(spark, catalogue):
     u1 = {r["item_id"]: (r["rank"], r["source"], r["reason"]) for r in got.where("user_id = 'u1'").collect()}
     assert u1["i2"][:2] == (1, "neighbors") and "1 of your" in u1["i2"][2]
     assert u1["i6"][1] == "content" and "cosine 0.98" in u1["i6"][2]
+
+
+def test_summary_counts_thin_users_as_the_thin_blend_sees_them(spark):
+    behaviors = [(u, i, "rating", r, T0 + dt.timedelta(days=n), None) for n, (u, i, r) in enumerate(RATINGS)]
+    none = spark.createDataFrame([], "item_id string, embedding array<float>")
+    inp = Inputs(
+        behaviors=spark.createDataFrame(behaviors + [behaviors[0]], BEHAVIORS),  # u1's i1 twice: still 2 items
+        items=spark.createDataFrame([], "item_id string, title string"),
+        item_vectors=none,
+        user_vectors=none.withColumnRenamed("item_id", "user_id"),
+        neighbors=spark.createDataFrame([], "user_id string, neighbor_id string, similarity double"),
+        users=spark.createDataFrame([("u1",), ("u2",), ("u3",), ("u4",)], "user_id string"),
+    )
+    table = spark.createDataFrame([("u4", "i1", "popularity"), ("u1", "i6", "content"), ("u1", "i7", "content")],
+                                  "user_id string, item_id string, source string")  # fmt: skip
+    got = recommend.summary(table, inp, 1, 2)
+    assert (got["items_without_history"], got["users_without_history"], got["users_thin"]) == (2, 1, 1)
+    assert recommend.summary(table, inp, 1, 3)["users_thin"] == 3
+    assert got["share_content"] == pytest.approx(2 / 3) and got["users_short"] == 2
 
 
 def test_rerun_is_idempotent_and_deterministic(spark, catalogue):
