@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
 from behaviorlm.item_model import item_scores
-from behaviorlm.onboarding import Onboarding, fit, pair_scores, start_vectors, with_bias
+from behaviorlm.onboarding import Onboarding, fit, id_vectors, pair_scores, start_vectors, with_bias
 from behaviorlm.votes import Strength, interaction_strength, neighbor_scores, strongest_voters
 from udfs.device import task_device
 from udfs.topk import block_scores, closest_rows
@@ -150,9 +150,10 @@ def onboarding_top(
     thin_users = seen_counts.where(F.col("n_seen").between(1, model.first)).select("user_id")
     if thin_users.isEmpty():
         return None
+    vectors = inp.item_vectors if model.features == "text" else id_vectors(inp.behaviors, model.first, model.max_ids)
     # Materialised once: the fit, the thin users' product and their pair scores all read them, and each read would
     # re-run the per-user window over the whole history.
-    starts, later = (df.localCheckpoint() for df in start_vectors(inp.behaviors, inp.item_vectors, model.first))
+    starts, later = (df.localCheckpoint() for df in start_vectors(inp.behaviors, vectors, model.first))
     fitted = fit(starts, later, model.reg)
     thin = starts.join(thin_users, "user_id")
     none = thin.select("user_id", F.lit(None).cast("string").alias("item_id")).limit(0)

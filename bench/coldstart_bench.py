@@ -27,8 +27,6 @@ import itertools
 import logging
 import time
 
-import numpy as np
-import pandas as pd
 from common import open_bench
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -36,7 +34,7 @@ from pyspark.sql import functions as F
 from behaviorlm.backtest import grid_ndcg, split
 from behaviorlm.coldstart import first_behaviors, item_cold_metrics, pick, without_items
 from behaviorlm.config import Config
-from behaviorlm.metrics import first_n_split, ranking_metrics
+from behaviorlm.metrics import ranking_metrics
 from behaviorlm.onboarding import Onboarding
 from behaviorlm.scoring import Inputs, Thin, blend, candidates, onboarding_column, onboarding_top
 from jobs import embed_items, evaluate, ingest, params
@@ -51,23 +49,13 @@ CHUNK = 32  # combinations scored per job
 VAL_SLICES = 3  # validation slices of USER_SHARE each, after the test users' slice
 
 
-def one_hot(inp: Inputs, first: int) -> DataFrame:
-    """(item_id, embedding): an indicator vector per item that some user has among their first `first` behaviours,
-    over those items: an item's id and nothing of its text. Items in no start would only add dimensions that are 0
-    in every start vector (no weight, the same scores), and the vectors are kept short: they are joined to every
-    later pair of the fit and every thin user's candidate."""
-    starts, _ = first_n_split(inp.behaviors.select("user_id", "item_id", "ts"), first)
-    ids = sorted(r["item_id"] for r in starts.select("item_id").distinct().collect())
-    rows = list(np.eye(len(ids), dtype=np.float32))
-    return inp.behaviors.sparkSession.createDataFrame(pd.DataFrame({"item_id": ids, "embedding": rows}))
-
-
 def id_map(inp: Inputs, cands: DataFrame, onboarding: Onboarding, block: int) -> DataFrame:
     """(user_id, item_id, id_map) for the thin users' candidates: the `onboarding` part fitted on item ids instead
-    of item text, the same ridge from a user's first items to what users went on to choose. The blend without text
-    but with this map tells how much of the text part's lift is the text, and how much the map's structure."""
-    ids = dataclasses.replace(inp, item_vectors=one_hot(inp, onboarding.first))
-    fitted = onboarding_top(ids, cands.select("user_id", "n_seen").distinct(), onboarding, block)
+    of item text (`recommend.onboarding.features: ids`; ML-100K's 1,682 items are under `max_ids`, so no two items
+    share a dimension), the same ridge from a user's first items to what users went on to choose. The blend without
+    text but with this map tells how much of the text part's lift is the text, and how much the map's structure."""
+    by_ids = dataclasses.replace(onboarding, features="ids")
+    fitted = onboarding_top(inp, cands.select("user_id", "n_seen").distinct(), by_ids, block)
     if fitted is None:
         return cands.select("user_id", "item_id", F.lit(0.0).alias("id_map")).limit(0)
     scores = onboarding_column(cands.select("user_id", "item_id"), *fitted)

@@ -90,7 +90,9 @@ def thin(cfg: Config) -> Thin | None:
 def onboarding(cfg: Config) -> Onboarding | None:
     """recommend's part for thin histories, or None (not computed) when the thin blend gives it no weight."""
     t, o = cfg.recommend.thin, cfg.recommend.onboarding
-    return Onboarding(t.max_history, o.reg, o.candidates) if t.max_history > 0 and t.weights.get("onboarding") else None
+    if t.max_history == 0 or not t.weights.get("onboarding"):
+        return None
+    return Onboarding(t.max_history, o.reg, o.candidates, o.features, o.max_ids)
 
 
 def strength(cfg: Config) -> Strength:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pytest
 from pyspark.sql import functions as F
 
-from behaviorlm.onboarding import Onboarding, fit, pair_scores, start_vectors
+from behaviorlm.onboarding import Onboarding, fit, id_vectors, pair_scores, start_vectors
 from behaviorlm.schemas import BEHAVIORS
 from behaviorlm.scoring import Inputs, Strength, Thin, onboarding_top, recommend
 from jobs import params
@@ -53,6 +54,24 @@ def test_new_users_get_what_users_with_a_similar_start_chose_next(spark):
     assert fit(*start_vectors(thin, item_vectors(spark), 3), 1.0).count() == 0
 
 
+def test_ids_tell_starts_apart_where_the_text_cannot(spark):
+    """A catalogue whose items all read alike (no text): the text map sees one start for everyone, the id map still
+    learns that a-starters go on to x and b-starters to y."""
+    ids = {r["item_id"]: r["embedding"] for r in id_vectors(behaviors(spark), 3, 4).collect()}
+    # Starts: a2, b1, b3 begin 5 histories, a1, a3, b2 four; past max_ids 4 (ties by id) a3 and b2 share a dimension.
+    assert ids["a2"] == [1, 0, 0, 0, 0] and ids["a1"] == [0, 0, 0, 1, 0] and ids["a3"] == ids["b2"] == [0, 0, 0, 0, 1]
+    assert set(ids) == {"a1", "a2", "a3", "b1", "b2", "b3"}  # x and y start nobody's history
+    alike = spark.createDataFrame([(i, [1.0, 0.0, 0.0]) for i in ITEM_VECTORS], VECTORS)
+    pairs = spark.createDataFrame([(u, i) for u in ("c1", "c2") for i in ("x", "y")], "user_id string, item_id string")
+    raw = {}
+    for name, vectors in (("text", alike), ("ids", id_vectors(behaviors(spark), 3, 4))):
+        starts, later = start_vectors(behaviors(spark), vectors, 3)
+        for r in pair_scores(pairs, starts, fit(starts, later, 1.0)).collect():
+            raw[name, r["user_id"], r["item_id"]] = r["raw"]
+    assert raw["text", "c1", "x"] == pytest.approx(raw["text", "c2", "x"])  # one start for everyone
+    assert raw["ids", "c1", "x"] > raw["ids", "c1", "y"] and raw["ids", "c2", "y"] > raw["ids", "c2", "x"]
+
+
 def test_thin_users_are_recommended_by_it_with_its_reason(spark):
     vectors = item_vectors(spark)
     users = spark.createDataFrame([(u,) for u in HISTORIES], "user_id string")
@@ -83,4 +102,6 @@ def test_it_is_computed_only_when_the_thin_blend_weighs_it(make_config):
     assert params.onboarding(make_config("recommend.thin.weights={onboarding: 0.0, popularity: 1.0}")) is None
     on = make_config("recommend.thin={max_history: 2, weights: {onboarding: 1.0}}", "recommend.onboarding.reg=5")
     assert params.onboarding(on) == Onboarding(2, 5.0, 100)
+    by_ids = make_config("recommend.onboarding={features: ids, max_ids: 50}")
+    assert params.onboarding(by_ids) == Onboarding(3, 30.0, 100, "ids", 50)
     assert params.onboarding(make_config("recommend.thin={max_history: 0, weights: {onboarding: 1.0}}")) is None
