@@ -60,16 +60,16 @@ def summary(table: DataFrame, inp: Inputs, k: int, thin_history: int) -> dict[st
     encoder's work from: items in the lists that no behaviour has touched (only their text can put them there),
     users with no history (popular items) and users with at most `thin_history` items (the thin blend)."""
     per_user = table.groupBy("user_id").count()
-    n_users = inp.users.count()
     counts = {r["source"]: r["count"] for r in table.groupBy("source").count().collect()}
     total = max(sum(counts.values()), 1)
-    short = n_users - per_user.where(F.col("count") >= k).count()
     touched = inp.behaviors.select("item_id").distinct()
     new_items = table.select("item_id").distinct().join(touched, "item_id", "left_anti").count()
     seen = inp.behaviors.groupBy("user_id").agg(F.count_distinct("item_id").alias("n"))
     history = inp.users.join(seen, "user_id", "left").fillna(0, ["n"])
-    sizes = history.agg(F.sum((F.col("n") == 0).cast("int")).alias("none"),
+    sizes = history.agg(F.count("*").alias("all"), F.sum((F.col("n") == 0).cast("int")).alias("none"),
                         F.sum(F.col("n").between(1, thin_history).cast("int")).alias("thin")).first()  # fmt: skip
+    n_users = sizes["all"]
+    short = n_users - per_user.where(F.col("count") >= k).count()
     return {"users": n_users, "rows": total, "users_short": short, "items_without_history": new_items,
             "users_without_history": sizes["none"] or 0, "users_thin": sizes["thin"] or 0,
             **{f"share_{p}": counts.get(p, 0) / total for p in PARTS}}  # fmt: skip
