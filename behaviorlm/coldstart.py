@@ -12,20 +12,12 @@ shares a user with the test slice.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from behaviorlm.constants import SEED
-from behaviorlm.metrics import first_n_split, ranking_metrics
+from behaviorlm.metrics import first_n_split, hashed_share, ranking_metrics
 from behaviorlm.scoring import PARTS, Thin, blend
-
-BUCKETS = 10_000
-
-
-def hashed_share(col: str, lo: float, hi: float, seed: int = SEED) -> Column:
-    """True for the values of `col` whose seeded hash falls in the [lo, hi) share of the hash range."""
-    bucket = F.pmod(F.xxhash64(F.lit(seed), F.col(col).cast("string")), F.lit(BUCKETS))
-    return (bucket >= int(lo * BUCKETS)) & (bucket < int(hi * BUCKETS))
 
 
 def pick(behaviors: DataFrame, col: str, lo: float, hi: float, seed: int = SEED) -> DataFrame:

@@ -29,6 +29,8 @@ from pyspark.sql import functions as F
 
 from behaviorlm.constants import SEED
 
+BUCKETS = 10_000  # hashed_share's resolution: shares are multiples of 1 / BUCKETS
+
 
 def stratified_split(
     df: DataFrame, ratio: float, seed: int, col_user: str = "user_id", col_item: str = "item_id"
@@ -74,6 +76,12 @@ def tie_break(seed: int, col_user: str = "user_id", col_item: str = "item_id") -
     method and split. Never the item id: MovieLens users rate many items in one second, and ordering those by id
     changes what is "last" (popularity's HR@10 on ML-100K leave-last-out moves from 0.085 to 0.050)."""
     return F.xxhash64(F.lit(seed), F.col(col_user).cast("string"), F.col(col_item).cast("string"))
+
+
+def hashed_share(col: str, lo: float, hi: float, seed: int = SEED) -> Column:
+    """True for the values of `col` whose seeded hash falls in the [lo, hi) share of the hash range."""
+    bucket = F.pmod(F.xxhash64(F.lit(seed), F.col(col).cast("string")), F.lit(BUCKETS))
+    return (bucket >= int(lo * BUCKETS)) & (bucket < int(hi * BUCKETS))
 
 
 def _pair_positions(df: DataFrame, key: Column, col_user: str, col_item: str, seed: int = SEED) -> DataFrame:

@@ -16,12 +16,16 @@ up next; on ML-100K's validation users cut to 3 behaviours it loses to popularit
 (`make bench-coldstart`). Why text and not item ids: on ML-100K the same map fitted on one-hot item ids does as well
 (bench-coldstart's `user_ndcg_id_map`: the lift is the map's, not the language model's), but only text places a
 start made of items nobody has started with, and it costs d x items on the driver, not items x items. Where the
-text says nothing (bare ids, SKU codes) `features="ids"` fits the map on `id_vectors` instead.
+text says nothing (bare ids, SKU codes) `features="ids"` fits the map on `id_vectors` instead, and `features="auto"`
+(the default) lets the user's own data choose: both maps are fitted on the warm users but a held-out share, and the
+one that ranks the held-out users' later choices better is kept (`settle`; the text map on a tie, or when too few
+users can be held out).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -32,21 +36,29 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from behaviorlm.constants import SEED
-from behaviorlm.metrics import first_n_split
+from behaviorlm.content import content_scores
+from behaviorlm.metrics import first_n_split, hashed_share, rank_by_score, ranking_metrics
 from behaviorlm.vectors import l2_normalize
+
+log = logging.getLogger(__name__)
+HELD_K = 10  # `auto` compares the two maps by the held-out users' nDCG at this depth
+MIN_HELD, MAX_HELD = 20, 5000  # held-out users `auto` needs to compare (fewer: the text map) and reads at most
+Features = Literal["text", "ids", "auto"]
 
 
 @dataclass(frozen=True)
 class Onboarding:
     """The part's settings: behaviours a user's start is made of (users with at most this many items are served),
     the ridge's L2 penalty, the items it proposes per user, and what a start is made of: the items' text vectors
-    (`text`) or their ids (`ids`: `id_vectors`, at most `max_ids` + 1 dimensions)."""
+    (`text`), their ids (`ids`: `id_vectors`, at most `max_ids` + 1 dimensions) or whichever ranks the later
+    choices of a `holdout` share of the warm users better (`auto`, `settle`)."""
 
     first: int = 3
     reg: float = 30.0
     candidates: int = 100
-    features: Literal["text", "ids"] = "text"
+    features: Features = "auto"
     max_ids: int = 2000
+    holdout: float = 0.1
 
 
 def id_vectors(behaviors: DataFrame, first: int, max_ids: int, seed: int = SEED) -> DataFrame:
@@ -146,3 +158,83 @@ def pair_scores(pairs: DataFrame, starts: DataFrame, model: DataFrame) -> DataFr
         .join(model.withColumnRenamed("embedding", "_r"), "item_id")
         .select("user_id", "item_id", dot.alias("raw"))
     )
+
+
+def onboarding_top(
+    behaviors: DataFrame, item_vectors: DataFrame, seen_counts: DataFrame, model: Onboarding, block: int
+) -> tuple[DataFrame, DataFrame, DataFrame] | None:
+    """(the thin users' start vectors, the fitted part, each thin user's `model.candidates` best items with their
+    raw score in `content`), from one blocked product as the content part's; None (nothing fitted) when no user of
+    `seen_counts` (user_id, n_seen) has between 1 and `model.first` items."""
+    thin_users = seen_counts.where(F.col("n_seen").between(1, model.first)).select("user_id")
+    if thin_users.isEmpty():
+        return None
+    if model.features == "auto":
+        model, _ = settle(behaviors, item_vectors, model, block)
+    starts, later = _starts(behaviors, item_vectors, model)
+    fitted = fit(starts, later, model.reg)
+    thin = starts.join(thin_users, "user_id")
+    return thin, fitted, _ranked(thin, fitted, model.candidates, block)
+
+
+def onboarding_column(keys: DataFrame, thin: DataFrame, fitted: DataFrame, top: DataFrame) -> DataFrame:
+    """(user_id, item_id, onboarding) for the thin users' `keys`: the raw score over the user's best, at least 0."""
+    best = top.groupBy("user_id").agg(F.max("content").alias("_best"))
+    scaled = F.when(F.col("_best") > 0, F.greatest(F.col("raw"), F.lit(0.0)) / F.col("_best")).otherwise(0.0)
+    raw = pair_scores(keys, thin, fitted)
+    return raw.join(best, "user_id").select("user_id", "item_id", scaled.alias("onboarding"))
+
+
+def settle(
+    behaviors: DataFrame, item_vectors: DataFrame, model: Onboarding, block: int, seed: int = SEED
+) -> tuple[Onboarding, dict[str, float]]:
+    """(`model` with `features` "text" or "ids", what `auto` measured): for `auto`, each map fitted on the warm
+    users outside a seeded `model.holdout` share (at most MAX_HELD users), scored by nDCG@HELD_K of the held-out
+    users' later choices ranked over the catalogue, their start items left out. ids are kept only when they rank
+    better; text on a tie (it also places starts made of items nobody started with), when fewer than MIN_HELD users
+    can be held out, and when no user is thin enough to be served by the part (nothing is measured then)."""
+    if model.features != "auto":
+        return model, {}
+    seen = behaviors.groupBy("user_id").agg(F.count_distinct("item_id").alias("n"))
+    if seen.where(F.col("n") <= model.first).isEmpty():
+        return replace(model, features="text"), {}
+    found = {kind: _starts(behaviors, item_vectors, replace(model, features=kind)) for kind in ("text", "ids")}
+    starts, later = found["text"]
+    users = starts.select("user_id").join(later.select("user_id").distinct(), "user_id")
+    held = users.where(hashed_share("user_id", 0.0, model.holdout, seed)).orderBy("user_id").limit(MAX_HELD)
+    held = held.localCheckpoint()
+    if held.count() < MIN_HELD:
+        log.info("onboarding: fewer than %d warm users to hold out, the text map is kept", MIN_HELD)
+        return replace(model, features="text"), {}
+    firsts, _ = first_n_split(behaviors.join(held, "user_id").select("user_id", "item_id", "ts"), model.first, seed)
+    ndcg = {kind: _held_out_ndcg(*found[kind], held, firsts.select("user_id", "item_id"), model, block)
+            for kind in found}  # fmt: skip
+    kind = "ids" if ndcg["ids"] > ndcg["text"] else "text"
+    log.info("onboarding: held-out nDCG@%d text %.4f, ids %.4f: the %s map", HELD_K, ndcg["text"], ndcg["ids"], kind)
+    metrics = {"onboarding_ids": float(kind == "ids"), "onboarding_held_out": float(held.count()),
+               **{f"onboarding_ndcg_{k}": v for k, v in ndcg.items()}}  # fmt: skip
+    return replace(model, features=kind), metrics
+
+
+def _starts(behaviors: DataFrame, item_vectors: DataFrame, model: Onboarding) -> tuple[DataFrame, DataFrame]:
+    """`start_vectors` from the item vectors `model.features` names, materialised: the fit, the product and the pair
+    scores all read them, and each read would re-run the per-user window over the whole history."""
+    vectors = item_vectors if model.features == "text" else id_vectors(behaviors, model.first, model.max_ids)
+    starts, later = start_vectors(behaviors, vectors, model.first)
+    return starts.localCheckpoint(), later.localCheckpoint()
+
+
+def _ranked(starts: DataFrame, fitted: DataFrame, m: int, block: int) -> DataFrame:
+    """(user_id, item_id, content): each start's `m` best items by the part's raw score."""
+    none = starts.select("user_id", F.lit(None).cast("string").alias("item_id")).limit(0)
+    return content_scores(with_bias(starts), fitted, none, m, block)
+
+
+def _held_out_ndcg(
+    starts: DataFrame, later: DataFrame, held: DataFrame, firsts: DataFrame, model: Onboarding, block: int
+) -> float:
+    """nDCG@HELD_K of the `held` users' `later` pairs, ranked by the map fitted on everyone else."""
+    fitted = fit(starts.join(held, "user_id", "left_anti"), later.join(held, "user_id", "left_anti"), model.reg)
+    top = _ranked(starts.join(held, "user_id"), fitted, HELD_K + model.first, block)
+    recs = rank_by_score(top.join(firsts, ["user_id", "item_id"], "left_anti"), "content")
+    return ranking_metrics(recs, later.join(held, "user_id"), HELD_K)["ndcg_at_k"]

@@ -31,8 +31,9 @@ from pyspark.sql import functions as F
 
 from behaviorlm import item_model
 from behaviorlm.constants import BLOCK_SIZE, SEED
+from behaviorlm.content import content_scores
 from behaviorlm.metrics import leave_last_out
-from behaviorlm.scoring import blend, content_scores, popular_candidates, popularity
+from behaviorlm.scoring import blend, popular_candidates, popularity
 from behaviorlm.segments import dot
 from behaviorlm.transitions import timeline, together_scores, transition_scores, transitions
 from behaviorlm.users import weighted_mean_vectors

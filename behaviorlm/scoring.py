@@ -21,22 +21,20 @@ a neighbour or a history item only when one stands out (a tie names nobody).
 from __future__ import annotations
 
 import functools
-import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
+from behaviorlm.content import content_scores
 from behaviorlm.item_model import item_scores
-from behaviorlm.onboarding import Onboarding, fit, id_vectors, pair_scores, start_vectors, with_bias
+from behaviorlm.onboarding import Onboarding, onboarding_column, onboarding_top
 from behaviorlm.votes import Strength, interaction_strength, neighbor_scores, strongest_voters
-from udfs.device import task_device
-from udfs.topk import block_scores, closest_rows
+from udfs.topk import closest_rows
 
 PARTS = ("neighbors", "content", "popularity", "items", "onboarding")
 HISTORY_FOR_REASON = 50  # strongest history items per user searched for the "close to ..." part of a reason
@@ -75,44 +73,6 @@ class Thin:
     weights: dict[str, float]
 
 
-def content_scores(
-    user_vectors: DataFrame, item_vectors: DataFrame, wanted: DataFrame, m: int, block: int
-) -> DataFrame:
-    """(user_id, item_id, content): each user's `m` highest-cosine items plus the cosine of every (user, item) pair
-    in `wanted`, from one blocked user x item product (`udfs.topk.block_scores`, BLAS per block), so neither the
-    users nor the catalogue has to fit in one task."""
-    n_items, n_users = item_vectors.count(), user_vectors.count()
-    i_blocks, u_blocks = max(1, math.ceil(n_items / block)), max(1, math.ceil(n_users / block))
-    item_block = F.pmod(F.xxhash64("item_id"), F.lit(i_blocks)).cast("int")
-    lists = wanted.withColumn("ib", item_block).groupBy("user_id", "ib").agg(F.collect_list("item_id").alias("wanted"))
-    users = (
-        user_vectors.select(
-            F.col("user_id").alias("user_id"),
-            F.col("embedding").alias("embedding"),
-            F.pmod(F.xxhash64("user_id"), F.lit(u_blocks)).cast("int").alias("ub"),
-            F.explode(F.sequence(F.lit(0), F.lit(i_blocks - 1))).alias("ib"),
-        )
-        .join(lists, ["user_id", "ib"], "left")
-        .select("ub", "ib", "user_id", "embedding", "wanted")
-    )
-    items = item_vectors.select(
-        F.explode(F.sequence(F.lit(0), F.lit(u_blocks - 1))).alias("ub"),
-        item_block.alias("ib"),
-        F.col("item_id").alias("item_id"),
-        F.col("embedding").alias("embedding"),
-    )
-
-    def score(q: pd.DataFrame, c: pd.DataFrame) -> pd.DataFrame:
-        return block_scores(q, c, m, task_device())
-
-    schema = "user_id string, item_id string, content float, top boolean, wanted boolean"
-    scored = users.groupBy("ub", "ib").cogroup(items.groupBy("ub", "ib")).applyInPandas(score, schema)
-    if i_blocks > 1:  # the best m of each block -> the best m overall
-        order = Window.partitionBy("user_id", "top").orderBy(F.col("content").desc(), F.col("item_id"))
-        scored = scored.withColumn("top", F.col("top") & (F.row_number().over(order) <= m))
-    return scored.where(F.col("top") | F.col("wanted")).select("user_id", "item_id", F.col("content").cast("double"))
-
-
 def popularity(strengths: DataFrame) -> DataFrame:
     """(item_id, pop_users, popularity, pop_rank): users who interacted, log-scaled to 0..1, and the rank."""
     counts = strengths.groupBy("item_id").agg(F.countDistinct("user_id").alias("pop_users"))
@@ -141,33 +101,6 @@ def item_part(strengths: DataFrame, model: ItemModel | None) -> DataFrame | None
                        model.neighbors)  # fmt: skip
 
 
-def onboarding_top(
-    inp: Inputs, seen_counts: DataFrame, model: Onboarding, block: int
-) -> tuple[DataFrame, DataFrame, DataFrame] | None:
-    """(the thin users' start vectors, the fitted `onboarding` part, each thin user's `model.candidates` best items
-    with their raw score in `content`), from one blocked product as the content part's; None (nothing fitted) when
-    no user has at most `model.first` items."""
-    thin_users = seen_counts.where(F.col("n_seen").between(1, model.first)).select("user_id")
-    if thin_users.isEmpty():
-        return None
-    vectors = inp.item_vectors if model.features == "text" else id_vectors(inp.behaviors, model.first, model.max_ids)
-    # Materialised once: the fit, the thin users' product and their pair scores all read them, and each read would
-    # re-run the per-user window over the whole history.
-    starts, later = (df.localCheckpoint() for df in start_vectors(inp.behaviors, vectors, model.first))
-    fitted = fit(starts, later, model.reg)
-    thin = starts.join(thin_users, "user_id")
-    none = thin.select("user_id", F.lit(None).cast("string").alias("item_id")).limit(0)
-    return thin, fitted, content_scores(with_bias(thin), fitted, none, model.candidates, block)
-
-
-def onboarding_column(keys: DataFrame, thin: DataFrame, fitted: DataFrame, top: DataFrame) -> DataFrame:
-    """(user_id, item_id, onboarding) for the thin users' `keys`: the raw score over the user's best, at least 0."""
-    best = top.groupBy("user_id").agg(F.max("content").alias("_best"))
-    scaled = F.when(F.col("_best") > 0, F.greatest(F.col("raw"), F.lit(0.0)) / F.col("_best")).otherwise(0.0)
-    raw = pair_scores(keys, thin, fitted)
-    return raw.join(best, "user_id").select("user_id", "item_id", scaled.alias("onboarding"))
-
-
 def candidates(
     inp: Inputs, strength: Strength, power: float, k: int, content_candidates: int = 100, block_size: int = 4000,
     item_model: ItemModel | None = None, onboarding: Onboarding | None = None,
@@ -190,7 +123,9 @@ def candidates(
         .unionByName(popular_candidates(seen_counts, pop, k))
         .unionByName(items.select("user_id", "item_id"))
     )
-    ob_parts = onboarding_top(inp, seen_counts, onboarding, block_size) if onboarding is not None else None
+    ob_parts = None
+    if onboarding is not None:
+        ob_parts = onboarding_top(inp.behaviors, inp.item_vectors, seen_counts, onboarding, block_size)
     if ob_parts is not None:
         proposed = proposed.unionByName(ob_parts[2].select("user_id", "item_id"))
     proposed = proposed.join(seen, ["user_id", "item_id"], "left_anti").distinct()

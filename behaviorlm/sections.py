@@ -91,10 +91,12 @@ class OnboardingConfig(Section):
 
     reg: NonNegative = 30.0  # L2 penalty (bench-coldstart validation: 10, 30, 100 -> 30; 3 slices: 10 and 30 tie)
     candidates: Positive = 100  # items it proposes per thin user
-    # What a start is made of: the text of its items, or their ids (for a catalogue whose item text says little:
-    # on ML-100K both tie, bench-coldstart's user_ndcg_id_map); ids beyond the `max_ids` most frequent share one.
-    features: Literal["text", "ids"] = "text"
+    # What a start is made of: the text of its items, their ids (for a catalogue whose item text says little: on
+    # ML-100K both tie, bench-coldstart's user_ndcg_id_map; ids beyond the `max_ids` most frequent share one), or
+    # auto: the one that ranks the later choices of a `holdout` share of the warm users better (text on a tie).
+    features: Literal["text", "ids", "auto"] = "auto"
     max_ids: Positive = 2000
+    holdout: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
 
 
 class ThinConfig(Section):

@@ -35,8 +35,8 @@ from behaviorlm.backtest import grid_ndcg, split
 from behaviorlm.coldstart import first_behaviors, item_cold_metrics, pick, without_items
 from behaviorlm.config import Config
 from behaviorlm.metrics import ranking_metrics
-from behaviorlm.onboarding import Onboarding
-from behaviorlm.scoring import Inputs, Thin, blend, candidates, onboarding_column, onboarding_top
+from behaviorlm.onboarding import Onboarding, onboarding_column, onboarding_top
+from behaviorlm.scoring import Inputs, Thin, blend, candidates
 from jobs import embed_items, evaluate, ingest, params
 
 log = logging.getLogger("bench-coldstart")
@@ -55,7 +55,8 @@ def id_map(inp: Inputs, cands: DataFrame, onboarding: Onboarding, block: int) ->
     share a dimension), the same ridge from a user's first items to what users went on to choose. The blend without
     text but with this map tells how much of the text part's lift is the text, and how much the map's structure."""
     by_ids = dataclasses.replace(onboarding, features="ids")
-    fitted = onboarding_top(inp, cands.select("user_id", "n_seen").distinct(), by_ids, block)
+    thin = cands.select("user_id", "n_seen").distinct()
+    fitted = onboarding_top(inp.behaviors, inp.item_vectors, thin, by_ids, block)
     if fitted is None:
         return cands.select("user_id", "item_id", F.lit(0.0).alias("id_map")).limit(0)
     scores = onboarding_column(cands.select("user_id", "item_id"), *fitted)
@@ -74,7 +75,7 @@ def scored_candidates(spark, cfg: Config, train: DataFrame, name: str) -> DataFr
     inp = evaluate.rebuild(spark, cfg, train, params.embed_fn(spark, cfg), name)
     rec = cfg.recommend
     items = params.item_model(cfg, max(GRID["items"]))
-    onboarding = Onboarding(FIRST, rec.onboarding.reg, rec.onboarding.candidates)
+    onboarding = Onboarding(FIRST, rec.onboarding.reg, rec.onboarding.candidates, features="text")
     cands = candidates(inp, params.strength(cfg), rec.similarity_power, K, rec.content_candidates, cfg.block_size,
                        items, onboarding).localCheckpoint()  # fmt: skip
     ids = id_map(inp, cands, onboarding, cfg.block_size)

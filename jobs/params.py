@@ -13,7 +13,7 @@ from behaviorlm.config import Config
 from behaviorlm.embedding import MULTILINGUAL, EmbedConcat, Embedder, EmbedFn, make_embed_fn, stored_backend
 from behaviorlm.factors import FactorModel
 from behaviorlm.neighbors import top_k
-from behaviorlm.onboarding import Onboarding
+from behaviorlm.onboarding import Onboarding, settle
 from behaviorlm.ratings import RatingModel
 from behaviorlm.readability import choose_backend
 from behaviorlm.scoring import ItemModel, Strength, Thin
@@ -92,7 +92,16 @@ def onboarding(cfg: Config) -> Onboarding | None:
     t, o = cfg.recommend.thin, cfg.recommend.onboarding
     if t.max_history == 0 or not t.weights.get("onboarding"):
         return None
-    return Onboarding(t.max_history, o.reg, o.candidates, o.features, o.max_ids)
+    return Onboarding(t.max_history, o.reg, o.candidates, o.features, o.max_ids, o.holdout)
+
+
+def settled_onboarding(
+    cfg: Config, behaviors: DataFrame, item_vectors: DataFrame
+) -> tuple[Onboarding | None, dict[str, float]]:
+    """`onboarding` with `features: auto` settled on these behaviours (`behaviorlm.onboarding.settle`), and what
+    settling it measured (run metrics)."""
+    model = onboarding(cfg)
+    return (None, {}) if model is None else settle(behaviors, item_vectors, model, cfg.block_size, cfg.seed)
 
 
 def strength(cfg: Config) -> Strength:

@@ -97,13 +97,14 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     inp = read_inputs(spark, cfg)
     rec = cfg.recommend
     items = params.item_model(cfg, params.items_weight(cfg, rec.weights))
+    onboarding, settled = params.settled_onboarding(cfg, inp.behaviors, inp.item_vectors)
     recs = recommend(inp, params.strength(cfg), rec.weights, rec.k, rec.similarity_power, rec.content_candidates,
-                     cfg.block_size, items, params.thin(cfg), params.onboarding(cfg))  # fmt: skip
+                     cfg.block_size, items, params.thin(cfg), onboarding)  # fmt: skip
     columns = ["user_id", "item_id", F.col("rank").cast("int"), F.col("score").cast("double"), "source", "reason"]
     save_run(recs.select(columns), cfg, "recommendations")
     recs.unpersist()
     table = params.table(spark, cfg, "recommendations").where(F.col("run_id") == cfg.run_id)
-    metrics = summary(table, inp, rec.k, rec.thin.max_history)
+    metrics = {**summary(table, inp, rec.k, rec.thin.max_history), **settled}
     log.info("recommendations for %d users: %s", metrics["users"], metrics)
     log.info("examples:\n%s", "\n".join(example_lines(table, inp.items, 3)))
     write_metrics(spark, cfg, "recommend", metrics)
