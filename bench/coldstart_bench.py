@@ -15,7 +15,8 @@ at all: the onboarding part fitted on item ids (one-hot vectors) instead of thei
 item model (`user_ndcg_id_map`), so the lift splits into what the text brings and what the map's structure does.
 Every other user keeps `recommend.weights`. User vectors, neighbours and the item model are rebuilt from the
 training set as `evaluate` does; item vectors come from the real MiniLM model over the item text, interactions
-never reach them.
+never reach them. `--map-share S` lets both onboarding maps (text and ids) learn from a seeded share S of the users
+with a longer history only: how each map fares with fewer histories to learn from (default 1: all of them).
 Run: `make bench-coldstart` (prints the `bench-coldstart ...` line last).
 """
 
@@ -27,14 +28,14 @@ import itertools
 import logging
 import time
 
-from common import open_bench
+from common import bench_args, open_bench
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from behaviorlm.backtest import grid_ndcg, split
 from behaviorlm.coldstart import first_behaviors, item_cold_metrics, pick, without_items
 from behaviorlm.config import Config
-from behaviorlm.metrics import ranking_metrics
+from behaviorlm.metrics import hashed_share, ranking_metrics
 from behaviorlm.onboarding import Onboarding, onboarding_column, onboarding_top
 from behaviorlm.scoring import Inputs, Thin, blend, candidates
 from jobs import embed_items, evaluate, ingest, params
@@ -49,18 +50,27 @@ CHUNK = 32  # combinations scored per job
 VAL_SLICES = 3  # validation slices of USER_SHARE each, after the test users' slice
 
 
-def id_map(inp: Inputs, cands: DataFrame, onboarding: Onboarding, block: int) -> DataFrame:
-    """(user_id, item_id, id_map) for the thin users' candidates: the `onboarding` part fitted on item ids instead
-    of item text (`recommend.onboarding.features: ids`; ML-100K's 1,682 items are under `max_ids`, so no two items
-    share a dimension), the same ridge from a user's first items to what users went on to choose. The blend without
-    text but with this map tells how much of the text part's lift is the text, and how much the map's structure."""
-    by_ids = dataclasses.replace(onboarding, features="ids")
-    thin = cands.select("user_id", "n_seen").distinct()
-    fitted = onboarding_top(inp.behaviors, inp.item_vectors, thin, by_ids, block)
+def map_column(
+    behaviors: DataFrame, inp: Inputs, cands: DataFrame, model: Onboarding, column: str, block: int
+) -> DataFrame:
+    """(user_id, item_id, `column`) for the thin users' candidates: the onboarding part `model` learned from
+    `behaviors`. Fitted on item ids (`features="ids"`; ML-100K's 1,682 items are under `max_ids`, so no two items
+    share a dimension) it is the same ridge from a user's first items to what users went on to choose, reading no
+    text: the blend without text but with it tells how much of the text part's lift is the text, and how much the
+    map's structure."""
+    fitted = onboarding_top(behaviors, inp.item_vectors, cands.select("user_id", "n_seen").distinct(), model, block)
     if fitted is None:
-        return cands.select("user_id", "item_id", F.lit(0.0).alias("id_map")).limit(0)
-    scores = onboarding_column(cands.select("user_id", "item_id"), *fitted)
-    return scores.withColumnRenamed("onboarding", "id_map")
+        return cands.select("user_id", "item_id", F.lit(0.0).alias(column)).limit(0)
+    return onboarding_column(cands.select("user_id", "item_id"), *fitted).withColumnRenamed("onboarding", column)
+
+
+def learners(behaviors: DataFrame, cands: DataFrame, share: float, seed: int) -> DataFrame:
+    """`behaviors` of the thin users and of a seeded `share` of the others: whom the onboarding maps learn from."""
+    if share >= 1.0:
+        return behaviors
+    thin = cands.where(F.col("n_seen").between(1, FIRST)).select("user_id", F.lit(True).alias("_thin")).distinct()
+    kept = hashed_share("user_id", 0.0, share, seed + 1) | F.col("_thin").isNotNull()
+    return behaviors.join(thin, "user_id", "left").where(kept).drop("_thin")
 
 
 def without_text(weights: dict[str, float]) -> dict[str, float]:
@@ -68,21 +78,27 @@ def without_text(weights: dict[str, float]) -> dict[str, float]:
     return {**weights, **dict.fromkeys(TEXT_PARTS, 0.0)}
 
 
-def scored_candidates(spark, cfg: Config, train: DataFrame, name: str) -> DataFrame:
-    """Every part's scores for every user of `train`, from inputs rebuilt on `train`, and `id_map`; the content part
-    scores the whole catalogue (`recommend.content_candidates` is set above it), so every cold item has a content
-    score."""
+def scored_candidates(spark, cfg: Config, train: DataFrame, name: str, map_share: float) -> DataFrame:
+    """Every part's scores for every user of `train`, from inputs rebuilt on `train`, and `id_map`, the onboarding
+    maps learning from a `map_share` of the longer histories; the content part scores the whole catalogue
+    (`recommend.content_candidates` is set above it), so every cold item has a content score."""
     inp = evaluate.rebuild(spark, cfg, train, params.embed_fn(spark, cfg), name)
     rec = cfg.recommend
     items = params.item_model(cfg, max(GRID["items"]))
     onboarding = Onboarding(FIRST, rec.onboarding.reg, rec.onboarding.candidates, features="text")
     cands = candidates(inp, params.strength(cfg), rec.similarity_power, K, rec.content_candidates, cfg.block_size,
                        items, onboarding).localCheckpoint()  # fmt: skip
-    ids = id_map(inp, cands, onboarding, cfg.block_size)
-    return cands.join(ids, ["user_id", "item_id"], "left").fillna(0.0, ["id_map"]).localCheckpoint()
+    fit_on = learners(inp.behaviors, cands, map_share, cfg.seed)
+    maps = {"id_map": dataclasses.replace(onboarding, features="ids")}
+    if map_share < 1.0:
+        maps["onboarding"], cands = onboarding, cands.drop("onboarding")
+    for column, model in maps.items():
+        scores = map_column(fit_on, inp, cands, model, column, cfg.block_size)
+        cands = cands.join(scores, ["user_id", "item_id"], "left")
+    return cands.fillna(0.0, list(maps)).localCheckpoint()
 
 
-def validation(spark, cfg: Config, train: DataFrame) -> tuple[DataFrame, DataFrame]:
+def validation(spark, cfg: Config, train: DataFrame, map_share: float) -> tuple[DataFrame, DataFrame]:
     """(the pooled candidates of the VAL_SLICES validation slices' users, their truth): each slice cut alone, so
     the rest of the users keep their whole training history as the test users' do."""
     pooled, truths = [], []
@@ -91,7 +107,9 @@ def validation(spark, cfg: Config, train: DataFrame) -> tuple[DataFrame, DataFra
         cut, truth = first_behaviors(train, train.limit(0), users, FIRST, cfg.seed)
         # Materialised: every part reads the cut history, and re-deriving it (split, cold items, cut) in each of
         # their queries makes them deep enough to run one 4 GB local driver out of execution memory.
-        pooled.append(scored_candidates(spark, cfg, cut.localCheckpoint(), f"validation-{s}").join(users, "user_id"))
+        pooled.append(
+            scored_candidates(spark, cfg, cut.localCheckpoint(), f"validation-{s}", map_share).join(users, "user_id")
+        )
         truths.append(truth)
     union = functools.partial(functools.reduce, DataFrame.unionByName)
     return union(pooled).localCheckpoint(), union(truths).localCheckpoint()
@@ -144,7 +162,12 @@ def user_metrics(
 
 
 def main() -> None:
-    cfg, spark, root = open_bench("bench-coldstart", ["recommend.content_candidates=5000"])
+    args = bench_args(
+        lambda p: p.add_argument(
+            "--map-share", type=float, default=1.0, help="share of the longer histories the onboarding maps learn from"
+        )
+    )
+    cfg, spark, root = open_bench("bench-coldstart", ["recommend.content_candidates=5000"], args)
     start = time.perf_counter()
     ingest.run(spark, cfg)
     embed_items.run(spark, cfg)
@@ -153,7 +176,7 @@ def main() -> None:
     cold_items = pick(behaviors, "item_id", 0.0, ITEM_SHARE, cfg.seed).localCheckpoint()
     train, item_truth = without_items(train, test, cold_items)
 
-    val_cands, val_truth = validation(spark, cfg, train)
+    val_cands, val_truth = validation(spark, cfg, train, args.map_share)
     tuned = tune_thin(val_cands, val_truth)
     print(f"validation ({VAL_SLICES} slices of users cut to {FIRST}): "
           + "; ".join(f"{name} {w} nDCG@{K} {n:.4f}" for name, (w, n) in tuned.items()), flush=True)  # fmt: skip
@@ -164,7 +187,7 @@ def main() -> None:
     warm_test = test.join(cold_items, "item_id", "left_anti")  # a cold item in a kept history would not be cold
     test_train, user_truth = first_behaviors(train, warm_test, test_users, FIRST, cfg.seed)
     test_train = test_train.localCheckpoint()
-    cands = scored_candidates(spark, cfg, test_train, "test")
+    cands = scored_candidates(spark, cfg, test_train, "test", args.map_share)
     cold_users = cands.join(test_users, "user_id").localCheckpoint()
     usual = cfg.recommend.weights
     no_content = without_text(usual)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
@@ -14,13 +15,23 @@ from behaviorlm.logs import setup_logging
 from behaviorlm.session import get_spark
 
 
-def open_bench(name: str, settings: list[str]) -> tuple[Config, SparkSession, str]:
-    """(config, Spark session, table folder) for the bench `name` (also its run id) with `settings` overrides."""
+def bench_args(extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The command line: `--root`, `--seed` and what `extra` adds for one bench."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", default="", help="table folder (default: a new temporary folder)")
     # Another seed re-draws every split and slice: how far a number moves with it is the bench's noise.
     parser.add_argument("--seed", type=int, default=42, help="seed of every split and sample (default 42)")
-    args = parser.parse_args()
+    if extra is not None:
+        extra(parser)
+    return parser.parse_args()
+
+
+def open_bench(
+    name: str, settings: list[str], args: argparse.Namespace | None = None
+) -> tuple[Config, SparkSession, str]:
+    """(config, Spark session, table folder) for the bench `name` (also its run id) with `settings` overrides;
+    `args` from `bench_args` (default: the command line with no flag of the bench's own)."""
+    args = bench_args() if args is None else args
     setup_logging()
     root = args.root or tempfile.mkdtemp(prefix=f"{name}-")
     overrides = [f"spark.master=local[{os.cpu_count() or 2}]", "spark.conf.spark.ui.showConsoleProgress=false",
