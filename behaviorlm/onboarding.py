@@ -203,7 +203,8 @@ def settle(
     users = starts.select("user_id").join(later.select("user_id").distinct(), "user_id")
     held = users.where(hashed_share("user_id", 0.0, model.holdout, seed)).orderBy("user_id").limit(MAX_HELD)
     held = held.localCheckpoint()
-    if held.count() < MIN_HELD:
+    n_held = held.count()
+    if n_held < MIN_HELD:
         log.info("onboarding: fewer than %d warm users to hold out, the text map is kept", MIN_HELD)
         return replace(model, features="text"), {}
     firsts, _ = first_n_split(behaviors.join(held, "user_id").select("user_id", "item_id", "ts"), model.first, seed)
@@ -211,7 +212,7 @@ def settle(
             for kind in found}  # fmt: skip
     kind = "ids" if ndcg["ids"] > ndcg["text"] else "text"
     log.info("onboarding: held-out nDCG@%d text %.4f, ids %.4f: the %s map", HELD_K, ndcg["text"], ndcg["ids"], kind)
-    metrics = {"onboarding_ids": float(kind == "ids"), "onboarding_held_out": float(held.count()),
+    metrics = {"onboarding_ids": float(kind == "ids"), "onboarding_held_out": float(n_held),
                **{f"onboarding_ndcg_{k}": v for k, v in ndcg.items()}}  # fmt: skip
     return replace(model, features=kind), metrics
 
