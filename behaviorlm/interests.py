@@ -130,8 +130,11 @@ def segment_trends(
 
     share = the segment's behaviours / all mapped behaviours of the period (null for a period with none: there is
     no share to compare, and the trailing statistics skip it). change = share - the mean share of the `window`
-    periods before (null without one). z_score = change / max(their population std, `min_std`), null unless at
-    least two of them have a share. alert = |z_score| > `alert_z` (false where z_score is null).
+    periods before (null without one). z_score = change / the largest of their population std, the share's own
+    sampling noise at the period's volume and `min_std`, null unless at least two of them have a share. The noise
+    is a share's binomial standard error sqrt(p(1 - p) / the period's behaviours), p the larger of the share and the
+    trailing mean, at most 0.5: a share read off a handful of behaviours (a week just begun) does not alert.
+    alert = |z_score| > `alert_z` (false where z_score is null).
     """
     if period not in PERIODS:
         raise ValueError(f"segment_trends: period {period!r} is not one of {PERIODS}")
@@ -139,8 +142,11 @@ def segment_trends(
     total = F.sum("behaviors").over(Window.partitionBy("period_start"))
     shares = counts.withColumn("share", F.when(total > 0, F.col("behaviors") / total).cast("double"))
     trailing = Window.partitionBy(SEGMENT_COL).orderBy("period_start").rowsBetween(-window, -1)
-    change = F.col("share") - F.avg("share").over(trailing)
-    spread = F.greatest(F.coalesce(F.stddev_pop("share").over(trailing), F.lit(0.0)), F.lit(min_std))
+    mean = F.avg("share").over(trailing)
+    change = F.col("share") - mean
+    p = F.least(F.greatest(F.col("share"), F.coalesce(mean, F.lit(0.0))), F.lit(0.5))
+    noise = F.when(total > 0, F.sqrt(p * (1 - p) / total))  # greatest() skips the null of an empty period
+    spread = F.greatest(F.coalesce(F.stddev_pop("share").over(trailing), F.lit(0.0)), noise, F.lit(min_std))
     z = F.when(F.count("share").over(trailing) >= 2, change / spread)
     out = shares.select("*", change.cast("double").alias("change"), z.cast("double").alias("z_score"))
     return out.select(SEGMENT_COL, "period_start", F.col("behaviors").cast("long"), "share", "change", "z_score",

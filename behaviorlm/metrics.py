@@ -157,9 +157,11 @@ def ranking_metrics_by(
 
 
 def catalog_coverage(recs: DataFrame, catalogue: DataFrame, col_item: str = "item_id") -> float:
-    """Distinct recommended items over distinct items in `catalogue`."""
-    total = catalogue.select(col_item).distinct().count()
-    return recs.select(col_item).distinct().count() / total if total else 0.0
+    """Distinct recommended items of `catalogue` over its distinct items (a recommended item missing from the
+    catalogue, kept by ingest's `unknown_items: keep`, counts in neither: the share stays at most 1)."""
+    items = catalogue.select(col_item).distinct()
+    total = items.count()
+    return recs.select(col_item).distinct().join(items, col_item).count() / total if total else 0.0
 
 
 def rating_errors(

@@ -63,3 +63,11 @@ def fill_texts(behaviors: DataFrame, items: DataFrame, fields: list[str], empty_
         F.when(reason.isNull(), "item_catalogue_text").alias("method"),
         reason.alias("reason"),
     )
+
+
+def display_titles(items: DataFrame, item_col: str = ITEM_COL, title_col: str = "title") -> DataFrame:
+    """(`item_col`, `title_col`): what reasons and examples name an item by, its id where the title is null or
+    blank (a reason must never read "because you chose ")."""
+    title = F.col(title_col)
+    named = F.when(F.trim(title) != "", title).otherwise(F.col(item_col).cast("string"))
+    return items.select(item_col, named.alias(title_col))

@@ -21,6 +21,7 @@ from behaviorlm.config import Config
 from behaviorlm.metrics import leave_last_out
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.predict import SOURCES, Inputs, Settings, candidates, predict, tune_on_last
+from behaviorlm.text import display_titles
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
@@ -59,7 +60,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> Inputs:
     item_segments, interests = segment_tables(spark, cfg)
     return Inputs(
         behaviors=params.table(spark, cfg, "behaviors").select("user_id", "item_id", "ts"),
-        items=params.table(spark, cfg, "items").select("item_id", "title"),
+        items=display_titles(params.table(spark, cfg, "items")),
         item_vectors=params.item_space(cfg, valid).persist(StorageLevel.MEMORY_AND_DISK),
         item_segments=item_segments,
         interests=interests,

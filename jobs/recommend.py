@@ -19,6 +19,7 @@ from behaviorlm import delta, runs
 from behaviorlm.config import Config
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.scoring import PARTS, Inputs, recommend
+from behaviorlm.text import display_titles
 from behaviorlm.validate import check_columns
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
@@ -40,7 +41,7 @@ def read_inputs(spark: SparkSession, cfg: Config, behaviors: DataFrame | None = 
     neighbors = runs.rows_for_run(params.table(spark, cfg, "user_neighbors"), cfg.run_id, "user_neighbors")
     return Inputs(
         behaviors=behaviors,
-        items=params.table(spark, cfg, "items").select("item_id", "title"),
+        items=display_titles(params.table(spark, cfg, "items")),
         item_vectors=params.item_space(cfg, params.table(spark, cfg, "item_embeddings")).persist(
             StorageLevel.MEMORY_AND_DISK
         ),

@@ -15,7 +15,7 @@ from behaviorlm import delta
 from behaviorlm.assets import model_dir
 from behaviorlm.config import ConfigError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.text import item_texts
+from behaviorlm.text import display_titles, item_texts
 from behaviorlm.users import event_weights, pooled_vectors, render_sequences
 from jobs import embed_items, embed_users
 from tests.test_encoder import reference_vectors
@@ -59,6 +59,13 @@ def test_item_text_template(spark):
     assert_df_equality(got.drop("text_hash"), expected, ignore_row_order=True, ignore_nullable=True)
     with pytest.raises(ConfigError, match=r"\{rating\}"):
         item_texts(items, ["{rating}"], "x")
+
+
+def test_a_blank_or_missing_title_is_named_by_the_item_id(spark):
+    schema = "item_id string, title string"
+    items = spark.createDataFrame([("1", "Fargo"), ("2", "  "), ("3", None), (" 4", "")], schema)
+    expected = spark.createDataFrame([("1", "Fargo"), ("2", "2"), ("3", "3"), (" 4", " 4")], schema)
+    assert_df_equality(display_titles(items), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_udf_vectors_equal_direct_transformers_and_load_once_per_worker(spark, make_config):

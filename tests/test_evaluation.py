@@ -75,6 +75,9 @@ def test_rating_errors_and_coverage_match_microsoft_recommenders(spark, toy):
     )
     reco = spark.createDataFrame([(1, 3), (1, 5), (2, 2), (2, 5), (3, 1), (3, 2)], "u int, item_id int")
     assert catalog_coverage(reco, train) == pytest.approx(0.8)
+    # An item recommended but missing from the catalogue (ingest's unknown_items: keep) is not coverage: at most 1.
+    unknown = reco.union(spark.createDataFrame([(1, 6), (2, 7)], "u int, item_id int"))
+    assert catalog_coverage(unknown, train) == pytest.approx(0.8)
 
 
 def test_ranking_metrics_by_hand(spark):

@@ -153,12 +153,13 @@ def test_user_interests_weigh_type_and_recency_and_renormalise(spark):
     assert {r["weight"] for r in unweighted.where("user_id = 'u2'").collect()} == {1.0}
 
 
-def trend_rows() -> list[tuple]:
+def trend_rows(scale: int = 1) -> list[tuple]:
     week = dt.timedelta(days=7)
     counts = {0: (2, 2), 1: (2, 2), 3: (2, 2), 4: (4, 0)}  # week -> behaviours in (a, b); week 2 has none
+    counts = {w: (a * scale, b * scale) for w, (a, b) in counts.items()}
     rows = []
     for w, (n_a, n_b) in counts.items():
-        rows += [("u", "a0", "click", None, T0 + w * week + dt.timedelta(hours=i), None) for i in range(n_a)]
+        rows += [("u", "a0", "click", None, T0 + w * week + dt.timedelta(minutes=i), None) for i in range(n_a)]
         rows += [("u", "b0", "click", None, T0 + w * week + dt.timedelta(days=3), None) for _ in range(n_b)]
     return rows
 
@@ -168,15 +169,20 @@ def test_trends_keep_empty_periods_and_guard_a_flat_history(spark):
     found = spark.createDataFrame([("a0", 0, 1.0), ("b0", 1, 1.0)], FOUND)
     got = segment_trends(behaviors, found, period="week", window=4, alert_z=3.0)
     week = [dt.date(2024, 1, 1) + dt.timedelta(days=7 * w) for w in range(5)]
-    # Week 4: a's share 1.0 against a flat 0.5 (std 0, floored at 0.01): z = 50.
+    # Week 4: a's share 1.0 against a flat 0.5 (std 0), read off 4 behaviours: its own noise, sqrt(0.5 x 0.5 / 4) =
+    # 0.25, is the spread, z = 2 and no alert (the probe's 1-behaviour week had alerted at z 50).
     expected = [
         (0, week[0], 2, 0.5, None, None, False), (1, week[0], 2, 0.5, None, None, False),
         (0, week[1], 2, 0.5, 0.0, None, False), (1, week[1], 2, 0.5, 0.0, None, False),
         (0, week[2], 0, None, None, None, False), (1, week[2], 0, None, None, None, False),
         (0, week[3], 2, 0.5, 0.0, 0.0, False), (1, week[3], 2, 0.5, 0.0, 0.0, False),
-        (0, week[4], 4, 1.0, 0.5, 50.0, True), (1, week[4], 0, 0.0, -0.5, -50.0, True),
+        (0, week[4], 4, 1.0, 0.5, 2.0, False), (1, week[4], 0, 0.0, -0.5, -2.0, False),
     ]  # fmt: skip
     assert_close(got, spark.createDataFrame(expected, TRENDS))
+    # The same shares over 100 times the behaviours: noise 0.025, z = 20, a surge.
+    surge = segment_trends(spark.createDataFrame(trend_rows(100), BEHAVIORS), found, period="week", window=4)
+    last = surge.where(F.col("period_start") == week[4]).orderBy("segment_id").collect()
+    assert [(r["z_score"], r["alert"]) for r in last] == [(pytest.approx(20.0), True), (pytest.approx(-20.0), True)]
     # Week 0 in January, week 4 moved to March: February is there, empty.
     moved = behaviors.where("ts >= '2024-01-29'").withColumn("ts", F.col("ts") + F.expr("interval 40 days"))
     months = segment_trends(behaviors.where("ts < '2024-01-08'").union(moved), found, period="month")
