@@ -135,8 +135,11 @@ class IngestConfig(Section):
     )
     rating_min: float = 1.0
     rating_max: float = 5.0
-    # Numeric `ts`: epoch seconds, milliseconds, or `auto` (values of 1e11 and above are milliseconds).
-    ts_unit: Literal["auto", "seconds", "milliseconds"] = "auto"
+    # Numeric `ts`: epoch time in this unit, or `auto`: milliseconds from 1e11, microseconds from 1e14, nanoseconds
+    # from 1e17 (Parquet's nanosecond timestamps, e.g. from pandas, are read as such numbers).
+    ts_unit: Literal["auto", "seconds", "milliseconds", "microseconds", "nanoseconds"] = "auto"
+    # The event type of every behaviour when the source has no event-type column (a click log: `click`).
+    default_event_type: str | None = None
     # Behaviours whose item is not in the catalogue: kept (and counted) or rejected as `unknown_item`.
     unknown_items: Literal["keep", "reject"] = "keep"
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
@@ -147,6 +150,11 @@ class IngestConfig(Section):
             raise ValueError(f"ingest.rating_min {self.rating_min} must be below ingest.rating_max {self.rating_max}")
         if self.source == "table" and not (self.behaviors_source and self.items_source):
             raise ValueError("ingest.source 'table' needs 'ingest.behaviors_source' and 'ingest.items_source'")
+        if self.default_event_type is not None and self.default_event_type not in self.event_types:
+            raise ValueError(
+                f"ingest.default_event_type {self.default_event_type!r} is not one of ingest.event_types "
+                f"{self.event_types}"
+            )
         return self
 
 

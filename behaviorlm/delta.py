@@ -74,6 +74,10 @@ def read_source(spark: SparkSession, location: str, fmt: str) -> DataFrame:
     try:
         if not ref.is_path:
             return spark.read.table(ref.location)
+        if fmt == "parquet":
+            # Spark has no nanosecond timestamp type: without this, a file pandas wrote (datetime64[ns]) fails in the
+            # first task with a JVM stack trace. As nanoseconds since the epoch, ingest's ts parsing reads it.
+            spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
         reader = spark.read.format(fmt)
         if fmt == "csv":
             reader = reader.option("header", "true")

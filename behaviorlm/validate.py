@@ -17,13 +17,20 @@ from behaviorlm.schemas import REASON, SOURCE_TYPES, UNKNOWN_ITEM
 
 # Epoch timestamps beyond this many seconds (year ~5138) are garbage and would overflow the timestamp type.
 _MAX_EPOCH_SECONDS = 1e11
-# With ts_unit=auto a number this large cannot be seconds (see above), so it is read as milliseconds.
-_AUTO_MILLIS_FROM = 1e11
-TS_UNITS = ("auto", "seconds", "milliseconds")
+# Microseconds per unit of a numeric ts. With ts_unit=auto the unit is the coarsest that keeps the value below
+# _MAX_EPOCH_SECONDS: from 1e11 milliseconds, from 1e14 microseconds, from 1e17 nanoseconds (each a date from 1973 on).
+_MICROS_PER = {"seconds": 1e6, "milliseconds": 1e3, "microseconds": 1.0, "nanoseconds": 1e-3}
+TS_UNITS = ("auto", *_MICROS_PER)
 # Doubles are exact integers only up to 2**53; a larger "integral" double is not a trustworthy id, so keep its text.
 _MAX_EXACT_DOUBLE = 2.0**53
 # Leading/trailing whitespace of any kind: tabs, newlines, no-break and other Unicode spaces.
 _EDGE_SPACE = r"^[\s\p{Z}]+|[\s\p{Z}]+$"
+
+# What a source without one of the required columns can do instead.
+_MISSING_HINTS = {
+    "event_type": "; a log of one kind of behaviour can set ingest.default_event_type (e.g. click)",
+    "title": "; a catalogue of ids only can set ingest.item_columns.title=item_id",
+}
 
 _KIND_NAMES = {
     "string": "string",
@@ -39,10 +46,18 @@ def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: 
     for canonical in required:
         source = mapping.get(canonical, canonical)
         if source not in present:
+            hint = _MISSING_HINTS.get(canonical, "")
             raise InputContractError(
                 f"table {table!r}: required column {source!r} (canonical {canonical!r}) is missing; "
-                f"columns present: {sorted(present)}"
+                f"columns present: {sorted(present)}{hint}"
             )
+
+
+def with_default(df: DataFrame, column: str, value: str | None) -> DataFrame:
+    """`df` with `column` set to `value` on every row, when it has no such column and a value is given."""
+    if value is None or column in df.columns:
+        return df
+    return df.withColumn(column, F.lit(value))
 
 
 def _is_kind(dtype: T.DataType, kind: str) -> bool:
@@ -109,10 +124,15 @@ def _parse_id(c: Column, dtype: T.DataType) -> Column:
 
 
 def _epoch(number: Column, unit: str) -> Column:
-    """Epoch seconds or milliseconds to a timestamp (auto: |n| >= 1e11 is milliseconds); out of range -> null."""
-    millis = F.abs(number) >= _AUTO_MILLIS_FROM if unit == "auto" else F.lit(unit == "milliseconds")
+    """Epoch time in `unit` to a timestamp (auto: the unit by magnitude, see _MICROS_PER); out of range -> null."""
+    if unit == "auto":
+        scale = F.lit(1e6)
+        for name, threshold in (("milliseconds", 1e11), ("microseconds", 1e14), ("nanoseconds", 1e17)):
+            scale = F.when(F.abs(number) >= threshold, F.lit(_MICROS_PER[name])).otherwise(scale)
+    else:
+        scale = F.lit(_MICROS_PER[unit])
     # Scale straight to whole microseconds (exact for integral input) instead of going through fractional seconds.
-    micros = number * F.when(millis, F.lit(1e3)).otherwise(F.lit(1e6))
+    micros = number * scale
     return F.when(F.abs(micros) < _MAX_EPOCH_SECONDS * 1e6, F.timestamp_micros(F.round(micros).cast("long")))
 
 
@@ -171,15 +191,16 @@ def tag_behaviors(
     """Typed canonical behaviours plus a `reason` column (null = valid) and `raw_*` text copies for quarantine.
 
     Ids are text with all edge whitespace trimmed (blank = null); integral float/decimal ids lose their `.0`.
-    A numeric `ts` (or text holding a number) is epoch `seconds`, `milliseconds`, or with `auto` milliseconds from
-    1e11 on; other text is parsed as a date-time. Reasons, first match wins: null_user_id, null_item_id,
+    A numeric `ts` (or text holding a number) is epoch time in `ts_unit` (seconds, milliseconds, microseconds,
+    nanoseconds) or, with `auto`, in milliseconds from 1e11, microseconds from 1e14 and nanoseconds from 1e17 on;
+    other text is parsed as a date-time. Reasons, first match wins: null_user_id, null_item_id,
     unknown_event_type, invalid_ts, invalid_rating, missing_rating (a `rating` event without one),
     rating_out_of_range, duplicate_event (same user, item, event type and timestamp as another valid row; the row
     with the highest rating, then text, is kept). `tag_unknown_items` may then add unknown_item.
 
     Raises:
         InputContractError: a column has a type the contract does not accept (e.g. a struct id, an array ts).
-        ValueError: `ts_unit` is not one of auto, seconds, milliseconds.
+        ValueError: `ts_unit` is not one of TS_UNITS.
     """
     if ts_unit not in TS_UNITS:
         raise ValueError(f"ts_unit must be one of {TS_UNITS}, got {ts_unit!r}")

@@ -39,6 +39,7 @@ from behaviorlm.validate import (
     tag_behaviors,
     tag_items,
     tag_unknown_items,
+    with_default,
 )
 from jobs.runtime import job_main, write_metrics
 
@@ -65,6 +66,7 @@ def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, Dat
     behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format)
     items = delta.read_source(spark, ing.items_source, ing.source_format)
     b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
+    behaviors = with_default(behaviors, b_map["event_type"], ing.default_event_type)
     check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS)
     check_columns(items, ing.items_source, i_map, REQUIRED_ITEM_COLUMNS)
     behaviors = rename_to_canonical(behaviors, b_map, BEHAVIOR_COLUMNS)

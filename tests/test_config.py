@@ -51,6 +51,7 @@ def test_later_files_override_earlier_ones(tmp_path):
         ("recommend.onboarding.holdout=1.0", "recommend.onboarding.holdout"),
         ("ingest.rating_min=6", "ingest.rating_min"),
         ("ingest.synthetic.in_cluster=1.5", "ingest.synthetic.in_cluster"),
+        ("ingest.default_event_type=tap", "ingest.default_event_type 'tap' is not one of ingest.event_types"),
         ("ingest.source=table", "needs 'ingest.behaviors_source'"),
         ("novalue", "--set expects key=value"),
         ("tables.root.x=1", "config key 'tables.root': expected a string"),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime
 
+import pandas as pd
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -137,13 +138,13 @@ def run_ingest(cfg, overrides):
 
 
 @pytest.mark.parametrize("policy", ["keep", "reject"])
-def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ms_is_read(spark, make_config, tmp_path, policy):
+def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ns_is_read(spark, make_config, tmp_path, policy):
     behaviors = spark.createDataFrame(
         [
             ("a", "x", "click", 1_700_000_000_123),  # epoch milliseconds
             ("b", "gone", "click", 1_700_000_000),  # an item the catalogue does not have
             ("c", "gone", "teleport", 1_700_000_000),  # already bad: counted under its own reason only
-            ("d", "x", "click", 10**15),  # out of range as seconds and as milliseconds
+            ("d", "x", "click", 1_700_000_000_123_456_789),  # epoch nanoseconds, by its size
         ],
         "user_id string, item_id string, event_type string, ts long",
     )
@@ -156,9 +157,10 @@ def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ms_is_read(spa
     assert counts.flagged == {"unknown_item": 1}
     written = {r["user_id"]: r["ts"] for r in read(spark, cfg, "behaviors").collect()}
     assert written["a"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123000)
+    assert written["d"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123457)
     assert ("b" in written) == (policy == "keep")
     rejected = {r["user_id"]: r["reason"] for r in read(spark, cfg, "rejected_behaviors").collect()}
-    expected = {"c": "unknown_event_type", "d": "invalid_ts"} | ({"b": "unknown_item"} if policy == "reject" else {})
+    expected = {"c": "unknown_event_type"} | ({"b": "unknown_item"} if policy == "reject" else {})
     assert rejected == expected
     m = metrics(spark, cfg)
     assert m["behaviors_unknown_item"] == 1
@@ -192,3 +194,26 @@ def test_missing_source_path_is_one_clear_line(spark, make_config, tmp_path, cap
     assert f"behaviorlm ingest: error: source {missing!r} does not exist" in err
     assert "JVM stacktrace" not in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 5, err
+
+
+def test_pandas_parquet_with_nanosecond_times_and_no_event_type_column(spark, make_config, tmp_path):
+    """pandas writes datetime64[ns] as Parquet nanosecond timestamps, which Spark cannot read as timestamps."""
+    clicks, catalogue = tmp_path / "clicks", tmp_path / "catalogue"
+    clicks.mkdir(), catalogue.mkdir()
+    times = pd.to_datetime(["2024-03-01 10:00:00.123456789", "2024-03-01 11:00:00.000000000"])
+    pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "x"], "ts": times}).to_parquet(clicks / "part-0.parquet")
+    pd.DataFrame({"item_id": ["x"], "title": ["Red shoes"]}).to_parquet(catalogue / "part-0.parquet")
+    source = ["ingest.source=table", "ingest.source_format=parquet"]
+    source += [f"ingest.behaviors_source={clicks}", f"ingest.items_source={catalogue}"]
+    with pytest.raises(InputContractError, match="'event_type'.* is missing.*set ingest.default_event_type"):
+        run_ingest(make_config(*source), source)
+
+    overrides = [*source, "ingest.default_event_type=click"]
+    cfg = make_config(*overrides)
+    counts = run_ingest(cfg, overrides)["behaviors"]
+
+    assert (counts.read, counts.written, counts.rejected) == (2, 2, 0)
+    assert sorted(read(spark, cfg, "behaviors").select("user_id", "event_type", "ts").collect()) == [
+        ("a", "click", datetime.datetime(2024, 3, 1, 10, 0, 0, 123457)),
+        ("b", "click", datetime.datetime(2024, 3, 1, 11)),
+    ]

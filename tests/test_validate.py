@@ -43,7 +43,7 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
         ("u3", "i1", "rating", None, "881250949", None),
         ("u3", "i1", "rating", "9", "881250949", None),
         ("u3", "i1", "rating", "NaN", "881250949", None),
-        ("u3", "i1", "view", None, "100000000000000", None),  # 1e14: too large even as epoch milliseconds
+        ("u3", "i1", "view", None, "1e21", None),  # too large even as epoch nanoseconds
         ("u2", "i1", "rating", "3", "881250949", None),  # same key as row 3, lower rating: the duplicate
     ]
     tagged = tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1.0, 5.0)
@@ -70,7 +70,7 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
             ("u3", "i1", "rating", None, "881250949", None, "missing_rating"),
             ("u3", "i1", "rating", "9", "881250949", None, "rating_out_of_range"),
             ("u3", "i1", "rating", "NaN", "881250949", None, "invalid_rating"),
-            ("u3", "i1", "view", None, "100000000000000", None, "invalid_ts"),
+            ("u3", "i1", "view", None, "1e21", None, "invalid_ts"),
             ("u2", "i1", "rating", "3", "881250949", None, "duplicate_event"),
         ],
         rejected_schema(BEHAVIOR_COLUMNS),
@@ -240,20 +240,27 @@ def test_ids_lose_edge_whitespace_of_every_kind_and_blank_ids_are_null(spark):
     assert tag_items(rename_to_canonical(items, {}, ITEM_COLUMNS)).first()[REASON] == "null_item_id"
 
 
-MS = dt.datetime(1997, 12, 4, 15, 55, 49, 123000)
-S = dt.datetime(1997, 12, 4, 15, 55, 49)
+EPOCH = dt.datetime(1970, 1, 1)
+S, MS, US = 881250949, 881250949123, 881250949123456  # one instant, 1997-12-04 15:55:49.123456, in three units
+NS = US * 1000
+
+
+def at(micros: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(microseconds=micros)
 
 
 @pytest.mark.parametrize(
     "unit, expected",
     [
-        ("auto", [S, MS, dt.datetime(1973, 3, 3, 9, 46, 40), None]),
-        ("seconds", [S, None, None, None]),
-        ("milliseconds", [dt.datetime(1970, 1, 11, 4, 47, 30, 949000), MS, dt.datetime(1973, 3, 3, 9, 46, 40), None]),
+        ("auto", [at(S * 10**6), at(MS * 1000), at(US), at(US), at(10**14)]),
+        ("seconds", [at(S * 10**6), None, None, None, None]),
+        ("milliseconds", [at(S * 1000), at(MS * 1000), None, None, at(10**14)]),
+        ("microseconds", [at(S), at(MS), at(US), None, at(10**11)]),
+        ("nanoseconds", [at(881251), at(S), at(MS), at(US), at(10**8)]),
     ],
 )
-def test_numeric_ts_is_epoch_seconds_or_milliseconds(spark, unit, expected):
-    values = [881250949, 881250949123, 10**11, 10**14]  # 1e11 is ms in auto and too big as s; 1e14 too big as ms
+def test_numeric_ts_is_epoch_time_in_its_unit_or_by_size(spark, unit, expected):
+    values = [S, MS, US, NS, 10**11]  # 1e11 is ms in auto (too big as s); each unit has a year-5138 ceiling
     for dtype, cast in (("bigint", int), ("string", str)):
         rows = [("u1", f"i{n}", "view", None, cast(v), None) for n, v in enumerate(values)]
         raw = spark.createDataFrame(
