@@ -68,7 +68,8 @@ def grid_ndcg(cands: DataFrame, truth: DataFrame, combos: list[dict[str, float]]
         ["_combo", *(f"_w_{p}" for p in parts)],
     )
     score = functools.reduce(operator.add, [F.col(f"_w_{p}") * F.col(p) for p in parts])
-    order = Window.partitionBy("_combo", "user_id").orderBy(F.col("_score").desc(), F.col("item_id"))
+    tie = [F.col("popularity").desc()] if "popularity" in parts else []  # `blend`'s order
+    order = Window.partitionBy("_combo", "user_id").orderBy(F.col("_score").desc(), *tie, F.col("item_id"))
     ranked = (
         cands.select("user_id", "item_id", *parts)
         .crossJoin(F.broadcast(table))

@@ -64,6 +64,17 @@ def split_valid(
     return tagged.where("reason is null").drop("reason"), tagged.where("reason is not null").drop(vector_col)
 
 
+def unembedded(users: DataFrame, vectors: DataFrame, id_col: str = USER_COL) -> DataFrame:
+    """(id_col, reason `no_vector`): the distinct ids of `users` without a row in `vectors`, such as users none of
+    whose items has a vector."""
+    return (
+        users.select(id_col)
+        .distinct()
+        .join(vectors.select(id_col), id_col, "left_anti")
+        .withColumn("reason", F.lit("no_vector"))
+    )
+
+
 def _keyed(vectors: DataFrame, id_col: str, vector_col: str) -> DataFrame:
     """The internal shape (id string, embedding): fresh aliases, so two sides of one frame never clash."""
     return vectors.select(F.col(id_col).cast("string").alias("id"), F.col(vector_col).alias("embedding"))

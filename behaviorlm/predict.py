@@ -208,8 +208,9 @@ def tune(
     nDCG@k, then grid order), and their (hr_at_k, ndcg_at_k, users). Without a target user, `weights` unchanged.
 
     One pass: per user, the target's rank under every combination is 1 + the candidates scoring above it (on a tie,
-    those with a smaller item id: `blend`'s order), in numpy (`udfs.grid.target_ranks`); a target among no
-    candidates is a miss. Hits are counted per (combination, rank), so equal rankings give equal metrics exactly."""
+    the more popular, then those with a smaller item id: `blend`'s order), in numpy (`udfs.grid.target_ranks`); a
+    target among no candidates is a miss. Hits are counted per (combination, rank), so equal rankings give equal
+    metrics exactly."""
     combos = weight_grid(grid, weights)
     target = truth.select("user_id", F.col("item_id").alias("_target")).distinct()
     with_target = cands.join(target, "user_id")

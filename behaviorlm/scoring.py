@@ -163,9 +163,10 @@ def repower(cands: DataFrame, inp: Inputs, strength: Strength, power: float) -> 
 def blend(
     cands: DataFrame, weights: dict[str, float], k: int, parts: Sequence[str] = PARTS, thin: Thin | None = None
 ) -> DataFrame:
-    """Top-k per user by the weighted sum of the `parts` columns (ties: item id), with `rank`, `score` and `source`
-    (the first part with the largest weighted contribution). With `thin`, users with at most `thin.max_history`
-    items seen (`n_seen`) are blended with `thin.weights` instead. A part `cands` has no column for is silent."""
+    """Top-k per user by the weighted sum of the `parts` columns (ties: popularity, then item id), with `rank`,
+    `score` and `source` (the first part with the largest weighted contribution). With `thin`, users with at most
+    `thin.max_history` items seen (`n_seen`) are blended with `thin.weights` instead. A part `cands` has no column
+    for is silent."""
     parts = [p for p in parts if p in cands.columns]
 
     def weight(part: str) -> Column:
@@ -181,7 +182,10 @@ def blend(
     source = F.when(best <= 0, "popularity")
     for p in parts:
         source = source.when(weighted[p] == best, p)
-    order = Window.partitionBy("user_id").orderBy(F.col("score").desc(), F.col("item_id"))
+    # Ties go to the more popular item: a user no part speaks for (say, whose history is all unknown items) then gets
+    # the popular items, not the lowest ids.
+    tie = [F.col("popularity").desc()] if "popularity" in cands.columns else []
+    order = Window.partitionBy("user_id").orderBy(F.col("score").desc(), *tie, F.col("item_id"))
     return (
         cands.withColumn("score", score)
         .withColumn("source", source.otherwise("popularity"))

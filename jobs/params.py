@@ -29,6 +29,12 @@ def table(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
     return delta.read_table(spark, delta.table_ref(cfg.tables, name))
 
 
+def maybe_table(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
+    """The table, or None when no stage has written it yet."""
+    ref = delta.table_ref(cfg.tables, name)
+    return delta.read_table(spark, ref) if delta.table_exists(spark, ref) else None
+
+
 def embed_fn(spark: SparkSession, cfg: Config, texts: DataFrame | None = None) -> EmbedFn:
     """The encoder as configured. `model.backend: auto` is decided once per stage, on the driver, before encoding:
     the stage that encodes the item texts (embed-items, passing them as `texts`) measures whether model.path reads

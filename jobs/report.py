@@ -27,9 +27,9 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from behaviorlm import delta, summaries
+from behaviorlm import summaries
 from behaviorlm.config import Config
-from jobs import charts, report_examples, tracking
+from jobs import charts, params, report_examples, tracking
 from jobs.runtime import job_main
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,9 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;c
          "margin:1em 0}.cols{display:flex;flex-wrap:wrap;gap:1.5em}.note{color:#555}")  # fmt: skip
 
 
-def _table(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
-    ref = delta.table_ref(cfg.tables, name)
-    return delta.read_table(spark, ref) if delta.table_exists(spark, ref) else None
-
-
 def _run_rows(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
     """This run's rows of table `name`; None when the table is missing or has none."""
-    df = _table(spark, cfg, name)
+    df = params.maybe_table(spark, cfg, name)
     df = df.where(F.col("run_id") == cfg.run_id) if df is not None else None
     return df if df is not None and not df.isEmpty() else None
 
@@ -98,7 +93,7 @@ def metrics_table(metrics: list[Metric]) -> str:
 def stage_times(spark: SparkSession, cfg: Config) -> str:
     """Seconds and rows per stage (stage `run`'s `<stage>.seconds` / `.rows`) in the order the stages finished,
     beside the previous run of the same tables (the other run whose timings were written last)."""
-    table = _table(spark, cfg, "run_metrics")
+    table = params.maybe_table(spark, cfg, "run_metrics")
     if table is None:
         return charts.EMPTY
     timed = table.where((F.col("stage") == "run") & F.col("metric").rlike(r"\.(seconds|rows)$"))
@@ -127,7 +122,7 @@ def similarity_chart(spark: SparkSession, cfg: Config) -> str:
 
 def segment_map(spark: SparkSession, cfg: Config, n_labels: int = 10) -> str:
     """Users (PCA sample) coloured by their top interest segment, the largest segments labelled."""
-    users = _table(spark, cfg, "user_embeddings")
+    users = params.maybe_table(spark, cfg, "user_embeddings")
     if users is None:
         return charts.EMPTY
     interests, segments = _run_rows(spark, cfg, "user_interests"), _run_rows(spark, cfg, "segments")
@@ -157,7 +152,7 @@ def trend_chart(spark: SparkSession, cfg: Config, n_series: int = 6) -> str:
 
 def categories_chart(spark: SparkSession, cfg: Config, n: int = 15) -> str:
     """The genres (or other array category) of this run's recommended items, most frequent first."""
-    recs, items = _run_rows(spark, cfg, "recommendations"), _table(spark, cfg, "items")
+    recs, items = _run_rows(spark, cfg, "recommendations"), params.maybe_table(spark, cfg, "items")
     if recs is None or items is None or "genres" not in items.columns:
         return charts.EMPTY
     top = summaries.top_counts(recs.join(items.select("item_id", "genres"), "item_id"), "genres", n)
@@ -167,7 +162,7 @@ def categories_chart(spark: SparkSession, cfg: Config, n: int = 15) -> str:
 def rejected_chart(spark: SparkSession, cfg: Config) -> str:
     found = []
     for name in ("rejected_behaviors", "rejected_items", "neighbor_rejects"):
-        df = _table(spark, cfg, name)
+        df = params.maybe_table(spark, cfg, name)
         if df is not None:
             found += [(f"{name}: {reason}", n) for reason, n in sorted(summaries.top_counts(df, "reason", 50))]
     return charts.hbars(found, "rows", alt="rejected rows") if found else "<p>No rejected rows.</p>"
@@ -239,7 +234,7 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
 
 
 def run_metrics(spark: SparkSession, cfg: Config) -> list[Metric]:
-    table = _table(spark, cfg, "run_metrics")
+    table = params.maybe_table(spark, cfg, "run_metrics")
     if table is None:
         return []
     rows = table.where(F.col("run_id") == cfg.run_id).orderBy("stage", "metric").collect()

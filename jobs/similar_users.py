@@ -3,7 +3,8 @@
 The search is `behaviorlm.neighbors.top_k` (an inverted-file index, or exact with `neighbors.mode=exact` or up to
 `neighbors.exact_below` users, where exact search costs less). Recall@K against exact search on a random sample of
 users is measured on every approximate search and written to `run_metrics`. Users whose vector is missing, of the
-wrong size, zero or not finite are not searched: they are listed in `neighbor_rejects(user_id, reason, run_id)`.
+wrong size, zero or not finite are not searched: they are listed in `neighbor_rejects(user_id, reason, run_id)`, as
+are users of `behaviors` that embed-users gave no vector (`no_vector`).
 Run: `behaviorlm similar-users --conf conf/local.yaml`.
 """
 
@@ -16,7 +17,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm.config import Config
-from behaviorlm.neighbors import recall_at_k, searched_exactly, split_valid, vector_dim
+from behaviorlm.neighbors import recall_at_k, searched_exactly, split_valid, unembedded, vector_dim
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
@@ -27,6 +28,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     nb = cfg.neighbors
     users = params.table(spark, cfg, "user_embeddings")
     valid, rejected = split_valid(users, vector_dim(users))
+    behaviors = params.maybe_table(spark, cfg, "behaviors")
+    if behaviors is not None:
+        rejected = rejected.unionByName(unembedded(behaviors, users))
     valid = valid.persist(StorageLevel.MEMORY_AND_DISK)
     n = valid.count()
     found = params.neighbors(cfg, valid).persist(StorageLevel.MEMORY_AND_DISK)

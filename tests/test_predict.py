@@ -94,21 +94,24 @@ CANDIDATE_SCHEMA = (
 
 def test_single_pass_tuning_agrees_with_ranking_metrics(spark):
     # Each user's target is T. x1 needs the recent source; x2's T ties P on transitions (P first by id) unless recent
-    # breaks the tie; x3 needs popularity; x4's target is among no candidates.
+    # breaks the tie; x3 needs popularity; x4's target is among no candidates; x5's T ties A at 0 under popularity
+    # weight 0 and comes first as the more popular (not A, first by id: a user no source speaks for).
     rows = [("x1", "T", 0.2, 1.0, 0.0, 0.0), ("x1", "P", 1.0, 0.0, 0.0, 0.0), ("x1", "Q", 0.5, 0.5, 0.0, 1.0),
             ("x2", "T", 1.0, 0.1, 0.0, 0.0), ("x2", "P", 1.0, 0.0, 0.0, 0.0),
             ("x3", "T", 0.0, 0.0, 0.0, 1.0), ("x3", "A", 1.0, 0.0, 0.0, 0.0),
-            ("x4", "A", 1.0, 0.0, 0.0, 0.0)]  # fmt: skip
+            ("x4", "A", 1.0, 0.0, 0.0, 0.0),
+            ("x5", "A", 0.0, 0.0, 0.0, 0.2), ("x5", "T", 0.0, 0.0, 0.0, 0.5)]  # fmt: skip
     cands = spark.createDataFrame(rows, CANDIDATE_SCHEMA).withColumn("together", F.lit(0.0))
     cands = cands.withColumn("items", F.lit(0.0))
-    truth = spark.createDataFrame([(u, "T") for u in ("x1", "x2", "x3", "x4")], "user_id string, item_id string")
+    truth = spark.createDataFrame([(u, "T") for u in ("x1", "x2", "x3", "x4", "x5")], "user_id string, item_id string")
     weights, found = tune(cands, truth, {"recent": [0.0, 1.0], "popularity": [0.0, 2.0]}, 2, {"segments": 0.0})
-    # Hit ranks at recent 1: x1 1, x2 1, x3 2 (popularity 0) or x1 2, x2 1, x3 1 (popularity 2): a tie, the first wins.
+    # Hit ranks at recent 1: x1 1, x2 1, x3 2, x5 1 (popularity 0) or x1 2, x2 1, x3 1, x5 1 (popularity 2): a tie,
+    # the first wins.
     assert weights == {"transitions": 1.0, "recent": 1.0, "segments": 0.0, "popularity": 0.0, "together": 0.0,
                        "items": 0.0}  # fmt: skip
-    assert found == {"hr_at_k": 0.75, "ndcg_at_k": pytest.approx((2 + 1 / math.log2(3)) / 4), "users": 4.0}
+    assert found == {"hr_at_k": 0.8, "ndcg_at_k": pytest.approx((3 + 1 / math.log2(3)) / 5), "users": 5.0}
     m = ranking_metrics(blend(cands, weights, 2, SOURCES), truth, 2)
-    assert (m["hit_rate"], m["ndcg_at_k"], m["users"]) == pytest.approx((found["hr_at_k"], found["ndcg_at_k"], 4))
+    assert (m["hit_rate"], m["ndcg_at_k"], m["users"]) == pytest.approx((found["hr_at_k"], found["ndcg_at_k"], 5))
 
 
 def write_tables(spark, cfg, sequences, same_second=()):

@@ -98,13 +98,18 @@ def test_bad_vectors_are_rejected_with_a_reason_and_tiny_n_is_filled(spark, make
         ("none", None),
     ]
     write_users(spark, cfg, spark.createDataFrame(rows, "user_id string, embedding array<float>"))
+    # "ghost" has behaviours but no vector row: embed-users found none of its items with a vector.
+    pairs = [("a", "x"), ("ghost", "gone"), ("ghost", "lost")]
+    behaviors = spark.createDataFrame(pairs, "user_id string, item_id string")
+    delta.overwrite(behaviors, delta.table_ref(cfg.tables, "behaviors"))
     metrics = similar_users.main(argv(cfg, "neighbors.k=5"))
-    assert (metrics["users"], metrics["rejected_users"], metrics["underfilled_users"]) == (3, 4, 0)
+    assert (metrics["users"], metrics["rejected_users"], metrics["underfilled_users"]) == (3, 5, 0)
     got = {(r["user_id"], r["rank"]): r["neighbor_id"] for r in neighbors(spark, cfg).collect()}
     assert got == {("a", 1): "b", ("a", 2): "c", ("b", 1): "a", ("b", 2): "c", ("c", 1): "b", ("c", 2): "a"}
     rejects = delta.read_table(spark, delta.table_ref(cfg.tables, "neighbor_rejects"))
     assert {r["user_id"]: r["reason"] for r in rejects.collect()} == {
-        "zero": "zero_embedding", "nan": "non_finite_embedding", "short": "wrong_dimension", "none": "missing_embedding"
+        "zero": "zero_embedding", "nan": "non_finite_embedding", "short": "wrong_dimension",
+        "none": "missing_embedding", "ghost": "no_vector",
     }  # fmt: skip
 
 
