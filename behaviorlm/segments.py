@@ -83,19 +83,25 @@ def choose_k(
     max_iter: int = 30,
     id_col: str = ITEM_COL,
     vector_col: str = VECTOR_COL,
+    min_size: int = 1,
 ) -> tuple[int, dict[int, float]]:
     """(the k of `k_grid` with the best cosine silhouette, {k: silhouette}), each k clustered and measured on one
-    seeded sample of `sample` items. Grid values are clamped first (`clamp_k`); ties go to the smaller k."""
+    seeded sample of `sample` items. Grid values are capped at max(2, sampled items // `min_size`), so a small
+    catalogue is not cut into segments of one or two items, and clamped (`clamp_k`); ties go to the smaller k.
+    When the sample holds every item, the chosen k's silhouette is that of `cluster_items` with the same k, seed,
+    algorithm and max_iter: the sample is laid out as `cluster_items` lays out the items, so k-means starts alike."""
     _check_algorithm(algorithm)
-    picked = _sample(_features(item_vectors, id_col, vector_col), sample, seed, id_col).cache()
+    # Not cached: MLlib's KMeans starts differently on a cached input (it persists an uncached one itself), and
+    # `cluster_items` fits an uncached one.
+    picked = _features(_sample(item_vectors, sample, seed, id_col), id_col, vector_col)
     n = picked.count()
+    cap = max(2, n // max(min_size, 1))
     scores: dict[int, float] = {}
-    for k in sorted({clamp_k(k, n) for k in k_grid}):
+    for k in sorted({clamp_k(min(k, cap), n) for k in k_grid}):
         if k < 2:
             scores[k] = 0.0
             continue
         scores[k] = _silhouette(_estimator(k, seed, algorithm, max_iter).fit(picked).transform(picked))
-    picked.unpersist()
     return max(scores, key=lambda k: (scores[k], -k)), scores
 
 

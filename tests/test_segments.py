@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm.interests import segment_trends, user_interests
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.segments import choose_k, cluster_items, describe_segments, segment_terms
+from behaviorlm.segments import choose_k, cluster_items, describe_segments, segment_terms, silhouette
 from jobs import segments
 from tests.util import job_args, read, write
 
@@ -232,3 +232,14 @@ def test_segments_do_not_depend_on_how_the_vectors_are_partitioned(spark):
     one = spark.createDataFrame(rows, VECTORS).coalesce(1)
     scattered = spark.createDataFrame(rows[::-1], VECTORS).repartition(3)
     assert_close(cluster_items(scattered, 6, seed=1, max_iter=3), cluster_items(one, 6, seed=1, max_iter=3))
+
+
+def test_small_catalogue_caps_the_grid_and_the_chosen_silhouette_is_the_stored_one(spark):
+    rng = np.random.default_rng(5)
+    rows = [(f"i{n:02d}", [float(x) for x in rng.normal(size=6)]) for n in range(60)]
+    vectors = spark.createDataFrame(rows, VECTORS).repartition(3)
+    # 60 items, at least 10 per segment on average: the grid's 20 and 24 both become 6.
+    k, scores = choose_k(vectors, [20, 24], sample=100, seed=1, max_iter=3, min_size=10)
+    assert (k, list(scores)) == (6, [6])
+    found = cluster_items(vectors, 6, seed=1, max_iter=3)
+    assert scores[6] == pytest.approx(silhouette(vectors, found, 100, seed=1), abs=1e-12)
