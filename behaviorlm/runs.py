@@ -59,12 +59,24 @@ def latest_run(table: DataFrame) -> str | None:
     return row["run_id"] if row else None
 
 
-def rows_for_run(table: DataFrame, run_id: str, name: str) -> DataFrame:
-    """The rows of a per-run table written under `run_id`; when that run wrote none (a stage run on its own), the
-    rows of the run written last, with a warning naming it."""
+def stage_ran(spark: SparkSession, ref: delta.TableRef, run_id: str, stage: str) -> bool:
+    """Whether `stage` wrote metrics to the `run_metrics` table `ref` under `run_id`: it ran, whatever it wrote."""
+    if not delta.table_exists(spark, ref):
+        return False
+    metrics = delta.read_table(spark, ref)
+    return bool(metrics.where((F.col("run_id") == run_id) & (F.col("stage") == stage)).limit(1).count())
+
+
+def rows_for_run(table: DataFrame, run_id: str, name: str, ran: bool = False) -> DataFrame:
+    """The rows of a per-run table written under `run_id`. When that run wrote none: none either where the stage
+    that writes the table `ran` under `run_id` (it found nothing to write), else (a stage run on its own) the rows of
+    the run written last, with a warning naming it."""
     own = table.where(F.col("run_id") == run_id)
-    if own.limit(1).count():
+    if ran or own.limit(1).count():
         return own
     latest = latest_run(table)
+    if latest is None:
+        log.warning("%s has no rows for any run", name)
+        return own
     log.warning("%s has no rows for run %s; reading run %s (written last) instead", name, run_id, latest)
     return table.where(F.col("run_id") == latest)

@@ -211,8 +211,9 @@ class SegmentsConfig(Section):
         default_factory=lambda: [20, 24, 28, 32]
     )
     silhouette_sample: Positive = 5000  # item vectors the silhouette is measured on (seeded sample)
-    # k from the grid is at most items // min_segment_size (at least 2): 60 items make at most 6 segments.
-    min_segment_size: Positive = 10
+    # k from the grid is at most items // min_segment_size (at least 2); a grid past that also tries smaller k, so
+    # 60 items make 2 to 15 segments, not 20 to 32.
+    min_segment_size: Positive = 4
     algorithm: Literal["kmeans", "bisecting"] = "kmeans"  # MLlib KMeans / BisectingKMeans, cosine distance
     max_iter: Positive = 30
     per_user: Positive = 3  # interests kept per user (weights sum to 1)

@@ -25,11 +25,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType
 
 from behaviorlm.constants import ITEM_COL, SEED, SIMILARITY_COL, VECTOR_COL
+from behaviorlm.text import clean_text, short_name
 from behaviorlm.users import weighted_mean_vectors
 from behaviorlm.vectors import l2_normalize
 
 SEGMENT_COL = "segment_id"
 ALGORITHMS = ("kmeans", "bisecting")
+BELOW_CAP = 6  # k values tried under the cap when the grid is for a larger catalogue (`_ks`)
 _FEATURES = "_features"
 _CLUSTER = "_cluster"
 # Chinese and Japanese are written without spaces: a Han character is a token by itself, a kana run is one token.
@@ -86,8 +88,8 @@ def choose_k(
     min_size: int = 1,
 ) -> tuple[int, dict[int, float]]:
     """(the k of `k_grid` with the best cosine silhouette, {k: silhouette}), each k clustered and measured on one
-    seeded sample of `sample` items. Grid values are capped at max(2, sampled items // `min_size`), so a small
-    catalogue is not cut into segments of one or two items, and clamped (`clamp_k`); ties go to the smaller k.
+    seeded sample of `sample` items; ties go to the smaller k. A grid made for a larger catalogue is scaled down to
+    this one (`_ks`), so a small catalogue is not cut into segments of one or two items.
     When the sample holds every item, the chosen k's silhouette is that of `cluster_items` with the same k, seed,
     algorithm and max_iter: the sample is laid out as `cluster_items` lays out the items, so k-means starts alike."""
     _check_algorithm(algorithm)
@@ -95,14 +97,23 @@ def choose_k(
     # `cluster_items` fits an uncached one.
     picked = _features(_sample(item_vectors, sample, seed, id_col), id_col, vector_col)
     n = picked.count()
-    cap = max(2, n // max(min_size, 1))
     scores: dict[int, float] = {}
-    for k in sorted({clamp_k(min(k, cap), n) for k in k_grid}):
+    for k in _ks(k_grid, n, min_size):
         if k < 2:
             scores[k] = 0.0
             continue
         scores[k] = _silhouette(_estimator(k, seed, algorithm, max_iter).fit(picked).transform(picked))
     return max(scores, key=lambda k: (scores[k], -k)), scores
+
+
+def _ks(k_grid: list[int], n: int, min_size: int) -> list[int]:
+    """The k values to try on `n` items: the grid's, clamped (`clamp_k`) and capped at n // `min_size` (at least 2);
+    where the grid reaches past that cap, also BELOW_CAP values spread from 2 to it, for the silhouette to choose."""
+    cap = clamp_k(max(2, n // max(min_size, 1)), n)
+    ks = {min(clamp_k(k, n), cap) for k in k_grid}
+    if max(k_grid) > cap >= 3:
+        ks |= {round(2 + (cap - 2) * i / (BELOW_CAP - 1)) for i in range(BELOW_CAP)}
+    return sorted(ks)
 
 
 def _renumbered(assigned: DataFrame, id_col: str) -> DataFrame:
@@ -229,7 +240,7 @@ def segment_medoids(
     title = F.col(title_col).cast("string") if title_col in items.columns else F.lit(None).cast("string")
     named = item_segments.join(items.select(id_col, title.alias("_title")), id_col, "left")
     order = Window.partitionBy(SEGMENT_COL).orderBy(F.col(SIMILARITY_COL).desc(), F.col(id_col))
-    name = F.coalesce(F.when(F.trim("_title") != "", F.trim("_title")), F.col(id_col).cast("string"))
+    name = F.coalesce(short_name(clean_text(F.col("_title"))), F.col(id_col).cast("string"))
     top = named.select(SEGMENT_COL, F.row_number().over(order).alias("_r"), name.alias("_name")).where(
         F.col("_r") <= n_items
     )

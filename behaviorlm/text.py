@@ -12,6 +12,21 @@ from behaviorlm.constants import ITEM_COL
 from behaviorlm.errors import ConfigError
 
 FIELD = re.compile(r"\{(\w+)\}")
+# Runs of whitespace of any kind: tabs, newlines, no-break and other Unicode spaces (Spark's trim strips spaces only).
+SPACES = r"[\s\p{Z}]+"
+NAME_WIDTH = 80  # characters of a title inside a reason or a label; longer ones end in "…"
+
+
+def clean_text(c: Column) -> Column:
+    """Text with every whitespace run made one space and the edges trimmed; null where nothing is left."""
+    cleaned = F.trim(F.regexp_replace(c.cast("string"), SPACES, " "))
+    return F.when(cleaned != "", cleaned)
+
+
+def short_name(c: Column, width: int = NAME_WIDTH) -> Column:
+    """`c` cut to `width` characters, the last an ellipsis, where it is longer: a 20,000-character title must not
+    make a 40,000-character reason."""
+    return F.when(F.length(c) > width, F.concat(F.substring(c, 1, width - 1), F.lit("…"))).otherwise(c)
 
 
 def _field_text(items: DataFrame, name: str) -> Column:
@@ -20,7 +35,7 @@ def _field_text(items: DataFrame, name: str) -> Column:
     col = F.col(name)
     if dict(items.dtypes)[name].startswith("array"):
         return F.when(F.size(col) > 0, F.array_join(col, ", "))
-    return F.when(F.trim(col.cast("string")) != "", F.trim(col.cast("string")))
+    return clean_text(col)
 
 
 def render_template(items: DataFrame, entry: str) -> Column:
@@ -67,7 +82,6 @@ def fill_texts(behaviors: DataFrame, items: DataFrame, fields: list[str], empty_
 
 def display_titles(items: DataFrame, item_col: str = ITEM_COL, title_col: str = "title") -> DataFrame:
     """(`item_col`, `title_col`): what reasons and examples name an item by, its id where the title is null or
-    blank (a reason must never read "because you chose ")."""
-    title = F.col(title_col)
-    named = F.when(F.trim(title) != "", title).otherwise(F.col(item_col).cast("string"))
+    blank (a reason must never read "because you chose "), cut to NAME_WIDTH characters."""
+    named = F.coalesce(short_name(clean_text(F.col(title_col))), F.col(item_col).cast("string"))
     return items.select(item_col, named.alias(title_col))

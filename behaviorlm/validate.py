@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 
 from behaviorlm.errors import InputContractError
 from behaviorlm.schemas import REASON, SOURCE_TYPES, UNKNOWN_ITEM
+from behaviorlm.text import clean_text
 
 # Epoch timestamps beyond this many seconds (year ~5138) are garbage and would overflow the timestamp type.
 _MAX_EPOCH_SECONDS = 1e11
@@ -147,8 +148,11 @@ def _parse_ts(c: Column, dtype: T.DataType, unit: str) -> Column:
 
 
 def _parse_number(c: Column, dtype: T.DataType, to: str) -> Column:
-    parsed = c.cast(to) if isinstance(dtype, T.NumericType) else c.try_cast(to)
-    return F.when(~F.isnan(parsed.cast("double")), parsed) if to == "double" else parsed
+    parsed = c.cast("double") if isinstance(dtype, T.NumericType) else c.try_cast("double")
+    if to == "int":  # whole numbers only, "1995.0" included: pandas writes an int column with gaps as floats
+        whole = (parsed == F.floor(parsed)) & (F.abs(parsed) < 2.0**31)
+        return F.when(whole, parsed.cast("int"))
+    return F.when(~F.isnan(parsed), parsed.cast(to))
 
 
 def _first_reason(checks: list[tuple[Column, str]]) -> Column:
@@ -249,15 +253,19 @@ def tag_items(raw: DataFrame, genre_separator: str = r"[|,]") -> DataFrame:
     if isinstance(types["genres"], T.ArrayType):
         genres = F.col("genres").cast("array<string>")
     else:
-        genres = F.split(_blank_to_null(F.col("genres")), genre_separator)
+        # A JSON source whose rows hold an array in some rows and text in others is read as text throughout: an
+        # array's text ('["Action","Comedy"]') is parsed back, anything else split on the separator.
+        text = _blank_to_null(F.col("genres"))
+        as_json = F.when(text.startswith("["), F.from_json(text, "array<string>"))
+        genres = F.coalesce(as_json, F.split(text, genre_separator))
     genres = F.filter(F.transform(genres, lambda g: F.trim(g)), lambda g: g != "")
     genres = F.when(F.size(genres) > 0, genres)
     year = _parse_number(F.col("year"), types["year"], "int")
     typed = raw.select(
         *[F.col(c).cast("string").alias(f"raw_{c}") for c in raw.columns],
         _parse_id(F.col("item_id"), types["item_id"]).alias("item_id"),
-        F.col("title").cast("string").alias("title"),
-        F.col("description").cast("string").alias("description"),
+        clean_text(F.col("title")).alias("title"),
+        clean_text(F.col("description")).alias("description"),
         genres.alias("genres"),
         year.alias("year"),
     )

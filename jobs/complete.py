@@ -25,7 +25,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from behaviorlm import delta, runs
+from behaviorlm import delta
 from behaviorlm.attributes import (
     FILLED,
     check_attributes,
@@ -71,7 +71,7 @@ def complete_ratings(spark: SparkSession, cfg: Config, behaviors: DataFrame) -> 
     if comp.item_weight > 0:
         item_vectors = params.item_space(cfg, params.table(spark, cfg, "item_embeddings"))
         sims = item_neighbors(item_vectors, comp.item_neighbors, cfg.block_size)
-    neighbors = runs.rows_for_run(params.table(spark, cfg, "user_neighbors"), run_id, "user_neighbors")
+    neighbors = params.run_rows(spark, cfg, "user_neighbors", "similar_users")
     model, factors = params.rating_model(cfg), params.factor_model(cfg)
     ratings, als_weight = blended_ratings(targets, evidence, neighbors, sims, model, factors)
     metrics = {"ratings_filled": save_run(ratings, cfg, "completed_ratings"), "als_weight": als_weight}

@@ -67,10 +67,24 @@ def release(inp: Inputs) -> None:
     inp.users.unpersist()
 
 
-def tune(spark: SparkSession, cfg: Config, train: DataFrame, embed: EmbedFn) -> tuple[float, dict[str, float], float]:
-    """Grid search of the blend by nDCG@k on a validation split of `train` (never the test split)."""
+def empty_side(first: DataFrame, second: DataFrame, names: tuple[str, str], what: str) -> bool:
+    """Whether a split left a side without pairs, logged: every user with one item lands on one side."""
+    empty = [name for name, frame in zip(names, (first, second)) if frame.isEmpty()]
+    if empty:
+        log.warning("%s: the split of table 'behaviors' leaves %s without any (user, item) pair; a user needs at "
+                    "least two items to be split", what, " and ".join(empty))  # fmt: skip
+    return bool(empty)
+
+
+def tune(
+    spark: SparkSession, cfg: Config, train: DataFrame, embed: EmbedFn
+) -> tuple[float, dict[str, float], float] | None:
+    """Grid search of the blend by nDCG@k on a validation split of `train` (never the test split); None when that
+    split leaves a side empty (nothing to tune on)."""
     ev, rec = cfg.evaluate, cfg.recommend
     fit, valid = split(train, ev.split, ev.ratio, cfg.seed + 1)
+    if empty_side(fit, valid, ("fit", "validation"), "tuning skipped, the configured blend is evaluated"):
+        return None
     inp = rebuild(spark, cfg, fit, embed, "validation")
     valid = valid.persist()
     strength = params.strength(cfg)
@@ -95,10 +109,16 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     behaviors = params.table(spark, cfg, "behaviors")
     train, test = split(behaviors, ev.split, ev.ratio, cfg.seed)
     train, test = train.persist(), test.persist()
+    if empty_side(train, test, ("train", "test"), "evaluate skipped"):
+        for frame in (train, test):
+            frame.unpersist()
+        write_metrics(spark, cfg, "evaluate", {"skipped_too_few_pairs": 1.0})
+        return {"skipped_too_few_pairs": 1.0}
     embed = params.embed_fn(spark, cfg)
     power, weights, tuned = rec.similarity_power, rec.weights, {}
-    if ev.tune:
-        power, weights, val_ndcg = tune(spark, cfg, train, embed)
+    found = tune(spark, cfg, train, embed) if ev.tune else None
+    if found is not None:
+        power, weights, val_ndcg = found
         tuned = {"tuned.similarity_power": power, "tuned.validation_ndcg_at_k": val_ndcg,
                  **{f"tuned.weight_{p}": w for p, w in weights.items()}}  # fmt: skip
         log.info("tuned on validation: power=%.1f weights=%s (validation nDCG@%d %.4f)", power, weights, ev.k, val_ndcg)

@@ -19,7 +19,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from behaviorlm import delta, runs
+from behaviorlm import delta
 from behaviorlm.answers import check_templates, render_answers, top_interest
 from behaviorlm.config import Config
 from behaviorlm.embedding import Embedder
@@ -106,7 +106,7 @@ def answers(spark: SparkSession, cfg: Config, examples: DataFrame) -> tuple[Data
     ref = delta.table_ref(cfg.tables, "user_interests")
     interests = None
     if delta.table_exists(spark, ref):
-        interests = top_interest(runs.rows_for_run(delta.read_table(spark, ref), cfg.run_id, "user_interests"))
+        interests = top_interest(params.run_rows(spark, cfg, "user_interests", "segments"))
     return templates, interests, counts
 
 

@@ -8,7 +8,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from behaviorlm import delta
+from behaviorlm import delta, runs
 from behaviorlm.config import Config
 from behaviorlm.embedding import MULTILINGUAL, EmbedConcat, Embedder, EmbedFn, make_embed_fn, stored_backend
 from behaviorlm.factors import FactorModel
@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 
 def table(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
     return delta.read_table(spark, delta.table_ref(cfg.tables, name))
+
+
+def run_rows(spark: SparkSession, cfg: Config, name: str, stage: str) -> DataFrame:
+    """This run's rows of the per-run table `name`, none where `stage` (which writes it) ran under this run id and
+    wrote none, else those of the run written last (`runs.rows_for_run`)."""
+    ran = runs.stage_ran(spark, delta.table_ref(cfg.tables, "run_metrics"), cfg.run_id, stage)
+    return runs.rows_for_run(table(spark, cfg, name), cfg.run_id, name, ran)
 
 
 def maybe_table(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:

@@ -16,7 +16,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from behaviorlm import delta, runs
+from behaviorlm import delta
 from behaviorlm.config import Config
 from behaviorlm.metrics import leave_last_out
 from behaviorlm.neighbors import split_valid, vector_dim
@@ -45,7 +45,7 @@ def segment_tables(spark: SparkSession, cfg: Config) -> tuple[DataFrame | None, 
     if not all(delta.table_exists(spark, ref) for ref in refs):
         log.info("no item_segments/user_interests tables (run `segments` first): the segments source weighs 0")
         return None, None
-    item_segments, interests = (runs.rows_for_run(delta.read_table(spark, ref), cfg.run_id, ref.name) for ref in refs)
+    item_segments, interests = (params.run_rows(spark, cfg, ref.name, "segments") for ref in refs)
     if "label" not in interests.columns:
         interests = interests.withColumn("label", F.lit(None).cast("string"))
     return (item_segments.select("item_id", "segment_id", F.col("similarity").cast("double")),
@@ -86,11 +86,14 @@ def choose_weights(inp: Inputs, cfg: Config, s: Settings) -> tuple[dict[str, flo
     }
 
 
-def summary(table: DataFrame, k: int) -> dict[str, float]:
-    """Served users, users short of k items, and the share of each source."""
+def summary(table: DataFrame, behaviors: DataFrame, k: int) -> dict[str, float]:
+    """Users with a history (each is predicted for), those given fewer than k items (none at all included: a user
+    who has had the whole catalogue), and the share of each source."""
     counts = {r["source"]: r["count"] for r in table.groupBy("source").count().collect()}
-    per_user = table.groupBy("user_id").count()
-    users = per_user.agg(F.count("*").alias("n"), F.sum((F.col("count") < k).cast("int")).alias("short")).first()
+    per_user = behaviors.select("user_id").distinct().join(table.groupBy("user_id").count(), "user_id", "left")
+    users = per_user.agg(
+        F.count("*").alias("n"), F.sum(F.coalesce(F.col("count") < k, F.lit(True)).cast("int")).alias("short")
+    ).first()
     total = max(sum(counts.values()), 1)
     return {"users": users["n"], "rows": sum(counts.values()), "users_short": users["short"] or 0,
             **{f"share_{s}": counts.get(s, 0) / total for s in SOURCES}}  # fmt: skip
@@ -105,7 +108,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     save_run(predict(cands, inp, s, weights).select(columns), cfg, "next_behaviors")
     cands.unpersist()
     table = params.table(spark, cfg, "next_behaviors").where(F.col("run_id") == cfg.run_id)
-    metrics = {**summary(table, s.k), **tuned, **{f"weight_{src}": weights.get(src, 0.0) for src in SOURCES}}
+    weighed = {f"weight_{src}": weights.get(src, 0.0) for src in SOURCES}
+    metrics = {**summary(table, inp.behaviors, s.k), **tuned, **weighed}
     log.info("next behaviours for %d users: %s", metrics["users"], metrics)
     example = table.orderBy(F.xxhash64("user_id"), "user_id", "rank").limit(3).collect()
     log.info(

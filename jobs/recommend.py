@@ -15,7 +15,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from behaviorlm import delta, runs
+from behaviorlm import delta
 from behaviorlm.config import Config
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.scoring import PARTS, Inputs, recommend
@@ -38,7 +38,7 @@ def read_inputs(spark: SparkSession, cfg: Config, behaviors: DataFrame | None = 
     user_vectors = params.table(spark, cfg, "user_embeddings").select("user_id", "embedding")
     # Only vectors similar-users would search: a zero or NaN vector must never score (NaN sorts above every number).
     valid, _ = split_valid(user_vectors, vector_dim(user_vectors))
-    neighbors = runs.rows_for_run(params.table(spark, cfg, "user_neighbors"), cfg.run_id, "user_neighbors")
+    neighbors = params.run_rows(spark, cfg, "user_neighbors", "similar_users")
     return Inputs(
         behaviors=behaviors,
         items=display_titles(params.table(spark, cfg, "items")),
@@ -71,7 +71,7 @@ def summary(table: DataFrame, inp: Inputs, k: int, thin_history: int) -> dict[st
                         F.sum(F.col("n").between(1, thin_history).cast("int")).alias("thin")).first()  # fmt: skip
     n_users = sizes["all"]
     short = n_users - per_user.where(F.col("count") >= k).count()
-    return {"users": n_users, "rows": total, "users_short": short, "items_without_history": new_items,
+    return {"users": n_users, "rows": sum(counts.values()), "users_short": short, "items_without_history": new_items,
             "users_without_history": sizes["none"] or 0, "users_thin": sizes["thin"] or 0,
             **{f"share_{p}": counts.get(p, 0) / total for p in PARTS}}  # fmt: skip
 

@@ -61,10 +61,13 @@ def test_item_text_template(spark):
         item_texts(items, ["{rating}"], "x")
 
 
-def test_a_blank_or_missing_title_is_named_by_the_item_id(spark):
+def test_a_blank_or_missing_title_is_named_by_the_item_id_and_a_long_one_is_cut(spark):
     schema = "item_id string, title string"
-    items = spark.createDataFrame([("1", "Fargo"), ("2", "  "), ("3", None), (" 4", "")], schema)
-    expected = spark.createDataFrame([("1", "Fargo"), ("2", "2"), ("3", "3"), (" 4", " 4")], schema)
+    rows = [("1", "Fargo"), ("2", "  \t\n"), ("3", None), (" 4", ""), ("5", "Epic " * 4000), ("6", "x" * 80)]
+    items = spark.createDataFrame(rows, schema)
+    expected = spark.createDataFrame(
+        [("1", "Fargo"), ("2", "2"), ("3", "3"), (" 4", " 4"), ("5", "Epic " * 15 + "Epic…"), ("6", "x" * 80)], schema
+    )
     assert_df_equality(display_titles(items), expected, ignore_row_order=True, ignore_nullable=True)
 
 

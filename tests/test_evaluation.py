@@ -21,6 +21,7 @@ from behaviorlm.metrics import (
     rating_errors,
     stratified_split,
 )
+from behaviorlm.schemas import BEHAVIORS
 from behaviorlm.scoring import blend
 from jobs import embed_items, evaluate, ingest
 from tests.util import job_args, read, write
@@ -182,6 +183,17 @@ def test_a_user_with_two_pairs_keeps_one_for_test(spark):
         assert per_user == {"t": (1, 1), "u": (1, 1), "v": (0, 1), "w": (3, 1)}
     _, test = chronological_split(df, 0.75)
     assert {i for v, i in _pairs(test) if v == "u"} == {"y"}
+
+
+def test_evaluate_with_one_item_per_user_is_skipped_with_a_reason(spark, make_config, capsys):
+    # Every single pair goes to test: nothing to train on (MLlib's ALS used to fail on the empty train side).
+    t0 = dt.datetime(2024, 1, 1)
+    cfg = make_config()
+    write(spark, cfg, "behaviors", [(u, "x", "click", None, t0, None) for u in "abcde"], BEHAVIORS)
+    assert evaluate.main(job_args(cfg)) == {"skipped_too_few_pairs": 1.0}
+    assert "leaves train without any (user, item) pair" in capsys.readouterr().err
+    stored = read(spark, cfg, "run_metrics").where(f"stage = 'evaluate' and run_id = '{cfg.run_id}'")
+    assert [(r["metric"], r["value"]) for r in stored.collect()] == [("skipped_too_few_pairs", 1.0)]
 
 
 def _version(spark, cfg, name: str) -> int:

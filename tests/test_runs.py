@@ -8,6 +8,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from behaviorlm import delta, runs
+from jobs import params
 from jobs.runtime import one_metrics_commit, write_metrics
 from tests.util import read
 
@@ -26,6 +27,20 @@ def test_rows_for_run_falls_back_to_the_run_written_last_not_the_largest_id(spar
     # A run that wrote rows reads its own, however old.
     assert [r["neighbor_id"] for r in runs.rows_for_run(table, "b-first", "user_neighbors").collect()] == ["old"]
     assert runs.latest_run(table.where(F.lit(False))) is None
+
+
+def test_a_run_whose_stage_wrote_no_rows_reads_none_not_another_runs(spark, make_config):
+    cfg = make_config(run_id="empty-run")
+    delta.replace_run(
+        spark.createDataFrame([("u1", "old")], SCHEMA), delta.table_ref(cfg.tables, "user_neighbors"), "old"
+    )
+    metrics = delta.table_ref(cfg.tables, "run_metrics")
+    assert not runs.stage_ran(spark, metrics, cfg.run_id, "similar_users")
+    assert [r["run_id"] for r in params.run_rows(spark, cfg, "user_neighbors", "similar_users").collect()] == ["old"]
+    # similar-users ran under this run id and found nobody to search (every vector zero, say): no rows, not "old".
+    write_metrics(spark, cfg, "similar_users", {"users": 0.0})
+    assert runs.stage_ran(spark, metrics, cfg.run_id, "similar_users")
+    assert params.run_rows(spark, cfg, "user_neighbors", "similar_users").count() == 0
 
 
 def test_replace_run_takes_any_run_id(spark, make_config):

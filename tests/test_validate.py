@@ -100,20 +100,24 @@ def test_items_accept_text_or_array_genres_and_reject_bad_rows(spark):
     raw = spark.createDataFrame(
         [
             ("1", "Toy Story", None, "Animation| Comedy", "1995"),
-            ("2", "GoldenEye", "spy", "", None),
+            ("2", "GoldenEye", "spy\n\tthriller ", "", None),
             ("2", "GoldenEye (dup)", None, "Action", "1995"),
             (None, "Orphan", None, None, None),
             ("3", "Heat", None, "Crime,Thriller", "mid-nineties"),
+            ("4", "   \t\u3000", None, '["Action", "Comedy"]', "1995.0"),  # blank title; JSON array as text; pandas
+            ("5", "Half", None, None, "1995.5"),
         ],
         StructType([StructField(c, StringType()) for c in ITEM_COLUMNS]),
     )
     tagged = tag_items(raw)
     expected = spark.createDataFrame(
-        [("1", "Toy Story", None, ["Animation", "Comedy"], 1995), ("2", "GoldenEye", "spy", None, None)], ITEMS
-    )
+        [("1", "Toy Story", None, ["Animation", "Comedy"], 1995), ("2", "GoldenEye", "spy thriller", None, None),
+         ("4", None, None, ["Action", "Comedy"], 1995)],
+        ITEMS,
+    )  # fmt: skip
     assert_df_equality(accepted(tagged, ITEMS), expected, ignore_row_order=True)
     reasons = sorted(r[REASON] for r in rejected(tagged, ITEM_COLUMNS).collect())
-    assert reasons == ["duplicate_item", "invalid_year", "null_item_id"]
+    assert reasons == ["duplicate_item", "invalid_year", "invalid_year", "null_item_id"]
 
     arrays = spark.createDataFrame(
         [("9", "Alien", None, [" Sci-Fi ", "", "Horror"], 1979)],
