@@ -83,10 +83,11 @@ def tune(
     split leaves a side empty (nothing to tune on)."""
     ev, rec = cfg.evaluate, cfg.recommend
     fit, valid = split(train, ev.split, ev.ratio, cfg.seed + 1)
+    valid = valid.persist()  # before the emptiness check, so that check's job fills the cache the search reads
     if empty_side(fit, valid, ("fit", "validation"), "tuning skipped, the configured blend is evaluated"):
+        valid.unpersist()
         return None
     inp = rebuild(spark, cfg, fit, embed, "validation")
-    valid = valid.persist()
     strength = params.strength(cfg)
 
     powers = ev.grid.get("similarity_power", [rec.similarity_power])
