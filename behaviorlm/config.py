@@ -128,6 +128,9 @@ class IngestConfig(Section):
     behaviors_source: Text = ""
     items_source: Text = ""
     source_format: Literal["delta", "parquet", "csv", "json", "orc"] = "delta"
+    # Spark reader options for a path source, e.g. {sep: ";"} for a semicolon CSV, {multiLine: "true"} for a JSON
+    # array file, {encoding: "ISO-8859-1"}. A CSV's `header` is "true" unless set here.
+    source_options: dict[str, str] = Field(default_factory=dict)
     behavior_columns: BehaviorColumns = Field(default_factory=BehaviorColumns)
     item_columns: ItemColumns = Field(default_factory=ItemColumns)
     event_types: list[str] = Field(
@@ -138,6 +141,8 @@ class IngestConfig(Section):
     # Numeric `ts`: epoch time in this unit, or `auto`: milliseconds from 1e11, microseconds from 1e14, nanoseconds
     # from 1e17 (Parquet's nanosecond timestamps, e.g. from pandas, are read as such numbers).
     ts_unit: Literal["auto", "seconds", "milliseconds", "microseconds", "nanoseconds"] = "auto"
+    # Text `ts` in this Spark datetime pattern (e.g. "dd.MM.yyyy HH:mm"); none: ISO-8601 and Spark's usual forms.
+    ts_format: str | None = None
     # The event type of every behaviour when the source has no event-type column (a click log: `click`).
     default_event_type: str | None = None
     # Behaviours whose item is not in the catalogue: kept (and counted) or rejected as `unknown_item`.

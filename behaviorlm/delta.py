@@ -62,12 +62,26 @@ def path_exists(spark: SparkSession, path: str) -> bool:
 
 def read_table(spark: SparkSession, ref: TableRef) -> DataFrame:
     if not table_exists(spark, ref):
-        raise TableNotFoundError(f"Delta table {ref} does not exist; run the stage that writes it first")
+        raise TableNotFoundError(
+            f"Delta table {ref} does not exist; run the stage that writes it first{_catalog_hint(spark, ref)}"
+        )
     return spark.read.format("delta").load(ref.location) if ref.is_path else spark.read.table(ref.location)
 
 
-def read_source(spark: SparkSession, location: str, fmt: str) -> DataFrame:
-    """Read a raw input table in any Spark format (delta, parquet, csv with header, json, or a catalog table)."""
+def _catalog_hint(spark: SparkSession, ref: TableRef) -> str:
+    """Why a catalog table written by an earlier job can be missing: a local session's catalog lives in memory."""
+    if ref.is_path or spark.conf.get("spark.sql.catalogImplementation") != "in-memory":
+        return ""
+    return (
+        ". This session's catalog is in memory (local mode without a metastore), so catalog tables last one process:"
+        " set spark.conf spark.sql.catalogImplementation: hive (a Derby metastore in the working folder) or give"
+        " the tables as paths"
+    )
+
+
+def read_source(spark: SparkSession, location: str, fmt: str, options: dict[str, str] | None = None) -> DataFrame:
+    """Read a raw input table in any Spark format (delta, parquet, csv with header, json, orc, or a catalog table);
+    `options` are the reader's options for a path (a CSV's `header` is "true" unless they set it)."""
     ref = location_ref("source", location)
     if ref.is_path and not path_exists(spark, ref.location):
         raise TableNotFoundError(f"source {location!r} does not exist (looked for {ref.location})")
@@ -78,10 +92,8 @@ def read_source(spark: SparkSession, location: str, fmt: str) -> DataFrame:
             # Spark has no nanosecond timestamp type: without this, a file pandas wrote (datetime64[ns]) fails in the
             # first task with a JVM stack trace. As nanoseconds since the epoch, ingest's ts parsing reads it.
             spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-        reader = spark.read.format(fmt)
-        if fmt == "csv":
-            reader = reader.option("header", "true")
-        return reader.load(ref.location)
+        defaults = {"header": "true"} if fmt == "csv" else {}
+        return spark.read.format(fmt).options(**{**defaults, **(options or {})}).load(ref.location)
     except AnalysisException as exc:
         # The first line says what is wrong; the rest is the JVM's stack trace, of no use to the reader.
         reason = str(exc).strip().splitlines()[0]

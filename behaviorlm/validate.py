@@ -8,6 +8,8 @@ instead of dropping anything, so the ingest job can write good rows and rejected
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -47,11 +49,20 @@ def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: 
     for canonical in required:
         source = mapping.get(canonical, canonical)
         if source not in present:
-            hint = _MISSING_HINTS.get(canonical, "")
+            hint = _separator_hint(present) or _MISSING_HINTS.get(canonical, "")
             raise InputContractError(
                 f"table {table!r}: required column {source!r} (canonical {canonical!r}) is missing; "
                 f"columns present: {sorted(present)}{hint}"
             )
+
+
+def _separator_hint(present: set[str]) -> str:
+    """A hint when a delimited file's header was read as one column: its separator is not the reader's."""
+    if len(present) != 1:
+        return ""
+    (name,) = present
+    seps = [sep for sep in (";", "\t", "|") if sep in name]
+    return f"; the header reads as one column: set ingest.source_options.sep={seps[0]!r}" if seps else ""
 
 
 def with_default(df: DataFrame, column: str, value: str | None) -> DataFrame:
@@ -137,11 +148,13 @@ def _epoch(number: Column, unit: str) -> Column:
     return F.when(F.abs(micros) < _MAX_EPOCH_SECONDS * 1e6, F.timestamp_micros(F.round(micros).cast("long")))
 
 
-def _parse_ts(c: Column, dtype: T.DataType, unit: str) -> Column:
+def _parse_ts(c: Column, dtype: T.DataType, unit: str, pattern: str | None = None) -> Column:
     if isinstance(dtype, (T.TimestampType, T.TimestampNTZType, T.DateType, T.NullType)):
         return c.cast("timestamp")
     if isinstance(dtype, T.NumericType):
         return _epoch(c.cast("double"), unit)
+    if pattern:  # text in the given pattern only: "20240306" in yyyyMMdd is a date, not an epoch
+        return F.try_to_timestamp(c.cast("string"), F.lit(pattern))
     # Text holding a number is an epoch like a numeric column ("2024" is 2024 s, not a year); other text is a date.
     number = c.try_cast("double")
     return F.when(number.isNotNull(), _epoch(number, unit)).otherwise(F.try_to_timestamp(c.cast("string")))
@@ -172,7 +185,7 @@ def _mark_duplicates(tagged: DataFrame, key: list[str], order: list[Column], rea
     return tagged.withColumn(REASON, F.when(rank > 1, F.lit(reason)).otherwise(F.col(REASON)))
 
 
-def _typed_behaviors(raw: DataFrame, ts_unit: str) -> DataFrame:
+def _typed_behaviors(raw: DataFrame, ts_unit: str, ts_format: str | None) -> DataFrame:
     types = {f.name: f.dataType for f in raw.schema.fields}
     return raw.select(
         *[F.col(c).cast("string").alias(f"raw_{c}") for c in raw.columns],
@@ -180,7 +193,7 @@ def _typed_behaviors(raw: DataFrame, ts_unit: str) -> DataFrame:
         _parse_id(F.col("item_id"), types["item_id"]).alias("item_id"),
         F.lower(_blank_to_null(F.col("event_type"))).alias("event_type"),
         _parse_number(F.col("rating"), types["rating"], "double").alias("rating"),
-        _parse_ts(F.col("ts"), types["ts"], ts_unit).alias("ts"),
+        _parse_ts(F.col("ts"), types["ts"], ts_unit, ts_format).alias("ts"),
         F.col("text").cast("string").alias("text"),
     )
 
@@ -191,16 +204,19 @@ def tag_behaviors(
     rating_min: float,
     rating_max: float,
     ts_unit: str = "auto",
+    ts_format: str | None = None,
+    latest: datetime | None = None,
 ) -> DataFrame:
     """Typed canonical behaviours plus a `reason` column (null = valid) and `raw_*` text copies for quarantine.
 
     Ids are text with all edge whitespace trimmed (blank = null); integral float/decimal ids lose their `.0`.
     A numeric `ts` (or text holding a number) is epoch time in `ts_unit` (seconds, milliseconds, microseconds,
     nanoseconds) or, with `auto`, in milliseconds from 1e11, microseconds from 1e14 and nanoseconds from 1e17 on;
-    other text is parsed as a date-time. Reasons, first match wins: null_user_id, null_item_id,
-    unknown_event_type, invalid_ts, invalid_rating, missing_rating (a `rating` event without one),
-    rating_out_of_range, duplicate_event (same user, item, event type and timestamp as another valid row; the row
-    with the highest rating, then text, is kept). `tag_unknown_items` may then add unknown_item.
+    other text is parsed as a date-time, in the Spark datetime pattern `ts_format` when one is given. Reasons,
+    first match wins: null_user_id, null_item_id, unknown_event_type, invalid_ts, future_ts (after `latest`, when
+    given), invalid_rating, missing_rating (a `rating` event without one), rating_out_of_range, duplicate_event
+    (same user, item, event type and timestamp as another valid row; the row with the highest rating, then text,
+    is kept). `tag_unknown_items` may then add unknown_item.
 
     Raises:
         InputContractError: a column has a type the contract does not accept (e.g. a struct id, an array ts).
@@ -209,13 +225,15 @@ def tag_behaviors(
     if ts_unit not in TS_UNITS:
         raise ValueError(f"ts_unit must be one of {TS_UNITS}, got {ts_unit!r}")
     check_types(raw, "behaviors")
-    typed = _typed_behaviors(raw, ts_unit)
+    typed = _typed_behaviors(raw, ts_unit, ts_format)
+    future = F.col("ts") > F.lit(latest) if latest is not None else F.lit(False)
     reason = _first_reason(
         [
             (F.col("user_id").isNull(), "null_user_id"),
             (F.col("item_id").isNull(), "null_item_id"),
             (F.col("event_type").isNull() | ~F.col("event_type").isin(event_types), "unknown_event_type"),
             (F.col("ts").isNull(), "invalid_ts"),
+            (future, "future_ts"),
             (F.col("raw_rating").isNotNull() & F.col("rating").isNull(), "invalid_rating"),
             ((F.col("event_type") == "rating") & F.col("rating").isNull(), "missing_rating"),
             (~F.col("rating").between(rating_min, rating_max), "rating_out_of_range"),

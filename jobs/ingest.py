@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -45,6 +46,10 @@ from jobs.runtime import job_main, write_metrics
 
 log = logging.getLogger(__name__)
 
+# A behaviour dated later than the ingest's own clock plus this slack (for clocks and zones) is `future_ts`: left in,
+# it would be every user's latest behaviour and the test side of every time split.
+FUTURE_SLACK = timedelta(days=1)
+
 
 class ReconciliationError(BehaviorLMError, RuntimeError):
     """Rows read do not equal rows written plus rows rejected."""
@@ -63,8 +68,8 @@ class LoadCounts:
 def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, DataFrame]:
     """The `table` source: both tables read, renamed to canonical columns, and their columns' presence and types
     checked against the contract."""
-    behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format)
-    items = delta.read_source(spark, ing.items_source, ing.source_format)
+    behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format, ing.source_options)
+    items = delta.read_source(spark, ing.items_source, ing.source_format, ing.source_options)
     b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
     behaviors = with_default(behaviors, b_map["event_type"], ing.default_event_type)
     check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS)
@@ -97,11 +102,14 @@ def transform(raw_behaviors: DataFrame, raw_items: DataFrame, cfg: Config) -> tu
     """Tag every raw row with a rejection reason (null = valid); behaviours also get the `unknown_item` flag.
 
     The known items are the valid items of this same run (what `load` writes to `items`), so a behaviour is checked
-    against the catalogue it is published with.
+    against the catalogue it is published with. Behaviours dated after now + FUTURE_SLACK are `future_ts`.
     """
     ing = cfg.ingest
     tagged_items = tag_items(raw_items)
-    tagged_behaviors = tag_behaviors(raw_behaviors, ing.event_types, ing.rating_min, ing.rating_max, ing.ts_unit)
+    latest = datetime.now(timezone.utc) + FUTURE_SLACK
+    tagged_behaviors = tag_behaviors(
+        raw_behaviors, ing.event_types, ing.rating_min, ing.rating_max, ing.ts_unit, ing.ts_format, latest
+    )
     known = accepted(tagged_items, ITEMS).select("item_id")
     return tag_unknown_items(tagged_behaviors, known, reject=ing.unknown_items == "reject"), tagged_items
 
@@ -142,6 +150,33 @@ def load_split(
     return counts
 
 
+# The setting a user most likely has to change when every row is rejected for this reason.
+_REASON_HINTS = {
+    "rating_out_of_range": "ingest.rating_min / ingest.rating_max set the scale",
+    "invalid_ts": "ingest.ts_format reads text dates, ingest.ts_unit numeric ones",
+    "future_ts": "a numeric ts may be in another ingest.ts_unit",
+    "unknown_event_type": "ingest.event_types lists the accepted types",
+    "unknown_item": "ingest.unknown_items=keep keeps them",
+}
+
+
+def warn_if_empty(spark: SparkSession, counts: LoadCounts, source: str, bad: delta.TableRef) -> None:
+    """Log a warning naming the source, the most common reason and one rejected row when nothing was written:
+    every later stage would write empty tables, which is rarely what the user meant."""
+    if counts.written:
+        return
+    if not counts.rejected:
+        log.warning("table %r holds no rows: every later stage will write empty tables", source)
+        return
+    reason, n = max(counts.reasons.items(), key=lambda kv: kv[1])
+    row = delta.read_table(spark, bad).where(F.col(REASON) == reason).drop(REASON).first()
+    example = {k: v for k, v in (row.asDict() if row else {}).items() if v is not None}
+    log.warning(
+        "every one of the %d rows of table %r was rejected; the most common reason is %s (%d), e.g. %s%s",
+        counts.read, source, reason, n, example, f"; {_REASON_HINTS[reason]}" if reason in _REASON_HINTS else "",
+    )  # fmt: skip
+
+
 def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_items: DataFrame) -> list[LoadCounts]:
     ref = lambda name: delta.table_ref(cfg.tables, name)  # noqa: E731
     results = [
@@ -150,6 +185,9 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
             tagged_behaviors, BEHAVIORS, BEHAVIOR_COLUMNS, ref("behaviors"), ref("rejected_behaviors"), (UNKNOWN_ITEM,)
         ),
     ]
+    sources = (cfg.ingest.items_source, cfg.ingest.behaviors_source) if cfg.ingest.source == "table" else ("", "")
+    for c, source, bad in zip(results, sources, ("rejected_items", "rejected_behaviors")):
+        warn_if_empty(spark, c, source or c.table, ref(bad))
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})

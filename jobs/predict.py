@@ -112,9 +112,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     metrics = {**summary(table, inp.behaviors, s.k), **tuned, **weighed}
     log.info("next behaviours for %d users: %s", metrics["users"], metrics)
     example = table.orderBy(F.xxhash64("user_id"), "user_id", "rank").limit(3).collect()
-    log.info(
-        "examples:\n%s", "\n".join(f"  user {r['user_id']} {r['rank']}. {r['item_id']}: {r['reason']}" for r in example)
-    )
+    if example:
+        lines = (f"  user {r['user_id']} {r['rank']}. {r['item_id']}: {r['reason']}" for r in example)
+        log.info("examples:\n%s", "\n".join(lines))
     write_metrics(spark, cfg, "predict", metrics)
     inp.item_vectors.unpersist()
     return metrics

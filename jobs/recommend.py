@@ -107,7 +107,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     table = params.table(spark, cfg, "recommendations").where(F.col("run_id") == cfg.run_id)
     metrics = {**summary(table, inp, rec.k, rec.thin.max_history), **settled}
     log.info("recommendations for %d users: %s", metrics["users"], metrics)
-    log.info("examples:\n%s", "\n".join(example_lines(table, inp.items, 3)))
+    if metrics["rows"]:
+        log.info("examples:\n%s", "\n".join(example_lines(table, inp.items, 3)))
     write_metrics(spark, cfg, "recommend", metrics)
     release(inp)
     return metrics

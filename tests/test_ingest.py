@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pandas as pd
 import pytest
@@ -217,3 +218,37 @@ def test_pandas_parquet_with_nanosecond_times_and_no_event_type_column(spark, ma
         ("a", "click", datetime.datetime(2024, 3, 1, 10, 0, 0, 123457)),
         ("b", "click", datetime.datetime(2024, 3, 1, 11)),
     ]
+
+
+def test_semicolon_csv_with_day_first_dates_is_read_with_reader_options_and_a_ts_format(
+    spark, make_config, tmp_path, capsys
+):
+    """A European export: `;` between fields and dates as dd.MM.yyyy. Each setting it needs is named by the
+    error or warning that the run without it gives."""
+    (tmp_path / "events").mkdir(), (tmp_path / "catalogue").mkdir()
+    (tmp_path / "events" / "e.csv").write_text("user_id;item_id;event_type;ts\na;x;click;01.03.2024 07:00\n"
+                                               "b;x;view;02.03.2024 18:30\n")  # fmt: skip
+    (tmp_path / "catalogue" / "c.csv").write_text("item_id;title\nx;Red shoes\n")
+    source = ["ingest.source=table", "ingest.source_format=csv", f"ingest.behaviors_source={tmp_path / 'events'}"]
+    source += [f"ingest.items_source={tmp_path / 'catalogue'}"]
+    with pytest.raises(InputContractError, match="header reads as one column: set ingest.source_options.sep=';'"):
+        run_ingest(make_config(*source), source)
+
+    source += ["ingest.source_options.sep=;"]
+    assert run_ingest(make_config(*source), source)["behaviors"].reasons == {"invalid_ts": 2}
+    warning = "every one of the 2 rows .* invalid_ts \\(2\\), e.g. .*'ts': '01.03.2024 07:00'.*ingest.ts_format"
+    assert re.search(warning, capsys.readouterr().err)
+
+    overrides = [*source, "ingest.ts_format=dd.MM.yyyy HH:mm"]
+    cfg = make_config(*overrides)
+    assert run_ingest(cfg, overrides)["behaviors"].written == 2
+    assert sorted(read(spark, cfg, "behaviors").select("user_id", "ts").collect()) == [
+        ("a", datetime.datetime(2024, 3, 1, 7)),
+        ("b", datetime.datetime(2024, 3, 2, 18, 30)),
+    ]
+
+
+def test_a_missing_catalog_table_in_an_in_memory_catalog_says_why(spark):
+    ref = delta.location_ref("items", "default.never_written_items")
+    with pytest.raises(TableNotFoundError, match="catalog is in memory .*catalogImplementation: hive"):
+        delta.read_table(spark, ref)

@@ -293,3 +293,24 @@ def test_unknown_items_are_flagged_and_rejected_only_on_request(spark):
     assert outcome(True) == sorted(
         [("i1", None, False), ("zz", "unknown_item", True), ("zz", "null_user_id", False)], key=str
     )
+
+
+def test_text_ts_in_a_given_pattern_and_behaviours_after_latest_are_future_ts(spark):
+    rows = [
+        ("u1", "i1", "view", None, "01.03.2024 07:00", None),  # day first, as the pattern says
+        ("u1", "i2", "view", None, "2024-03-01T07:00:00", None),  # ISO, but not the given pattern
+        ("u1", "i3", "view", None, "20240301", None),  # digits: under a pattern not an epoch
+        ("u1", "i4", "view", None, "01.03.2124 07:00", None),  # a century ahead
+    ]
+    latest = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    tagged = tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1.0, 5.0, ts_format="dd.MM.yyyy HH:mm", latest=latest)
+    got = {r["item_id"]: (r["ts"], r[REASON]) for r in tagged.collect()}
+    assert got == {
+        "i1": (dt.datetime(2024, 3, 1, 7), None),
+        "i2": (None, "invalid_ts"),
+        "i3": (None, "invalid_ts"),
+        "i4": (dt.datetime(2124, 3, 1, 7), "future_ts"),
+    }
+    epoch_2100 = raw_behaviors(spark, [("u1", "i5", "view", None, "4102444800", None)])
+    assert [r[REASON] for r in tag_behaviors(epoch_2100, EVENTS, 1.0, 5.0, latest=latest).collect()] == ["future_ts"]
+    assert [r[REASON] for r in tag_behaviors(epoch_2100, EVENTS, 1.0, 5.0).collect()] == [None]
