@@ -120,6 +120,9 @@ class SyntheticConfig(Section):
     partitions: Positive = 8
 
 
+SourceFormat = Literal["delta", "parquet", "csv", "json", "orc"]
+
+
 class IngestConfig(Section):
     source: Literal["movielens", "synthetic", "table"] = "movielens"
     # movielens: a folder with RecBole's ml-100k.{inter,item} or GroupLens' u.data/u.item.
@@ -127,7 +130,9 @@ class IngestConfig(Section):
     # table: where the raw behaviours and items are (path or catalog name) and their format.
     behaviors_source: Text = ""
     items_source: Text = ""
-    source_format: Literal["delta", "parquet", "csv", "json", "orc"] = "delta"
+    source_format: SourceFormat = "delta"
+    # The items source's format where it differs (a CSV catalogue beside Parquet events); none: `source_format`.
+    items_format: SourceFormat | None = None
     # Spark reader options for a path source, e.g. {sep: ";"} for a semicolon CSV, {multiLine: "true"} for a JSON
     # array file, {encoding: "ISO-8859-1"}. A CSV's `header` is "true" unless set here.
     source_options: dict[str, str] = Field(default_factory=dict)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
@@ -51,7 +51,34 @@ def location_ref(name: str, value: str, root: str = "") -> TableRef:
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:
     if ref.is_path:
         return DeltaTable.isDeltaTable(spark, ref.location)
-    return spark.catalog.tableExists(ref.location)
+    try:
+        return spark.catalog.tableExists(ref.location)
+    except AnalysisException as exc:  # e.g. a three-part name where the catalog takes two
+        raise TableNotFoundError(f"catalog table {ref}: {_first_line(exc)}") from None
+
+
+def _check_schema(spark: SparkSession, ref: TableRef) -> None:
+    """Fail in one line before a catalog table is written into a schema that does not exist: Spark itself would
+    log a JVM stack trace from the aborted write task first."""
+    schema = ref.location.rpartition(".")[0]
+    try:
+        found = spark.catalog.databaseExists(schema)
+    except AnalysisException as exc:
+        raise TableNotFoundError(f"catalog table {ref}: {_first_line(exc)}") from None
+    if not found:
+        raise TableNotFoundError(f"cannot write {ref}: schema {schema!r} does not exist (CREATE SCHEMA {schema})")
+
+
+def check_schemas(spark: SparkSession, tables: TablesConfig) -> None:
+    """Fail before any work when a configured catalog table's schema does not exist (paths need nothing)."""
+    catalog = [ref for ref in (table_ref(tables, name) for name in tables.names()) if not ref.is_path]
+    for ref in {ref.location.rpartition(".")[0]: ref for ref in catalog}.values():  # one check per schema
+        _check_schema(spark, ref)
+
+
+def _first_line(exc: Exception) -> str:
+    # The first line says what is wrong; the rest is the JVM's stack trace, of no use to the reader.
+    return str(exc).strip().splitlines()[0]
 
 
 def path_exists(spark: SparkSession, path: str) -> bool:
@@ -95,22 +122,25 @@ def read_source(spark: SparkSession, location: str, fmt: str, options: dict[str,
         defaults = {"header": "true"} if fmt == "csv" else {}
         return spark.read.format(fmt).options(**{**defaults, **(options or {})}).load(ref.location)
     except AnalysisException as exc:
-        # The first line says what is wrong; the rest is the JVM's stack trace, of no use to the reader.
-        reason = str(exc).strip().splitlines()[0]
-        raise TableNotFoundError(f"cannot read source {location!r} as {fmt}: {reason}") from None
+        raise TableNotFoundError(f"cannot read source {location!r} as {fmt}: {_first_line(exc)}") from None
 
 
 def _writer(df: DataFrame, mode: str):
     return df.write.format("delta").mode(mode)
 
 
-def overwrite(df: DataFrame, ref: TableRef) -> None:
-    """Replace the table's contents (and schema) with `df`: idempotent for snapshot loads."""
-    writer = _writer(df, "overwrite").option("overwriteSchema", "true")
+def _save(writer: DataFrameWriter, ref: TableRef) -> None:
     if ref.is_path:
         writer.save(ref.location)
     else:
         writer.saveAsTable(ref.location)
+
+
+def overwrite(df: DataFrame, ref: TableRef) -> None:
+    """Replace the table's contents (and schema) with `df`: idempotent for snapshot loads."""
+    if not ref.is_path:
+        _check_schema(df.sparkSession, ref)
+    _save(_writer(df, "overwrite").option("overwriteSchema", "true"), ref)
 
 
 def replace_where(df: DataFrame, ref: TableRef, predicate: str) -> None:
@@ -118,11 +148,7 @@ def replace_where(df: DataFrame, ref: TableRef, predicate: str) -> None:
     if not table_exists(df.sparkSession, ref):
         overwrite(df, ref)
         return
-    writer = _writer(df, "overwrite").option("replaceWhere", predicate)
-    if ref.is_path:
-        writer.save(ref.location)
-    else:
-        writer.saveAsTable(ref.location)
+    _save(_writer(df, "overwrite").option("replaceWhere", predicate), ref)
 
 
 def sql_string(value: str) -> str:

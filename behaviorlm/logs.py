@@ -20,6 +20,8 @@ def setup_logging(level: int = logging.INFO) -> None:
     # py4j logs every gateway call at INFO, and these libraries chat at INFO too; keep our own lines readable.
     for noisy in ("py4j", "transformers", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A CJK fallback font has no bold face: the report's chart titles are drawn in its regular one, as they should be.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 
 def _progress(spark: SparkSession, log: logging.Logger, what: str, every: float, stop: threading.Event) -> None:

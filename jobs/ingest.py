@@ -69,7 +69,7 @@ def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, Dat
     """The `table` source: both tables read, renamed to canonical columns, and their columns' presence and types
     checked against the contract."""
     behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format, ing.source_options)
-    items = delta.read_source(spark, ing.items_source, ing.source_format, ing.source_options)
+    items = delta.read_source(spark, ing.items_source, ing.items_format or ing.source_format, ing.source_options)
     b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
     behaviors = with_default(behaviors, b_map["event_type"], ing.default_event_type)
     check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS)

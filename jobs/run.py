@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     cfg, args = parse_args(argv, "Run the pipeline stages in order under one run id.", _flags)
     stages = pick_stages(args.stages)
     spark = get_spark(cfg.spark)
+    delta.check_schemas(spark, cfg.tables)
     with timed(log, f"run {cfg.run_id}: {' -> '.join(stages)}"):
         return run_pipeline(spark, cfg, stages, args.force)
 

@@ -51,6 +51,7 @@ def job_main(argv: list[str] | None, description: str, stage: str, run: Callable
     setup_logging()
     cfg = parse_job_args(argv, description)
     spark = get_spark(cfg.spark)
+    delta.check_schemas(spark, cfg.tables)
     with one_metrics_commit(spark, cfg):
         with timed(logging.getLogger(f"jobs.{stage}"), f"{stage} run_id={cfg.run_id}", spark) as note:
             result = run(spark, cfg)

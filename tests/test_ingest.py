@@ -198,22 +198,24 @@ def test_missing_source_path_is_one_clear_line(spark, make_config, tmp_path, cap
 
 
 def test_pandas_parquet_with_nanosecond_times_and_no_event_type_column(spark, make_config, tmp_path):
-    """pandas writes datetime64[ns] as Parquet nanosecond timestamps, which Spark cannot read as timestamps."""
+    """pandas writes datetime64[ns] as Parquet nanosecond timestamps, which Spark cannot read as timestamps. The
+    catalogue beside it is a CSV file."""
     clicks, catalogue = tmp_path / "clicks", tmp_path / "catalogue"
     clicks.mkdir(), catalogue.mkdir()
     times = pd.to_datetime(["2024-03-01 10:00:00.123456789", "2024-03-01 11:00:00.000000000"])
     pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "x"], "ts": times}).to_parquet(clicks / "part-0.parquet")
-    pd.DataFrame({"item_id": ["x"], "title": ["Red shoes"]}).to_parquet(catalogue / "part-0.parquet")
-    source = ["ingest.source=table", "ingest.source_format=parquet"]
+    (catalogue / "items.csv").write_text("item_id,title\nx,Red shoes\n")  # a catalogue in another format
+    source = ["ingest.source=table", "ingest.source_format=parquet", "ingest.items_format=csv"]
     source += [f"ingest.behaviors_source={clicks}", f"ingest.items_source={catalogue}"]
     with pytest.raises(InputContractError, match="'event_type'.* is missing.*set ingest.default_event_type"):
         run_ingest(make_config(*source), source)
 
     overrides = [*source, "ingest.default_event_type=click"]
     cfg = make_config(*overrides)
-    counts = run_ingest(cfg, overrides)["behaviors"]
+    result = run_ingest(cfg, overrides)
+    counts = result["behaviors"]
 
-    assert (counts.read, counts.written, counts.rejected) == (2, 2, 0)
+    assert (counts.read, counts.written, counts.rejected) == (2, 2, 0) and result["items"].written == 1
     assert sorted(read(spark, cfg, "behaviors").select("user_id", "event_type", "ts").collect()) == [
         ("a", "click", datetime.datetime(2024, 3, 1, 10, 0, 0, 123457)),
         ("b", "click", datetime.datetime(2024, 3, 1, 11)),
@@ -248,7 +250,16 @@ def test_semicolon_csv_with_day_first_dates_is_read_with_reader_options_and_a_ts
     ]
 
 
-def test_a_missing_catalog_table_in_an_in_memory_catalog_says_why(spark):
+def test_catalog_tables_missing_or_in_a_missing_schema_are_one_clear_line(spark, make_config):
     ref = delta.location_ref("items", "default.never_written_items")
     with pytest.raises(TableNotFoundError, match="catalog is in memory .*catalogImplementation: hive"):
         delta.read_table(spark, ref)
+    with pytest.raises(TableNotFoundError, match="catalog table .*main.recs.items.*REQUIRES_SINGLE_PART_NAMESPACE"):
+        delta.table_exists(spark, delta.location_ref("items", "main.recs.items"))
+
+    # Spark would log a JVM stack trace from the aborted write first; the job stops before writing anything.
+    cfg = make_config(f"ingest.path={movielens_dir()}")
+    overrides = [f"ingest.path={movielens_dir()}", "tables.behaviors=no_such_schema.behaviors"]
+    with pytest.raises(TableNotFoundError, match="behaviors .*schema 'no_such_schema' does not exist"):
+        run_ingest(cfg, overrides)
+    assert not delta.table_exists(spark, delta.table_ref(cfg.tables, "items"))
