@@ -111,9 +111,9 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     weighed = {f"weight_{src}": weights.get(src, 0.0) for src in SOURCES}
     metrics = {**summary(table, inp.behaviors, s.k), **tuned, **weighed}
     log.info("next behaviours for %d users: %s", metrics["users"], metrics)
-    example = table.orderBy(F.xxhash64("user_id"), "user_id", "rank").limit(3).collect()
-    if example:
-        lines = (f"  user {r['user_id']} {r['rank']}. {r['item_id']}: {r['reason']}" for r in example)
+    example = table.join(inp.items, "item_id", "left").orderBy(F.xxhash64("user_id"), "user_id", "rank").limit(3)
+    if example := example.collect():
+        lines = (f"  user {r['user_id']} {r['rank']}. {r['title'] or r['item_id']}: {r['reason']}" for r in example)
         log.info("examples:\n%s", "\n".join(lines))
     write_metrics(spark, cfg, "predict", metrics)
     inp.item_vectors.unpersist()

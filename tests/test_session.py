@@ -24,3 +24,19 @@ def test_active_session_gets_runtime_settings_and_a_warning_for_static_ones(spar
 def test_the_session_keeps_2000_compiled_queries(spark):
     """Every session the factory starts (this one too) keeps 2,000 compiled query classes, not Spark's 100."""
     assert spark.conf.get("spark.sql.codegen.cache.maxEntries") == "2000"
+
+
+def test_the_heartbeat_race_trace_is_kept_off_the_console_and_other_errors_are_not(spark):
+    """Spark 4's heartbeat thread can log a NullPointerException while an accumulator deserializes (SPARK-59451);
+    our log4j2 file drops that one message at the console and lets every other through."""
+    jvm = spark._jvm
+    console = jvm.org.apache.logging.log4j.LogManager.getContext(False).getConfiguration().getAppender("console")
+
+    def verdict(message: str) -> str:
+        event = jvm.org.apache.logging.log4j.core.impl.Log4jLogEvent.newBuilder()
+        event = event.setLoggerName("org.apache.spark.util.Utils").setLevel(jvm.org.apache.logging.log4j.Level.ERROR)
+        event = event.setMessage(jvm.org.apache.logging.log4j.message.SimpleMessage(message)).build()
+        return console.getFilter().filter(event).toString()
+
+    assert verdict("Uncaught exception in thread executor-heartbeater") == "DENY"
+    assert verdict("Uncaught exception in thread main") == "NEUTRAL"
