@@ -135,7 +135,7 @@ class IngestConfig(Section):
     items_format: SourceFormat | None = None
     # Spark reader options for a path source, e.g. {sep: ";"} for a semicolon CSV, {multiLine: "true"} for a JSON
     # array file, {encoding: "ISO-8859-1"}. A CSV's `header` is "true" unless set here.
-    source_options: dict[str, str] = Field(default_factory=dict)
+    source_options: dict[str, str | bool | int | float] = Field(default_factory=dict)
     behavior_columns: BehaviorColumns = Field(default_factory=BehaviorColumns)
     item_columns: ItemColumns = Field(default_factory=ItemColumns)
     event_types: list[str] = Field(

@@ -8,6 +8,7 @@ bare word, which becomes a path under `tables.root`. Writes are idempotent: a fu
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -106,7 +107,7 @@ def _catalog_hint(spark: SparkSession, ref: TableRef) -> str:
     )
 
 
-def read_source(spark: SparkSession, location: str, fmt: str, options: dict[str, str] | None = None) -> DataFrame:
+def read_source(spark: SparkSession, location: str, fmt: str, options: Mapping[str, object] | None = None) -> DataFrame:
     """Read a raw input table in any Spark format (delta, parquet, csv with header, json, orc, or a catalog table);
     `options` are the reader's options for a path (a CSV's `header` is "true" unless they set it)."""
     ref = location_ref("source", location)

@@ -32,10 +32,12 @@ def concat_unit(vectors: list[Column]) -> Column:
 
 
 def mean_vector(vectors: DataFrame, column: str = VECTOR_COL) -> DataFrame:
-    """One row, one column `_mean`: the mean of `column` over its non-null rows (MLlib `Summarizer`, O(dim))."""
-    return vectors.where(F.col(column).isNotNull()).select(
-        vector_to_array(Summarizer.mean(array_to_vector(column)), "float32").alias("_mean")
-    )
+    """One column `_mean`: the mean of `column` over its non-null rows (MLlib `Summarizer`, O(dim)), in one row, or
+    in none when there is no such row."""
+    # Grouped on a constant, not a global aggregate: that would be one row even of no input, and Summarizer fails
+    # on it ("Nothing has been added to this summarizer", e.g. a catalogue of no items).
+    mean = vector_to_array(Summarizer.mean(array_to_vector(column)), "float32")
+    return vectors.where(F.col(column).isNotNull()).groupBy(F.lit("one")).agg(mean.alias("_mean")).select("_mean")
 
 
 def center(vectors: DataFrame, column: str = VECTOR_COL, reference: DataFrame | None = None) -> DataFrame:
@@ -43,8 +45,10 @@ def center(vectors: DataFrame, column: str = VECTOR_COL, reference: DataFrame | 
 
     The mean is that of `reference` (a frame with the same vector column) when given, else of `vectors` itself:
     users encoded from text are moved by the catalogue's mean, so they live in the same centred space as the items
-    they are compared with. The mean is joined back as a one-row broadcast.
+    they are compared with. The mean is joined back as a one-row broadcast; without one (no reference vector at all)
+    the vectors are left as they are.
     """
     mean = mean_vector(vectors if reference is None else reference, column)
     centred = l2_normalize(F.zip_with(column, "_mean", lambda x, m: (x - m).cast("float")))
-    return vectors.crossJoin(F.broadcast(mean)).withColumn(column, centred).drop("_mean")
+    joined = vectors.join(F.broadcast(mean), F.lit(True), "left")
+    return joined.withColumn(column, F.when(F.col("_mean").isNull(), F.col(column)).otherwise(centred)).drop("_mean")

@@ -160,13 +160,20 @@ _REASON_HINTS = {
 }
 
 
+# What an empty table means downstream.
+_EMPTY = {
+    "behaviors": "every later stage will write empty tables",
+    "items": "no item has a text, and every behaviour's item is unknown to the catalogue",
+}
+
+
 def warn_if_empty(spark: SparkSession, counts: LoadCounts, source: str, bad: delta.TableRef) -> None:
     """Log a warning naming the source, the most common reason and one rejected row when nothing was written:
     every later stage would write empty tables, which is rarely what the user meant."""
     if counts.written:
         return
     if not counts.rejected:
-        log.warning("table %r holds no rows: every later stage will write empty tables", source)
+        log.warning("table %r holds no rows: %s", source, _EMPTY[counts.table])
         return
     reason, n = max(counts.reasons.items(), key=lambda kv: kv[1])
     row = delta.read_table(spark, bad).where(F.col(REASON) == reason).drop(REASON).first()

@@ -17,6 +17,7 @@ from behaviorlm.config import ConfigError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.text import display_titles, item_texts
 from behaviorlm.users import event_weights, pooled_vectors, render_sequences
+from behaviorlm.vectors import center
 from jobs import embed_items, embed_users
 from tests.test_encoder import reference_vectors
 
@@ -137,6 +138,17 @@ def test_pooled_user_vectors_are_weighted_means(spark):
         [("u1", [float(1 / norm), float(0.5 / norm)]), ("u2", [0.0, 1.0])], "user_id string, embedding array<float>"
     )
     assert_approx_df_equality(got, expected, 1e-6, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_centring_on_no_catalogue_leaves_vectors_as_they_are(spark):
+    """A catalogue of no items made embed-users fail in MLlib's Summarizer ("Nothing has been added")."""
+    schema = "item_id string, embedding array<float>"
+    none, users = spark.createDataFrame([], schema), spark.createDataFrame([("u1", [0.6, 0.8])], schema)
+    assert center(none).collect() == []
+    assert [r["embedding"] for r in center(users, reference=none).collect()] == [pytest.approx([0.6, 0.8])]
+    a = 2**-0.5
+    mean_of_two = center(spark.createDataFrame([("a", [1.0, 0.0]), ("b", [0.0, 1.0])], schema))
+    assert sorted(r["embedding"] for r in mean_of_two.collect()) == [pytest.approx([-a, a]), pytest.approx([a, -a])]
 
 
 def test_recency_half_life_halves_the_weight(spark):

@@ -263,3 +263,12 @@ def test_catalog_tables_missing_or_in_a_missing_schema_are_one_clear_line(spark,
     with pytest.raises(TableNotFoundError, match="behaviors .*schema 'no_such_schema' does not exist"):
         run_ingest(cfg, overrides)
     assert not delta.table_exists(spark, delta.table_ref(cfg.tables, "items"))
+
+
+def test_reader_options_reach_a_delta_source_too(spark, tmp_path):
+    """`ingest.source_options: {versionAsOf: 0}` re-ingests a Delta source as it was (time travel)."""
+    source = str(tmp_path / "events")
+    spark.createDataFrame([("a",)], "user_id string").write.format("delta").save(source)
+    spark.createDataFrame([("b",)], "user_id string").write.format("delta").mode("append").save(source)
+    assert delta.read_source(spark, source, "delta").count() == 2
+    assert [r["user_id"] for r in delta.read_source(spark, source, "delta", {"versionAsOf": 0}).collect()] == ["a"]
