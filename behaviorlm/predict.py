@@ -297,7 +297,7 @@ def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataF
     """Adds `reason` to blended rows: the history item and the share of users behind a transition, the recent items
     an item is close to, the interest segment, or popularity, after the source that contributed most."""
     titles = items.select(F.col("item_id").alias("via_item"), F.col("title").alias("_via_title"))
-    because = items.select(F.col("item_id").alias("because_item"), F.coalesce("title", "item_id").alias("_because"))
+    because = items.select(F.col("item_id").alias("because_item"), F.col("title").alias("_because"))
     after = F.format_string("after %s (%s), ", F.coalesce("_via_title", "via_item"), _latest("via_back"))
     chosen = F.when(
         F.col("via_next_users") > 0,
@@ -309,7 +309,7 @@ def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataF
         .when(F.col("source") == "recent", close)
         .when(F.col("source") == "segments", F.concat(F.lit("in your interest: "), "segment_label"))
         .when(F.col("source") == "together", F.lit("often chosen in the same sitting as what you chose last"))
-        .when(F.col("source") == "items", F.concat(F.lit("because you chose "), "_because"))
+        .when(F.col("source") == "items", F.concat(F.lit("because you chose "), F.coalesce("_because", "because_item")))
         .when(F.col("pop_users") > 0, F.format_string("popular: %d users chose it", "pop_users"))
         # A slot no source supports (a small catalogue): say so rather than call it popular.
         .otherwise(F.lit("new in the catalogue: nobody has chosen it yet"))

@@ -207,7 +207,10 @@ def closest_history(top: DataFrame, inp: Inputs) -> DataFrame:
         .join(inp.items, "item_id")
         .select("user_id", F.col("title").alias("label"), "embedding")
     )
-    targets = top.select("user_id", "item_id").join(inp.item_vectors, "item_id")
+    # A fresh `embedding` column: both cogrouped sides would otherwise hold the same one of `item_vectors`, which
+    # Spark rejects as an ambiguous self-join unless the frame happens to be cached.
+    vectors = inp.item_vectors.select("item_id", F.col("embedding").alias("_e")).withColumnRenamed("_e", "embedding")
+    targets = top.select("user_id", "item_id").join(vectors, "item_id")
     return (
         targets.groupBy("user_id")
         .cogroup(history.groupBy("user_id"))
@@ -228,8 +231,9 @@ def explain(top: DataFrame, inp: Inputs) -> DataFrame:
     reason = (
         F.when(F.col("source") == "neighbors", votes)
         .when(
-            (F.col("source") == "items") & F.col("because").isNotNull(),
-            F.format_string("because you chose %s", "because"),
+            (F.col("source") == "items") & F.col("because_item").isNotNull(),
+            # An item missing from the catalogue (kept by ingest) is named by its id.
+            F.format_string("because you chose %s", F.coalesce("because", "because_item")),
         )
         .when(F.col("source") == "content", F.format_string("matches your taste profile (cosine %.2f)", "content"))
         .when(F.col("source") == "onboarding", F.lit("people who started with items like yours went on to choose it"))

@@ -3,11 +3,14 @@ definition, and scores come with the history item behind them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import numpy as np
 
-from behaviorlm import cooccurrence, item_model
+from behaviorlm import cooccurrence, item_model, scoring
+from behaviorlm.schemas import BEHAVIORS
+from behaviorlm.scoring import Inputs
 
 # Users who chose a also chose b; c goes with d. u5 has only a, u6 only c.
 PAIRS = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "b"), ("u3", "c"), ("u4", "c"),
@@ -44,6 +47,21 @@ def test_scores_name_the_history_item_behind_them(spark):
     # Seen items are never proposed; scores are scaled to the user's best.
     assert not {("u5", "a"), ("u6", "c")} & {(r["user_id"], r["item_id"]) for r in rows}
     assert all(0 < r["items"] <= 1.0 for r in rows)
+
+
+def test_a_reason_names_a_history_item_missing_from_the_catalogue_by_its_id(spark):
+    """Behaviours on items the catalogue lacks are kept (`ingest.unknown_items: keep`): the item model learns from
+    them, and its reason named them as "popular" instead (the title join found nothing)."""
+    empty = spark.createDataFrame([], "item_id string, title string")
+    history = spark.createDataFrame([("u5", "a", "click", None, dt.datetime(2024, 1, 1), None)], BEHAVIORS)
+    top = spark.createDataFrame(
+        [("u5", "b", "items", 0, 0, None, 0.0, 3, "a")],
+        "user_id string, item_id string, source string, voters int, n_neighbors int, top_neighbor string, "
+        "content double, pop_users int, because_item string",
+    )
+    vectors = spark.createDataFrame([], "item_id string, embedding array<float>")
+    inp = Inputs(history, empty, vectors, None, None, None)
+    assert [r["reason"] for r in scoring.explain(top, inp).collect()] == ["because you chose a"]
 
 
 def test_no_interactions_score_nothing(spark):
