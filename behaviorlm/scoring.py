@@ -209,8 +209,9 @@ def closest_history(top: DataFrame, inp: Inputs) -> DataFrame:
     )
     # A fresh `embedding` column: both cogrouped sides would otherwise hold the same one of `item_vectors`, which
     # Spark rejects as an ambiguous self-join unless the frame happens to be cached.
-    vectors = inp.item_vectors.select("item_id", F.col("embedding").alias("_e")).withColumnRenamed("_e", "embedding")
-    targets = top.select("user_id", "item_id").join(vectors, "item_id")
+    targets = top.select("user_id", "item_id").join(
+        inp.item_vectors.select("item_id", F.col("embedding").alias("embedding")), "item_id"
+    )
     return (
         targets.groupBy("user_id")
         .cogroup(history.groupBy("user_id"))

@@ -168,8 +168,8 @@ _EMPTY = {
 
 
 def warn_if_empty(spark: SparkSession, counts: LoadCounts, source: str, bad: delta.TableRef) -> None:
-    """Log a warning naming the source, the most common reason and one rejected row when nothing was written:
-    every later stage would write empty tables, which is rarely what the user meant."""
+    """Log a warning when nothing was written, which is rarely what the user meant: what an empty table means
+    downstream, or, when rows were rejected, the most common reason, one rejected row and the likely setting."""
     if counts.written:
         return
     if not counts.rejected:
