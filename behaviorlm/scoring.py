@@ -266,15 +266,15 @@ def recommend(
     """Top-k recommendations with reasons for every user in `inp.users` (`thin`: the blend for thin histories,
     `onboarding`: its part for them).
 
-    Returned persisted and materialised (`unpersist()` it when done). The candidates are cached while it is built:
-    the top k, the strongest voters and the reasons all read them, and the plan would otherwise repeat them."""
-    cands = candidates(inp, strength, power, k, content_candidates, block_size, item_model, onboarding).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    Returned persisted and materialised (`unpersist()` it when done). The candidates are materialised first: the
+    top k, the strongest voters and the reasons all read them, and the plan would otherwise repeat them. They are
+    checkpointed rather than cached, so the later plans do not print the candidates' whole plan in each branch
+    (`predict.candidates` says why that matters)."""
+    cands = candidates(inp, strength, power, k, content_candidates, block_size, item_model, onboarding)
+    cands = cands.localCheckpoint()
     top = blend(cands, weights, k, thin=thin)
     by_neighbors = top.where(F.col("source") == "neighbors")
     voters = strongest_voters(by_neighbors, inp.neighbors, interaction_strength(inp.behaviors, strength), power)
     recs = explain(top.join(voters, ["user_id", "item_id"], "left"), inp).persist(StorageLevel.MEMORY_AND_DISK)
     recs.count()
-    cands.unpersist()
     return recs

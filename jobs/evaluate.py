@@ -93,14 +93,14 @@ def tune(
     powers = ev.grid.get("similarity_power", [rec.similarity_power])
     items = params.item_model(cfg, max(ev.grid.get("items", [0.0])))
     # Built once, at the first power: the other powers change the neighbours part only.
-    base = candidates(inp, strength, powers[0], ev.k, rec.content_candidates, cfg.block_size, items).persist()
+    # Checkpointed, not cached: the grid's plans stay small (`predict.candidates` says why that matters).
+    base = candidates(inp, strength, powers[0], ev.k, rec.content_candidates, cfg.block_size, items).localCheckpoint()
 
     def candidates_for(power: float) -> DataFrame:
         return base if power == powers[0] else repower(base, inp, strength, power)
 
     best = grid_search(candidates_for, valid, ev.grid, ev.k, rec.similarity_power)
-    for frame in (base, valid):
-        frame.unpersist()
+    valid.unpersist()
     release(inp)
     return best
 
@@ -126,7 +126,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     inp = rebuild(spark, cfg, train, embed, "test")
     items = params.item_model(cfg, params.items_weight(cfg, weights))
     cands = candidates(inp, params.strength(cfg), power, ev.k, rec.content_candidates, cfg.block_size, items,
-                       params.onboarding(cfg)).persist()  # fmt: skip
+                       params.onboarding(cfg)).localCheckpoint()  # fmt: skip
     # The thin-history blend as configured (bench-coldstart tunes it); users that thin are rare in a backtest.
     models = {"behaviorlm": blend(cands, weights, ev.k, thin=params.thin(cfg))}
     if "popularity" in ev.baselines:
@@ -139,7 +139,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
             spark.sparkContext.setCheckpointDir(f"{cfg.tables.root.rstrip('/')}/{ev.workdir}/_checkpoints")
         models["als"] = als_recommendations(train, ev.k, a.rank, a.reg, a.alpha, a.iterations, cfg.seed)
     results = score_models(models, test, params.table(spark, cfg, "items"), ev.k)
-    for frame in (cands, train, test):
+    for frame in (train, test):
         frame.unpersist()
     release(inp)
     log.info("offline evaluation (%s split %.2f, seed %d, k=%d, seen items removed):\n%s", ev.split, ev.ratio,

@@ -106,7 +106,6 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     cands = candidates(inp, s)
     columns = ["user_id", "item_id", F.col("rank").cast("int"), F.col("score").cast("double"), "source", "reason"]
     save_run(predict(cands, inp, s, weights).select(columns), cfg, "next_behaviors")
-    cands.unpersist()
     table = params.table(spark, cfg, "next_behaviors").where(F.col("run_id") == cfg.run_id)
     weighed = {f"weight_{src}": weights.get(src, 0.0) for src in SOURCES}
     metrics = {**summary(table, inp.behaviors, s.k), **tuned, **weighed}
