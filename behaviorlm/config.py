@@ -152,6 +152,10 @@ class IngestConfig(Section):
     default_event_type: str | None = None
     # Behaviours whose item is not in the catalogue: kept (and counted) or rejected as `unknown_item`.
     unknown_items: Literal["keep", "reject"] = "keep"
+    # snapshot: the source holds the whole history and replaces every table. append: it holds a batch of new rows
+    # (a daily DAG's day): behaviours already in the table are left as they are (re-running a day adds nothing),
+    # items are updated on their id, and a behaviour's item may be in the batch or the catalogue already ingested.
+    mode: Literal["snapshot", "append"] = "snapshot"
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @model_validator(mode="after")

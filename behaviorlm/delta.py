@@ -178,32 +178,40 @@ def merge(
     keys: list[str],
     changed: str | None = None,
     delete_missing: bool = False,
-) -> None:
-    """Upsert `df` into the table on `keys`; create the table if new.
+    update: bool = True,
+) -> int:
+    """Upsert `df` into the table on `keys`; create the table if new. Returns the rows inserted or updated, Delta's
+    own count (a merge that changes nothing commits nothing, so the table's history cannot tell).
 
     Args:
         changed: name of a boolean column in `df`: only rows where it is true are inserted or updated (the column
             itself is not written). Lets the source list every current key while carrying new values for few.
         delete_missing: delete target rows whose key is absent from `df` (the target mirrors the source's keys).
+        update: false: insert only, a row whose key is in the table already leaves it as it is (Delta's
+            de-duplicating append).
     """
     spark = df.sparkSession
     columns = [c for c in df.columns if c != changed]
     if not table_exists(spark, ref):
         overwrite(df.where(F.col(changed)).select(columns) if changed else df, ref)
-        return
+        return written_rows(spark, ref)
     values = {c: f"s.`{c}`" for c in columns}
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     only = f"s.`{changed}`" if changed else None
-    builder = (
-        _delta_table(spark, ref)
-        .alias("t")
-        .merge(df.alias("s"), condition)
-        .whenMatchedUpdate(condition=only, set=values)
-        .whenNotMatchedInsert(condition=only, values=values)
-    )
+    builder = _delta_table(spark, ref).alias("t").merge(df.alias("s"), condition)
+    if update:
+        builder = builder.whenMatchedUpdate(condition=only, set=values)
+    builder = builder.whenNotMatchedInsert(condition=only, values=values)
     if delete_missing:
         builder = builder.whenNotMatchedBySourceDelete()
-    builder.execute()
+    done = builder.execute().first()
+    return int(done["num_inserted_rows"]) + int(done["num_updated_rows"]) if done else 0
+
+
+def offered_rows(spark: SparkSession, ref: TableRef) -> int:
+    """Rows given to the table's latest commit: a `merge`'s source rows, or the rows of the write that created it."""
+    m = last_operation_metrics(spark, ref)
+    return int(m.get("numSourceRows", m.get("numOutputRows", 0)))
 
 
 def last_operation_metrics(spark: SparkSession, ref: TableRef) -> dict[str, str]:

@@ -63,6 +63,13 @@ class LoadCounts:
     rejected: int
     reasons: dict[str, int]
     flagged: dict[str, int] = field(default_factory=dict)  # rows with each flag column true, e.g. unknown_item
+    present: int = 0  # append mode: valid rows whose key was in the table already, left as they were
+
+
+# Append mode: the keys a batch's valid rows are merged on, and whether a row already there takes the batch's
+# values. A behaviour is left as it was, so re-running a day adds nothing; an item takes its corrected text. A
+# rejected row already recorded is not recorded twice (its table is merged on every column).
+APPEND_KEYS = {"items": (["item_id"], True), "behaviors": (["user_id", "item_id", "event_type", "ts"], False)}
 
 
 def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, DataFrame]:
@@ -98,11 +105,14 @@ def extract(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame]:
     return _read_tables(spark, ing)
 
 
-def transform(raw_behaviors: DataFrame, raw_items: DataFrame, cfg: Config) -> tuple[DataFrame, DataFrame]:
+def transform(
+    raw_behaviors: DataFrame, raw_items: DataFrame, cfg: Config, catalogue: DataFrame | None = None
+) -> tuple[DataFrame, DataFrame]:
     """Tag every raw row with a rejection reason (null = valid); behaviours also get the `unknown_item` flag.
 
-    The known items are the valid items of this same run (what `load` writes to `items`), so a behaviour is checked
-    against the catalogue it is published with. Behaviours dated after now + FUTURE_SLACK are `future_ts`.
+    The known items are the valid items of this same run (what `load` writes to `items`) and, in append mode, the
+    `catalogue` already ingested, so a behaviour is checked against the catalogue it is published with. Behaviours
+    dated after now + FUTURE_SLACK are `future_ts`.
     """
     ing = cfg.ingest
     tagged_items = tag_items(raw_items)
@@ -111,19 +121,38 @@ def transform(raw_behaviors: DataFrame, raw_items: DataFrame, cfg: Config) -> tu
         raw_behaviors, ing.event_types, ing.rating_min, ing.rating_max, ing.ts_unit, ing.ts_format, latest
     )
     known = accepted(tagged_items, ITEMS).select("item_id")
+    if catalogue is not None:
+        known = known.unionByName(catalogue.select("item_id"))
     return tag_unknown_items(tagged_behaviors, known, reject=ing.unknown_items == "reject"), tagged_items
+
+
+def _write(rows: DataFrame, ref: delta.TableRef, n: int, append: tuple[list[str], bool] | None) -> tuple[int, int]:
+    """Write the `n` `rows` to `ref`: replace the table, or with `append` = (keys, update) merge them in on keys.
+    Returns (rows offered, rows written), from Delta's own commit metrics."""
+    spark = rows.sparkSession
+    if append is None:
+        delta.overwrite(rows, ref)
+        written = delta.written_rows(spark, ref)
+        return written, written
+    if n == 0 and delta.table_exists(spark, ref):
+        return 0, 0  # an empty batch: nothing to commit
+    written = delta.merge(rows, ref, append[0], update=append[1])
+    # Delta commits nothing when every row was there already; otherwise its commit counts the rows offered.
+    return (delta.offered_rows(spark, ref) if written else n), written
 
 
 def load_split(
     tagged: DataFrame,
     schema: T.StructType,
     raw_columns: list[str],
-    good: delta.TableRef,
-    bad: delta.TableRef,
+    refs: tuple[delta.TableRef, delta.TableRef],
     flags: tuple[str, ...] = (),
+    append: tuple[list[str], bool] | None = None,
 ) -> LoadCounts:
-    """Write valid rows to `good` and rejected rows to `bad` (both full snapshots), then reconcile the counts
-    against Delta's own commit metrics. `flags` names boolean columns of `tagged` whose true rows are counted too."""
+    """Write valid rows to `refs[0]` and rejected rows to `refs[1]`, then reconcile the counts against Delta's own
+    commit metrics. Full snapshots, or with `append` = (keys, update) valid rows merged in on keys and rejected rows
+    added unless recorded already. `flags` names boolean columns of `tagged` whose true rows are counted too."""
+    good, bad = refs
     tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One small action: a row per reason (null = valid), so the counts cost a single pass over the input.
@@ -131,22 +160,21 @@ def load_split(
         rows = tagged.groupBy(REASON).agg(*aggs).collect()
         reasons = {r[REASON]: r["count"] for r in rows}
         flagged = {f: sum(r[f] for r in rows) for f in flags}
-        delta.overwrite(accepted(tagged, schema), good)
-        delta.overwrite(rejected(tagged, raw_columns), bad)
+        n_bad = sum(n for reason, n in reasons.items() if reason is not None)
+        offered, written = _write(accepted(tagged, schema), good, reasons.get(None, 0), append)
+        bad_append = ([*raw_columns, REASON], False) if append else None
+        n_rejected, _ = _write(rejected(tagged, raw_columns), bad, n_bad, bad_append)
     finally:
         tagged.unpersist()
-    spark = tagged.sparkSession
-    written = int(delta.last_operation_metrics(spark, good).get("numOutputRows", 0))
-    n_rejected = int(delta.last_operation_metrics(spark, bad).get("numOutputRows", 0))
     read = sum(reasons.values())
-    counts = LoadCounts(
-        good.name, read, written, n_rejected, {k: v for k, v in reasons.items() if k is not None}, flagged
-    )
-    if read != written + n_rejected:
-        raise ReconciliationError(f"{good}: read {read} != written {written} + rejected {n_rejected}")
-    log.info(
-        "%s: read=%d = written=%d + rejected=%d %s %s", good.name, read, written, n_rejected, counts.reasons, flagged
-    )
+    present = offered - written
+    counts = LoadCounts(good.name, read, written, n_rejected, {k: v for k, v in reasons.items() if k}, flagged, present)
+    if read != offered + n_rejected:
+        raise ReconciliationError(
+            f"{good}: read {read} != written {written} + already present {present} + rejected {n_rejected}"
+        )
+    log.info("%s: read=%d = written=%d + %srejected=%d %s %s", good.name, read, written,
+             f"already present={present} + " if append else "", n_rejected, counts.reasons, flagged)  # fmt: skip
     return counts
 
 
@@ -167,13 +195,17 @@ _EMPTY = {
 }
 
 
-def warn_if_empty(spark: SparkSession, counts: LoadCounts, source: str, bad: delta.TableRef) -> None:
-    """Log a warning when nothing was written, which is rarely what the user meant: what an empty table means
-    downstream, or, when rows were rejected, the most common reason, one rejected row and the likely setting."""
-    if counts.written:
+def warn_if_empty(spark: SparkSession, counts: LoadCounts, source: str, bad: delta.TableRef, append: bool) -> None:
+    """Log a warning when no valid row was read, which is rarely what the user meant: what an empty table means
+    downstream, or, when rows were rejected, the most common reason, one rejected row and the likely setting. An
+    empty batch of items is usual in append mode (the catalogue did not change): that is not warned about."""
+    if counts.written or counts.present:
         return
     if not counts.rejected:
-        log.warning("table %r holds no rows: %s", source, _EMPTY[counts.table])
+        if not append:
+            log.warning("table %r holds no rows: %s", source, _EMPTY[counts.table])
+        elif counts.table == "behaviors":
+            log.warning("table %r holds no rows: no behaviour to append", source)
         return
     reason, n = max(counts.reasons.items(), key=lambda kv: kv[1])
     row = delta.read_table(spark, bad).where(F.col(REASON) == reason).drop(REASON).first()
@@ -185,19 +217,25 @@ def warn_if_empty(spark: SparkSession, counts: LoadCounts, source: str, bad: del
 
 
 def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_items: DataFrame) -> list[LoadCounts]:
-    ref = lambda name: delta.table_ref(cfg.tables, name)  # noqa: E731
+    append = cfg.ingest.mode == "append"
+    keys = APPEND_KEYS if append else {}
+
+    def refs(name: str) -> tuple[delta.TableRef, delta.TableRef]:
+        return delta.table_ref(cfg.tables, name), delta.table_ref(cfg.tables, f"rejected_{name}")
+
     results = [
-        load_split(tagged_items, ITEMS, ITEM_COLUMNS, ref("items"), ref("rejected_items")),
+        load_split(tagged_items, ITEMS, ITEM_COLUMNS, refs("items"), append=keys.get("items")),
         load_split(
-            tagged_behaviors, BEHAVIORS, BEHAVIOR_COLUMNS, ref("behaviors"), ref("rejected_behaviors"), (UNKNOWN_ITEM,)
+            tagged_behaviors, BEHAVIORS, BEHAVIOR_COLUMNS, refs("behaviors"), (UNKNOWN_ITEM,), keys.get("behaviors")
         ),
     ]
     sources = (cfg.ingest.items_source, cfg.ingest.behaviors_source) if cfg.ingest.source == "table" else ("", "")
-    for c, source, bad in zip(results, sources, ("rejected_items", "rejected_behaviors")):
-        warn_if_empty(spark, c, source or c.table, ref(bad))
+    for c, source in zip(results, sources):
+        warn_if_empty(spark, c, source or c.table, refs(c.table)[1], append)
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})
+        metrics.update({f"{c.table}_already_present": c.present} if append else {})
         metrics.update({f"{c.table}_rejected_{reason}": n for reason, n in c.reasons.items()})
         metrics.update({f"{c.table}_{flag}": n for flag, n in c.flagged.items()})
     write_metrics(spark, cfg, "ingest", metrics)
@@ -206,7 +244,12 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
 
 def run(spark: SparkSession, cfg: Config) -> list[LoadCounts]:
     raw_behaviors, raw_items = extract(spark, cfg)
-    tagged_behaviors, tagged_items = transform(raw_behaviors, raw_items, cfg)
+    items = delta.table_ref(cfg.tables, "items")
+    # Append mode: a batch's behaviours may name items ingested before.
+    before = (
+        delta.read_table(spark, items) if cfg.ingest.mode == "append" and delta.table_exists(spark, items) else None
+    )
+    tagged_behaviors, tagged_items = transform(raw_behaviors, raw_items, cfg, before)
     return load(spark, cfg, tagged_behaviors, tagged_items)
 
 

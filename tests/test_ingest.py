@@ -138,6 +138,43 @@ def run_ingest(cfg, overrides):
     return {c.table: c for c in ingest.main([*argv, "--run-id", cfg.run_id])}
 
 
+def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_path):
+    schema = "user_id string, item_id string, event_type string, ts string"
+    day1 = [("a", "x", "click", "2026-12-01 10:00"), ("b", "y", "click", "2026-12-01 11:00")]
+    items1 = spark.createDataFrame([("x", "Red shoes"), ("y", "Blue hat")], "item_id string, title string")
+    first = table_source(spark, tmp_path / "day1", spark.createDataFrame(day1, schema), items1)
+    cfg = make_config(*first)
+    run_ingest(cfg, first)
+    day2 = [
+        ("a", "x", "click", "2026-12-01 10:00"),  # ingested yesterday: left as it is
+        ("a", "y", "click", "2026-12-02 09:00"),  # an item of yesterday's catalogue, not in today's batch
+        ("c", "z", "click", "2026-12-02 09:30"),  # an item new in today's batch
+        ("d", "x", "teleport", "2026-12-02 10:00"),
+    ]
+    items2 = spark.createDataFrame([("z", "Green scarf"), ("x", "Red shoes, size 40")], "item_id string, title string")
+    second = [
+        *table_source(spark, tmp_path / "day2", spark.createDataFrame(day2, schema), items2),
+        "ingest.mode=append",
+    ]
+    counts = run_ingest(cfg, second)
+    b = counts["behaviors"]
+    assert (b.read, b.written, b.present, b.rejected, b.flagged) == (4, 2, 1, 1, {"unknown_item": 0})
+    assert (counts["items"].written, counts["items"].present) == (2, 0)
+    titles = {r["item_id"]: r["title"] for r in read(spark, cfg, "items").collect()}
+    assert titles == {"x": "Red shoes, size 40", "y": "Blue hat", "z": "Green scarf"}
+    pairs = sorted((r["user_id"], r["item_id"]) for r in read(spark, cfg, "behaviors").collect())
+    assert pairs == [("a", "x"), ("a", "y"), ("b", "y"), ("c", "z")]
+    assert metrics(spark, cfg)["behaviors_already_present"] == 1
+
+    names = ("behaviors", "items", "rejected_behaviors", "rejected_items")
+    before = {name: read(spark, cfg, name).collect() for name in names}
+    again = run_ingest(cfg, second)["behaviors"]  # an Airflow retry of the same day
+    assert (again.read, again.written, again.present, again.rejected) == (4, 0, 3, 1)
+    for name, rows in before.items():
+        assert_df_equality(read(spark, cfg, name), spark.createDataFrame(rows, read(spark, cfg, name).schema),
+                           ignore_row_order=True)  # fmt: skip
+
+
 @pytest.mark.parametrize("policy", ["keep", "reject"])
 def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ns_is_read(spark, make_config, tmp_path, policy):
     behaviors = spark.createDataFrame(
