@@ -180,8 +180,9 @@ def merge(
     delete_missing: bool = False,
     update: bool = True,
 ) -> int:
-    """Upsert `df` into the table on `keys`; create the table if new. Returns the rows inserted or updated, Delta's
-    own count (a merge that changes nothing commits nothing, so the table's history cannot tell).
+    """Upsert `df` into the table on `keys`; create the table if new. Returns the rows inserted or updated (a row
+    whose values are all equal is left alone), Delta's own count: a merge that changes nothing commits nothing, so
+    the table's history cannot tell.
 
     Args:
         changed: name of a boolean column in `df`: only rows where it is true are inserted or updated (the column
@@ -199,8 +200,10 @@ def merge(
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     only = f"s.`{changed}`" if changed else None
     builder = _delta_table(spark, ref).alias("t").merge(df.alias("s"), condition)
-    if update:
-        builder = builder.whenMatchedUpdate(condition=only, set=values)
+    # A matched row is rewritten only where a value differs, so re-running on the same input commits nothing.
+    differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in columns if c not in keys)
+    if update and differs:
+        builder = builder.whenMatchedUpdate(condition=f"{only} AND ({differs})" if only else differs, set=values)
     builder = builder.whenNotMatchedInsert(condition=only, values=values)
     if delete_missing:
         builder = builder.whenNotMatchedBySourceDelete()

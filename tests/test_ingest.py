@@ -168,8 +168,10 @@ def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_p
 
     names = ("behaviors", "items", "rejected_behaviors", "rejected_items")
     before = {name: read(spark, cfg, name).collect() for name in names}
-    again = run_ingest(cfg, second)["behaviors"]  # an Airflow retry of the same day
-    assert (again.read, again.written, again.present, again.rejected) == (4, 0, 3, 1)
+    again = run_ingest(cfg, second)  # an Airflow retry of the same day
+    b = again["behaviors"]
+    assert (b.read, b.written, b.present, b.rejected) == (4, 0, 3, 1)
+    assert (again["items"].written, again["items"].present) == (0, 2)
     for name, rows in before.items():
         assert_df_equality(read(spark, cfg, name), spark.createDataFrame(rows, read(spark, cfg, name).schema),
                            ignore_row_order=True)  # fmt: skip
