@@ -156,6 +156,9 @@ class IngestConfig(Section):
     # (a daily DAG's day): behaviours already in the table are left as they are (re-running a day adds nothing),
     # items are updated on their id, and a behaviour's item may be in the batch or the catalogue already ingested.
     mode: Literal["snapshot", "append"] = "snapshot"
+    # table: a Spark SQL condition on the behaviours source's own columns, e.g. "event_date = '{{ ds }}'" for one
+    # day of a table partitioned by date; none: every row.
+    behaviors_where: str | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @model_validator(mode="after")

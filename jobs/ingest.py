@@ -1,6 +1,7 @@
 """Ingest: load raw behaviours and items (MovieLens-100K, the synthetic generator, or any table with a column
 mapping), validate them against the input contract, and write the `behaviors` and `items` Delta tables plus
-`rejected_behaviors` / `rejected_items` with a `reason` per bad row. Counts reconcile: read = written + rejected.
+`rejected_behaviors` / `rejected_items` with a `reason` and the run id per bad row. Counts reconcile: read = written
++ rejected (+ already present, for a batch appended with `ingest.mode: append`).
 
 Run: `behaviorlm ingest --conf conf/local.yaml` (or `spark-submit jobs/ingest.py --conf conf/local.yaml`).
 """
@@ -12,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from pyspark import StorageLevel
+from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from behaviorlm import delta
 from behaviorlm.config import Config, IngestConfig
-from behaviorlm.errors import BehaviorLMError
+from behaviorlm.errors import BehaviorLMError, InputContractError
 from behaviorlm.schemas import (
     BEHAVIOR_COLUMNS,
     BEHAVIORS,
@@ -52,7 +54,7 @@ FUTURE_SLACK = timedelta(days=1)
 
 
 class ReconciliationError(BehaviorLMError, RuntimeError):
-    """Rows read do not equal rows written plus rows rejected."""
+    """Rows read do not equal rows written (or already present) plus rows rejected."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, Dat
     """The `table` source: both tables read, renamed to canonical columns, and their columns' presence and types
     checked against the contract."""
     behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format, ing.source_options)
+    if ing.behaviors_where:
+        behaviors = _where(behaviors, ing.behaviors_where, ing.behaviors_source)
     items = delta.read_source(spark, ing.items_source, ing.items_format or ing.source_format, ing.source_options)
     b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
     behaviors = with_default(behaviors, b_map["event_type"], ing.default_event_type)
@@ -86,6 +90,17 @@ def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, Dat
     check_types(behaviors, ing.behaviors_source, b_map)
     check_types(items, ing.items_source, i_map)
     return behaviors, items
+
+
+def _where(df: DataFrame, condition: str, table: str) -> DataFrame:
+    """`df` filtered by the SQL `condition`, or an error naming the table and the setting."""
+    try:
+        return df.where(condition)
+    except (AnalysisException, ParseException) as exc:
+        raise InputContractError(
+            f"table {table!r}: ingest.behaviors_where {condition!r} cannot be applied: {str(exc).splitlines()[0]}; "
+            f"columns present: {sorted(df.columns)}"
+        ) from None
 
 
 def extract(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame]:
@@ -128,7 +143,8 @@ def transform(
 
 def _write(rows: DataFrame, ref: delta.TableRef, n: int, append: tuple[list[str], bool] | None) -> tuple[int, int]:
     """Write the `n` `rows` to `ref`: replace the table, or with `append` = (keys, update) merge them in on keys.
-    Returns (rows offered, rows written), from Delta's own commit metrics."""
+    Returns (rows offered, rows written): both from Delta's own metrics, except that a merge which writes nothing
+    commits nothing, and then all `n` were offered."""
     spark = rows.sparkSession
     if append is None:
         delta.overwrite(rows, ref)
@@ -148,10 +164,12 @@ def load_split(
     refs: tuple[delta.TableRef, delta.TableRef],
     flags: tuple[str, ...] = (),
     append: tuple[list[str], bool] | None = None,
+    run_id: str = "",
 ) -> LoadCounts:
-    """Write valid rows to `refs[0]` and rejected rows to `refs[1]`, then reconcile the counts against Delta's own
-    commit metrics. Full snapshots, or with `append` = (keys, update) valid rows merged in on keys and rejected rows
-    added unless recorded already. `flags` names boolean columns of `tagged` whose true rows are counted too."""
+    """Write valid rows to `refs[0]` and rejected rows, with `run_id`, to `refs[1]`, then reconcile the counts
+    against Delta's own commit metrics. Full snapshots, or with `append` = (keys, update) valid rows merged in on
+    keys and this run's rejected rows replaced (a retry records them once, another day's are kept). `flags` names
+    boolean columns of `tagged` whose true rows are counted too."""
     good, bad = refs
     tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -160,16 +178,19 @@ def load_split(
         rows = tagged.groupBy(REASON).agg(*aggs).collect()
         reasons = {r[REASON]: r["count"] for r in rows}
         flagged = {f: sum(r[f] for r in rows) for f in flags}
-        n_bad = sum(n for reason, n in reasons.items() if reason is not None)
         offered, written = _write(accepted(tagged, schema), good, reasons.get(None, 0), append)
-        bad_append = ([*raw_columns, REASON], False) if append else None
-        n_rejected, _ = _write(rejected(tagged, raw_columns), bad, n_bad, bad_append)
+        bad_rows = rejected(tagged, raw_columns)
+        if append:
+            n_rejected = delta.replace_run(bad_rows, bad, run_id)
+        else:
+            delta.overwrite(bad_rows.withColumn("run_id", F.lit(run_id)), bad)
+            n_rejected = delta.written_rows(tagged.sparkSession, bad)
     finally:
         tagged.unpersist()
     read = sum(reasons.values())
     present = offered - written
     counts = LoadCounts(good.name, read, written, n_rejected, {k: v for k, v in reasons.items() if k}, flagged, present)
-    if read != offered + n_rejected:
+    if read != offered + n_rejected or not 0 <= written <= offered:
         raise ReconciliationError(
             f"{good}: read {read} != written {written} + already present {present} + rejected {n_rejected}"
         )
@@ -195,20 +216,21 @@ _EMPTY = {
 }
 
 
-def warn_if_empty(spark: SparkSession, counts: LoadCounts, source: str, bad: delta.TableRef, append: bool) -> None:
+def warn_if_empty(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: bool) -> None:
     """Log a warning when no valid row was read, which is rarely what the user meant: what an empty table means
-    downstream, or, when rows were rejected, the most common reason, one rejected row and the likely setting. An
-    empty batch of items is usual in append mode (the catalogue did not change): that is not warned about."""
+    downstream, or, when rows were rejected, the most common reason, one rejected row and the likely setting. For a
+    `batch` appended to existing tables an empty items batch is usual (the catalogue did not change): no warning.
+    `bad_rows`: this run's rejected rows."""
     if counts.written or counts.present:
         return
     if not counts.rejected:
-        if not append:
+        if not batch:
             log.warning("table %r holds no rows: %s", source, _EMPTY[counts.table])
         elif counts.table == "behaviors":
             log.warning("table %r holds no rows: no behaviour to append", source)
         return
     reason, n = max(counts.reasons.items(), key=lambda kv: kv[1])
-    row = delta.read_table(spark, bad).where(F.col(REASON) == reason).drop(REASON).first()
+    row = bad_rows.where(F.col(REASON) == reason).drop(REASON, "run_id").first()
     example = {k: v for k, v in (row.asDict() if row else {}).items() if v is not None}
     log.warning(
         "every one of the %d rows of table %r was rejected; the most common reason is %s (%d), e.g. %s%s",
@@ -223,15 +245,24 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
     def refs(name: str) -> tuple[delta.TableRef, delta.TableRef]:
         return delta.table_ref(cfg.tables, name), delta.table_ref(cfg.tables, f"rejected_{name}")
 
+    # An empty batch of items is usual once there is a catalogue, not before.
+    batch = append and delta.table_exists(spark, refs("items")[0])
     results = [
-        load_split(tagged_items, ITEMS, ITEM_COLUMNS, refs("items"), append=keys.get("items")),
+        load_split(tagged_items, ITEMS, ITEM_COLUMNS, refs("items"), (), keys.get("items"), cfg.run_id),
         load_split(
-            tagged_behaviors, BEHAVIORS, BEHAVIOR_COLUMNS, refs("behaviors"), (UNKNOWN_ITEM,), keys.get("behaviors")
-        ),
+            tagged_behaviors,
+            BEHAVIORS,
+            BEHAVIOR_COLUMNS,
+            refs("behaviors"),
+            (UNKNOWN_ITEM,),
+            keys.get("behaviors"),
+            cfg.run_id,
+        ),  # fmt: skip
     ]
     sources = (cfg.ingest.items_source, cfg.ingest.behaviors_source) if cfg.ingest.source == "table" else ("", "")
     for c, source in zip(results, sources):
-        warn_if_empty(spark, c, source or c.table, refs(c.table)[1], append)
+        bad_rows = delta.read_table(spark, refs(c.table)[1]).where(F.col("run_id") == cfg.run_id)
+        warn_if_empty(c, source or c.table, bad_rows, batch)
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})

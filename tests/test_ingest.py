@@ -19,8 +19,8 @@ def read(spark, cfg, name):
     return delta.read_table(spark, delta.table_ref(cfg.tables, name))
 
 
-def metrics(spark, cfg):
-    rows = read(spark, cfg, "run_metrics").where(F.col("run_id") == cfg.run_id).collect()
+def metrics(spark, cfg, run_id=None):
+    rows = read(spark, cfg, "run_metrics").where(F.col("run_id") == (run_id or cfg.run_id)).collect()
     return {r["metric"]: r["value"] for r in rows}
 
 
@@ -133,30 +133,31 @@ def table_source(spark, tmp_path, behaviors, items, *extra):
     return ["ingest.source=table", f"ingest.behaviors_source={src_b}", f"ingest.items_source={src_i}", *extra]
 
 
-def run_ingest(cfg, overrides):
+def run_ingest(cfg, overrides, run_id=None):
     argv = [a for o in [*overrides, f"tables.root={cfg.tables.root}"] for a in ("--set", o)]
-    return {c.table: c for c in ingest.main([*argv, "--run-id", cfg.run_id])}
+    return {c.table: c for c in ingest.main([*argv, "--run-id", run_id or cfg.run_id])}
 
 
 def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_path):
-    schema = "user_id string, item_id string, event_type string, ts string"
-    day1 = [("a", "x", "click", "2026-12-01 10:00"), ("b", "y", "click", "2026-12-01 11:00")]
+    events = [
+        ("2026-12-01", "a", "x", "click", "2026-12-01 10:00"),
+        ("2026-12-01", "b", "y", "click", "2026-12-01 11:00"),
+        ("2026-12-01", "d", "x", "teleport", "2026-12-01 12:00"),
+        ("2026-12-02", "a", "x", "click", "2026-12-01 10:00"),  # delivered again: left as it is
+        ("2026-12-02", "a", "y", "click", "2026-12-02 09:00"),  # an item of yesterday's catalogue, not today's
+        ("2026-12-02", "c", "z", "click", "2026-12-02 09:30"),  # an item new in today's batch
+        ("2026-12-02", "d", "x", "teleport", "2026-12-01 12:00"),  # rejected yesterday too: recorded for each day
+    ]
+    schema = "day string, user_id string, item_id string, event_type string, ts string"
+    events = spark.createDataFrame(events, schema)
     items1 = spark.createDataFrame([("x", "Red shoes"), ("y", "Blue hat")], "item_id string, title string")
-    first = table_source(spark, tmp_path / "day1", spark.createDataFrame(day1, schema), items1)
-    cfg = make_config(*first)
-    run_ingest(cfg, first)
-    day2 = [
-        ("a", "x", "click", "2026-12-01 10:00"),  # ingested yesterday: left as it is
-        ("a", "y", "click", "2026-12-02 09:00"),  # an item of yesterday's catalogue, not in today's batch
-        ("c", "z", "click", "2026-12-02 09:30"),  # an item new in today's batch
-        ("d", "x", "teleport", "2026-12-02 10:00"),
-    ]
+    day1 = [*table_source(spark, tmp_path / "day1", events, items1), "ingest.behaviors_where=day = '2026-12-01'"]
+    cfg = make_config(*day1)
+    run_ingest(cfg, day1, "2026-12-01")
     items2 = spark.createDataFrame([("z", "Green scarf"), ("x", "Red shoes, size 40")], "item_id string, title string")
-    second = [
-        *table_source(spark, tmp_path / "day2", spark.createDataFrame(day2, schema), items2),
-        "ingest.mode=append",
-    ]
-    counts = run_ingest(cfg, second)
+    day2 = [*table_source(spark, tmp_path / "day2", events, items2), "ingest.mode=append",
+            "ingest.behaviors_where=day = '2026-12-02'"]  # fmt: skip
+    counts = run_ingest(cfg, day2, "2026-12-02")
     b = counts["behaviors"]
     assert (b.read, b.written, b.present, b.rejected, b.flagged) == (4, 2, 1, 1, {"unknown_item": 0})
     assert (counts["items"].written, counts["items"].present) == (2, 0)
@@ -164,17 +165,22 @@ def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_p
     assert titles == {"x": "Red shoes, size 40", "y": "Blue hat", "z": "Green scarf"}
     pairs = sorted((r["user_id"], r["item_id"]) for r in read(spark, cfg, "behaviors").collect())
     assert pairs == [("a", "x"), ("a", "y"), ("b", "y"), ("c", "z")]
-    assert metrics(spark, cfg)["behaviors_already_present"] == 1
+    rejected = sorted((r["run_id"], r["user_id"]) for r in read(spark, cfg, "rejected_behaviors").collect())
+    assert rejected == [("2026-12-01", "d"), ("2026-12-02", "d")]
 
     names = ("behaviors", "items", "rejected_behaviors", "rejected_items")
     before = {name: read(spark, cfg, name).collect() for name in names}
-    again = run_ingest(cfg, second)  # an Airflow retry of the same day
+    again = run_ingest(cfg, day2, "2026-12-02")  # an Airflow retry of the same day
     b = again["behaviors"]
     assert (b.read, b.written, b.present, b.rejected) == (4, 0, 3, 1)
     assert (again["items"].written, again["items"].present) == (0, 2)
     for name, rows in before.items():
         assert_df_equality(read(spark, cfg, name), spark.createDataFrame(rows, read(spark, cfg, name).schema),
                            ignore_row_order=True)  # fmt: skip
+    m = metrics(spark, cfg, "2026-12-02")
+    assert m["behaviors_already_present"] == 3
+    with pytest.raises(InputContractError, match=r"ingest.behaviors_where 'dya = 1' cannot be applied.*'day'"):
+        run_ingest(cfg, [*day2[:-1], "ingest.behaviors_where=dya = 1"])
 
 
 @pytest.mark.parametrize("policy", ["keep", "reject"])
