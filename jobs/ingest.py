@@ -69,8 +69,8 @@ class LoadCounts:
 
 
 # Append mode: the keys a batch's valid rows are merged on, and whether a row already there takes the batch's
-# values. A behaviour is left as it was, so re-running a day adds nothing; an item takes its corrected text. A
-# rejected row already recorded is not recorded twice (its table is merged on every column).
+# values. A behaviour is left as it was, so re-running a day adds nothing; an item takes its corrected text.
+# (Rejected rows are not merged: each run replaces its own, under its run id.)
 APPEND_KEYS = {"items": (["item_id"], True), "behaviors": (["user_id", "item_id", "event_type", "ts"], False)}
 
 
@@ -257,7 +257,7 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
             (UNKNOWN_ITEM,),
             keys.get("behaviors"),
             cfg.run_id,
-        ),  # fmt: skip
+        ),
     ]
     sources = (cfg.ingest.items_source, cfg.ingest.behaviors_source) if cfg.ingest.source == "table" else ("", "")
     for c, source in zip(results, sources):
