@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from behaviorlm.onboarding import Onboarding, fit, id_vectors, onboarding_top, pair_scores, settle, start_vectors
+from behaviorlm.onboarding import Onboarding, _gram, fit, id_vectors, onboarding_top, pair_scores, settle, start_vectors
 from behaviorlm.schemas import BEHAVIORS
 from behaviorlm.scoring import Inputs, Strength, Thin, recommend
 from jobs import params
@@ -53,6 +53,20 @@ def test_new_users_get_what_users_with_a_similar_start_chose_next(spark):
     # Nobody with more than 3 items: nothing to learn from, an empty part rather than an error.
     thin = behaviors(spark).where(F.col("user_id").startswith("c"))
     assert fit(*start_vectors(thin, item_vectors(spark), 3), 1.0).count() == 0
+
+
+def test_the_gram_matrix_is_summed_over_partitions_some_of_them_empty(spark):
+    """X'X is summed on the driver one partition's partial at a time (bytes, not Python lists: the driver held one
+    250 MB list per partition at 2,001 id dimensions); every partition must count once, an empty one not at all."""
+    x = np.arange(24, dtype=np.float32).reshape(6, 4) / 10
+    rows = spark.createDataFrame(
+        [(f"u{n}", v.tolist()) for n, v in enumerate(x)], "user_id string, embedding array<float>"
+    )
+    spread = rows.repartition(8, "user_id")  # 6 rows in 8 partitions: at least 2 are empty
+    gram, total = _gram(spread)
+    assert gram.shape == (4, 4)
+    np.testing.assert_allclose(gram, x.astype(np.float64).T @ x, rtol=1e-6)
+    np.testing.assert_allclose(total, x.sum(axis=0), rtol=1e-6)
 
 
 def test_ids_tell_starts_apart_where_the_text_cannot(spark):
