@@ -59,6 +59,13 @@ def latest_run(table: DataFrame) -> str | None:
     return row["run_id"] if row else None
 
 
+def latest_stage_run(metrics: DataFrame, stage: str) -> str | None:
+    """The run under which `stage` last wrote metrics to the `run_metrics` frame `metrics` (by `updated_at`: a
+    retry of an older run makes it the latest), or None when it never did."""
+    row = metrics.where(F.col("stage") == stage).orderBy(F.desc("updated_at"), F.desc("run_id")).first()
+    return row["run_id"] if row else None
+
+
 def stage_ran(spark: SparkSession, ref: delta.TableRef, run_id: str, stage: str) -> bool:
     """Whether `stage` wrote metrics to the `run_metrics` table `ref` under `run_id`: it ran, whatever it wrote."""
     if not delta.table_exists(spark, ref):

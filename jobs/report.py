@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from behaviorlm import summaries
+from behaviorlm import runs, summaries
 from behaviorlm.config import Config
 from jobs import charts, params, report_examples, tracking
 from jobs.runtime import job_main
@@ -35,6 +35,7 @@ from jobs.runtime import job_main
 log = logging.getLogger(__name__)
 BINS = 20
 MODELS = ("behaviorlm", "popularity", "als")
+INGEST_REJECTS = ("rejected_behaviors", "rejected_items")
 RANKING = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate", "coverage")
 # Microsoft Recommenders' published ML-100K results (stratified 75/25 split, k=10): drawn only for that protocol.
 ANCHORS = {"ndcg_at_k": {"BPR": 0.442, "BiVAE": 0.475}, "precision_at_k": {"BPR": 0.388, "BiVAE": 0.412}}
@@ -159,13 +160,27 @@ def categories_chart(spark: SparkSession, cfg: Config, n: int = 15) -> str:
     return charts.hbars(top, "recommendations", alt="categories")
 
 
-def rejected_chart(spark: SparkSession, cfg: Config) -> str:
+def rejected_counts(spark: SparkSession, cfg: Config) -> tuple[str | None, list[tuple[str, int]]]:
+    """(ingest's latest run, [("table: reason", rows)]): ingest's rejected rows of its latest run only (in
+    `ingest.mode: append` each day's batch adds its own rows to the rejected tables, and a reader wants today's, not
+    the sum of every day's), and similar-users' rejects."""
+    metrics = params.maybe_table(spark, cfg, "run_metrics")
+    batch = runs.latest_stage_run(metrics, "ingest") if metrics is not None else None
     found = []
-    for name in ("rejected_behaviors", "rejected_items", "neighbor_rejects"):
+    for name in (*INGEST_REJECTS, "neighbor_rejects"):
         df = params.maybe_table(spark, cfg, name)
-        if df is not None:
-            found += [(f"{name}: {reason}", n) for reason, n in sorted(summaries.top_counts(df, "reason", 50))]
-    return charts.hbars(found, "rows", alt="rejected rows") if found else "<p>No rejected rows.</p>"
+        if df is None:
+            continue
+        if name in INGEST_REJECTS and batch is not None and "run_id" in df.columns:
+            df = df.where(F.col("run_id") == batch)
+        found += [(f"{name}: {reason}", n) for reason, n in sorted(summaries.top_counts(df, "reason", 50))]
+    return batch, found
+
+
+def rejected_chart(spark: SparkSession, cfg: Config) -> str:
+    batch, found = rejected_counts(spark, cfg)
+    note = f"<p class='note'>ingest's rows: its latest run, {html.escape(batch)}</p>" if batch else ""
+    return note + (charts.hbars(found, "rows", alt="rejected rows") if found else "<p>No rejected rows.</p>")
 
 
 def embedding_health(metrics: list[Metric], limits: dict[str, float]) -> str | None:

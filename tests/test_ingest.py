@@ -12,7 +12,7 @@ from behaviorlm import delta
 from behaviorlm.assets import movielens_dir
 from behaviorlm.errors import InputContractError, TableNotFoundError
 from behaviorlm.sources.movielens import MovieLensNotFoundError
-from jobs import cli, ingest
+from jobs import cli, ingest, report
 
 
 def read(spark, cfg, name):
@@ -167,6 +167,8 @@ def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_p
     assert pairs == [("a", "x"), ("a", "y"), ("b", "y"), ("c", "z")]
     rejected = sorted((r["run_id"], r["user_id"]) for r in read(spark, cfg, "rejected_behaviors").collect())
     assert rejected == [("2026-12-01", "d"), ("2026-12-02", "d")]
+    # The report counts the latest batch's rejected rows, not every day's.
+    assert report.rejected_counts(spark, cfg) == ("2026-12-02", [("rejected_behaviors: unknown_event_type", 1)])
 
     names = ("behaviors", "items", "rejected_behaviors", "rejected_items")
     before = {name: read(spark, cfg, name).collect() for name in names}
