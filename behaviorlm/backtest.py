@@ -9,12 +9,12 @@ import logging
 import operator
 from collections.abc import Callable
 
-from pyspark.ml.feature import StringIndexer
-from pyspark.ml.recommendation import ALS
+from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from behaviorlm.constants import SEED
+from behaviorlm.indexing import id_index
 from behaviorlm.metrics import (
     catalog_coverage,
     chronological_split,
@@ -87,17 +87,14 @@ def als_recommendations(
 ) -> DataFrame:  # fmt: skip
     """Spark MLlib ALS (implicit feedback: every behaviour is a positive) top-k unseen items per user."""
     pairs = train.select("user_id", "item_id").distinct().withColumn("one", F.lit(1.0))
-    indexers = [StringIndexer(inputCol=c, outputCol=f"{c}_ix").fit(pairs) for c in ("user_id", "item_id")]
     # ALS ships its input's RDD lineage with every task of every iteration: a deep input plan (the pair-level split's
     # windows and joins) overflows the executor's stack when the tasks are deserialised. Cut it first.
-    indexed = indexers[1].transform(indexers[0].transform(pairs)).localCheckpoint()
+    pairs = pairs.localCheckpoint()
+    users, items = (id_index(pairs, c, f"{c}_ix").localCheckpoint() for c in ("user_id", "item_id"))
+    indexed = pairs.join(users, "user_id").join(items, "item_id").localCheckpoint()
     model = ALS(rank=rank, regParam=reg, alpha=alpha, maxIter=iterations, implicitPrefs=True, userCol="user_id_ix",
                 itemCol="item_id_ix", ratingCol="one", seed=seed, coldStartStrategy="drop").fit(indexed)  # fmt: skip
-    # Ask for k + the most anyone has seen, so k unseen remain for everyone after removing seen items.
-    most_seen = indexed.groupBy("user_id_ix").count().agg(F.max("count")).first()[0]
-    recs = model.recommendForAllUsers(k + most_seen).select("user_id_ix", F.explode("recommendations").alias("r"))
-    users = indexed.select("user_id", "user_id_ix").distinct()
-    items = indexed.select("item_id", "item_id_ix").distinct()
+    recs = _unseen_room(model, indexed, k).select("user_id_ix", F.explode("recommendations").alias("r"))
     scored = (
         recs.select("user_id_ix", F.col("r.item_id_ix").alias("item_id_ix"), F.col("r.rating").alias("score"))
         .join(users, "user_id_ix")
@@ -105,6 +102,17 @@ def als_recommendations(
         .join(pairs, ["user_id", "item_id"], "left_anti")
     )
     return rank_by_score(scored, "score").where(F.col("rank") <= k)
+
+
+def _unseen_room(model: ALSModel, indexed: DataFrame, k: int) -> DataFrame:
+    """ALS's top lists (user_id_ix, recommendations), long enough that k unseen items remain once each user's seen
+    ones are removed: users grouped by seen count up to a power of two 2^b, each group asked for k + 2^b. (One list
+    length of k + the most anyone has seen gave every user a bot's length: 10 million users x 100,000 rows.) At
+    most k + 2 x seen rows per user, about twenty groups."""
+    seen = indexed.groupBy("user_id_ix").agg(F.ceil(F.log2(F.count("*"))).cast("int").alias("_b")).localCheckpoint()
+    groups = sorted(r["_b"] for r in seen.select("_b").distinct().collect())
+    lists = [model.recommendForUserSubset(seen.where(F.col("_b") == b), k + 2**b) for b in groups]
+    return functools.reduce(DataFrame.unionByName, lists)
 
 
 def score_models(models: dict[str, DataFrame], test: DataFrame, catalogue: DataFrame, k: int) -> dict[str, dict]:

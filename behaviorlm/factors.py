@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.ml.feature import StringIndexer
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from behaviorlm.constants import SEED
+from behaviorlm.indexing import id_index
 from behaviorlm.ratings import PREDICTIONS, RatingModel, hidden, predict_ratings
 
 KEYS = ["user_id", "item_id"]
@@ -38,10 +38,10 @@ def als_ratings(evidence: DataFrame, targets: DataFrame, f: FactorModel) -> Data
     """(user_id, item_id, als): MLlib ALS fitted on `evidence` (user_id, item_id, rating), for the `targets` whose
     user and item it has seen (the others are left out)."""
     rated = evidence.select(*KEYS, F.col("rating").cast("float"))
-    indexers = [StringIndexer(inputCol=c, outputCol=f"{c}_ix", handleInvalid="skip").fit(rated.select(c)) for c in KEYS]
+    users, items = (id_index(rated, c, f"{c}_ix").localCheckpoint() for c in KEYS)
 
-    def index(df: DataFrame) -> DataFrame:
-        return indexers[1].transform(indexers[0].transform(df))
+    def index(df: DataFrame) -> DataFrame:  # a target whose user or item has no rating is left out (inner joins)
+        return df.join(users, "user_id").join(items, "item_id")
 
     # ALS ships its input's lineage with every task of every iteration: cut it first (as backtest's ALS does).
     train = index(rated).localCheckpoint()

@@ -22,22 +22,13 @@ from pyspark.mllib.linalg import SparseVector
 from pyspark.mllib.linalg.distributed import RowMatrix
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StructField, StructType
 
 from behaviorlm.cooccurrence import cooccurrence_scores
+from behaviorlm.indexing import id_index
 
 log = logging.getLogger(__name__)
 SCORES = "user_id string, ix int, raw float, because int"
 OUTPUT = "user_id string, item_id string, items double, because_item string"
-
-
-def item_index(pairs: DataFrame) -> DataFrame:
-    """(item_id, ix): the items of `pairs`, numbered 0.. in item id order (a distributed sort, no one-partition
-    window)."""
-    ordered = pairs.select("item_id").distinct().orderBy("item_id")
-    numbered = ordered.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1]))
-    schema = StructType([ordered.schema["item_id"], StructField("ix", LongType(), False)])
-    return ordered.sparkSession.createDataFrame(numbered, schema).withColumn("ix", F.col("ix").cast("int"))
 
 
 def histories(pairs: DataFrame, index: DataFrame, weight: str | None = None) -> DataFrame:
@@ -94,7 +85,7 @@ def item_scores(
     # The RDD steps below ship their input's lineage with every task: a deep plan (a backtest split's windows and
     # joins) takes minutes to deserialise per task. Cut it first.
     pairs = pairs.localCheckpoint()
-    index = item_index(pairs).localCheckpoint()
+    index = id_index(pairs, "item_id", "ix").localCheckpoint()
     n_items = index.count()
     if max_items is not None and n_items > max_items:
         log.info("items part: %d items with interactions > %s=%d: pruned co-occurrence model, %d neighbours per item",

@@ -11,7 +11,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
-from behaviorlm.backtest import grid_ndcg
+from behaviorlm.backtest import als_recommendations, grid_ndcg
 from behaviorlm.metrics import (
     catalog_coverage,
     chronological_split,
@@ -250,3 +250,17 @@ def test_timestamp_ties_are_broken_by_a_seeded_hash_not_the_item_id(spark):
     lasts = {s: sorted(r["item_id"] for r in leave_last_out(df, seed=s)[1].collect()) for s in (1, 42)}
     assert 5 < lasts[42].count("b") < 35
     assert lasts[1] != lasts[42]  # the seed decides, so runs with one seed agree and seeds differ
+
+
+def test_als_leaves_k_unseen_items_to_light_and_heavy_users_alike(spark):
+    """ALS's lists are sized per group of users by seen count (k + the next power of two), not all by the heaviest
+    user's: each user still gets k items, none of them seen, ranked 1..k."""
+    seen = {"light": 1, "mid": 3, "heavy": 9, "other": 2}
+    pairs = [(u, f"i{(n * 7 + j) % 20:02d}") for n, (u, many) in enumerate(seen.items()) for j in range(many)]
+    pairs += [("everything", f"i{j:02d}") for j in range(20)]  # 20 items known; this user has nothing left unseen
+    train = spark.createDataFrame(pairs, "user_id string, item_id string")
+    recs = als_recommendations(train, 5, rank=4, iterations=3).collect()
+    for user in seen:
+        mine = sorted((r["rank"], r["item_id"]) for r in recs if r["user_id"] == user)
+        assert [rank for rank, _ in mine] == [1, 2, 3, 4, 5]
+        assert not {item for _, item in mine} & {i for u, i in pairs if u == user}

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 
 from behaviorlm import cooccurrence, item_model, scoring
+from behaviorlm.indexing import id_index
 from behaviorlm.schemas import BEHAVIORS
 from behaviorlm.scoring import Inputs
 
@@ -19,7 +20,7 @@ PAIRS = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3",
 
 def test_gram_is_the_co_occurrence_matrix(spark):
     pairs = spark.createDataFrame(PAIRS, "user_id string, item_id string")
-    index = item_model.item_index(pairs)
+    index = id_index(pairs, "item_id", "ix")
     assert [(r["item_id"], r["ix"]) for r in index.orderBy("ix").collect()] == [("a", 0), ("b", 1), ("c", 2), ("d", 3)]
     x = np.zeros((7, 4))
     for user, item in PAIRS:
