@@ -26,10 +26,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
 from behaviorlm.constants import BLOCK_SIZE, NORM_EPSILON, SEED, USER_COL, VECTOR_COL
+from behaviorlm.summaries import smallest_by_hash
 from udfs.device import task_device
 from udfs.topk import block_topk, top_columns
 
 log = logging.getLogger(__name__)
+ASSIGN_CHUNK = 2**25  # similarities per chunk of k-means' assignment step (128 MB of float32)
 PAIR_SCHEMA = StructType(
     [StructField("id", StringType()), StructField("neighbor_id", StringType()), StructField("similarity", FloatType())]
 )
@@ -94,14 +96,16 @@ def default_cells(n: int) -> int:
 def train_centroids(vectors: DataFrame, cells: int, sample: int, iterations: int, seed: int = SEED) -> np.ndarray:
     """Spherical k-means on a bounded, seeded sample of (id, embedding) rows (fetched as Arrow, not as Python
     lists: 100k vectors of 384 floats are 150 MB)."""
-    picked = vectors.orderBy(F.xxhash64("id", F.lit(seed))).limit(sample).select("embedding").toArrow()
+    picked = smallest_by_hash(vectors, sample, F.xxhash64("id", F.lit(seed))).select("embedding").toArrow()
     flat = picked.column("embedding").combine_chunks()
     data = flat.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(flat), -1)
     rng = np.random.default_rng(seed)
     cells = min(cells, len(data))
     centroids = data[rng.choice(len(data), cells, replace=False)]
+    chunks = max(1, len(data) * cells // ASSIGN_CHUNK)
     for _ in range(iterations):
-        assign = np.argmax(data @ centroids.T, axis=1)
+        # In chunks: the whole sample x cells product is 2.5 GB at 100,000 rows and 6,325 cells (10 million users).
+        assign = np.concatenate([np.argmax(c @ centroids.T, axis=1) for c in np.array_split(data, chunks)])
         sums = np.zeros_like(centroids)
         np.add.at(sums, assign, data)
         # An empty cell restarts at a random point rather than dying.
@@ -257,7 +261,7 @@ def recall_at_k(
     vector_col: str = VECTOR_COL,
 ) -> float:
     """Share of the exact top-k that `found` holds, over a seeded random sample of `sample` ids."""
-    picked = vectors.orderBy(F.xxhash64(id_col, F.lit(seed + 1))).limit(sample)
+    picked = smallest_by_hash(vectors, sample, F.xxhash64(id_col, F.lit(seed + 1)))
     truth = exact_top_k(picked, vectors, k, block_size, True, id_col, vector_col).select(id_col, "neighbor_id")
     hits = truth.join(found.select(id_col, "neighbor_id"), [id_col, "neighbor_id"]).count()
     total = truth.count()

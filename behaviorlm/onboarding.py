@@ -41,6 +41,7 @@ from behaviorlm.metrics import first_n_split, hashed_share, rank_by_score, ranki
 from behaviorlm.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
+GRAM_PARTIALS = 64  # X'X partials fetched by the driver, one job each (`_gram`)
 HELD_K = 10  # `auto` compares the two maps by the held-out users' nDCG at this depth
 MIN_HELD, MAX_HELD = 20, 5000  # held-out users `auto` needs to compare (fewer: the text map) and reads at most
 Features = Literal["text", "ids", "auto"]
@@ -129,11 +130,11 @@ def fit(starts: DataFrame, later: DataFrame, reg: float) -> DataFrame:
 
 
 def _gram(x: DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(X'X, the sum of X's rows) of the `embedding` column: one partial product per partition, summed on the
-    driver (DataFrame only, so it runs where RDDs are not allowed, e.g. Spark Connect). The partials are computed
-    in parallel and checkpointed, then fetched one partition at a time as raw float64 bytes: the driver holds two
-    d x d matrices however many partitions there are. (Collected as array<double> rows they were Python float
-    lists, about 250 MB each at d = 2,001, one per partition: 0.9 GB with 4 partitions.)"""
+    """(X'X, the sum of X's rows) of the `embedding` column, DataFrame only (so it runs where RDDs are not allowed,
+    e.g. Spark Connect): one partial product per partition (at most GRAM_PARTIALS), computed in parallel and
+    checkpointed, then fetched one at a time as float64 bytes and summed on the driver, which holds two d x d
+    matrices however many partitions there are. (Collected as array<double> rows, the partials were Python float
+    lists of about 250 MB each at d = 2,001: 0.9 GB with 4 partitions.)"""
 
     def partial(batches):
         gram, total = 0.0, 0.0
@@ -143,7 +144,9 @@ def _gram(x: DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if not np.isscalar(total):
             yield pd.DataFrame({"gram": [gram.tobytes()], "total": [total.tobytes()]})
 
-    parts = x.select("embedding").mapInPandas(partial, "gram binary, total binary").localCheckpoint()
+    # At most GRAM_PARTIALS partials (a narrow coalesce, no shuffle): each is one more job for the driver to fetch.
+    parts = x.select("embedding").coalesce(GRAM_PARTIALS).mapInPandas(partial, "gram binary, total binary")
+    parts = parts.localCheckpoint()
     gram, total = 0.0, 0.0
     for row in parts.toLocalIterator(prefetchPartitions=False):
         gram = gram + np.frombuffer(row["gram"], dtype=np.float64)

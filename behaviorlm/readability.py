@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm.constants import ITEM_COL, NORM_EPSILON, SEED, TEXT_COL, VECTOR_COL
 from behaviorlm.embedding import MULTILINGUAL, TRANSFORMERS, model_config
+from behaviorlm.summaries import smallest_by_hash
 from udfs import multilingual
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def identical_pair_share(vectors: np.ndarray, threshold: float = IDENTICAL_COSIN
 def sample_texts(texts: DataFrame, n: int = SAMPLE_TEXTS, seed: int = SEED, key: str = ITEM_COL,
                  text_col: str = TEXT_COL) -> list[str]:  # fmt: skip
     """At most `n` non-null texts, the same ones on every run over the same keys (seeded hash order, not `sample`)."""
-    picked = texts.where(F.col(text_col).isNotNull()).orderBy(F.xxhash64(key, F.lit(seed)), key).limit(n)
+    picked = smallest_by_hash(texts.where(F.col(text_col).isNotNull()), n, F.xxhash64(key, F.lit(seed)), key)
     return [r[0] for r in picked.select(text_col).collect()]
 
 
@@ -97,13 +98,10 @@ def sample_vectors(vectors: DataFrame, n: int = SAMPLE_VECTORS, seed: int = SEED
                    vector_col: str = VECTOR_COL) -> np.ndarray:  # fmt: skip
     """At most `n` stored vectors, one per distinct text: items that share a text rightly share a vector, so they
     must not count as pairs the model failed to tell apart."""
-    one_per_text = (
-        vectors.where(F.col(vector_col).isNotNull())
-        .groupBy(text_hash)
-        .agg(F.min_by(vector_col, ITEM_COL).alias("_v"))
-        .orderBy(F.xxhash64(text_hash, F.lit(seed)), text_hash)
-        .limit(n)
+    distinct = (
+        vectors.where(F.col(vector_col).isNotNull()).groupBy(text_hash).agg(F.min_by(vector_col, ITEM_COL).alias("_v"))
     )
+    one_per_text = smallest_by_hash(distinct, n, F.xxhash64(text_hash, F.lit(seed)), text_hash)
     rows = [r[0] for r in one_per_text.select("_v").collect()]
     return np.array(rows, dtype=np.float32) if rows else np.empty((0, 0), dtype=np.float32)
 

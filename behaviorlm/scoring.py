@@ -245,7 +245,7 @@ def explain(top: DataFrame, inp: Inputs) -> DataFrame:
     because = inp.items.select(F.col("item_id").alias("because_item"), F.col("title").alias("because"))
     return (
         top.join(closest_history(top, inp), ["user_id", "item_id"], "left")
-        .join(F.broadcast(because), "because_item", "left")
+        .join(because, "because_item", "left")  # no broadcast hint: a million titles are 100+ MB
         .withColumn("reason", F.concat(reason, F.coalesce(close, F.lit(""))))
         .drop("close", "because")
     )

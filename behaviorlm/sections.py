@@ -49,6 +49,10 @@ def _scalar(v: Any) -> Any:
 Text = Annotated[str, AfterValidator(_expand)]
 SparkConf = Annotated[dict[str, Text], BeforeValidator(_spark_values)]
 Positive = Annotated[int, Field(ge=1)]
+# EASE's item x item matrix: MLlib collects its packed Gram (n(n+1)/2 doubles) past the 1 GB default
+# spark.driver.maxResultSize from about 16,400 items, and the inverse needs about 5 n² x 8 B of driver memory (4 GB at
+# 10,000 items); the pruned co-occurrence model serves larger catalogues with nothing catalogue² anywhere.
+EaseItems = Annotated[int, Field(ge=1, le=10_000)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 
@@ -80,7 +84,7 @@ class ItemModelConfig(Section):
     """recommend's `items` part: EASE on the interaction matrix (behaviorlm/item_model.py)."""
 
     reg: NonNegative = 500.0  # L2 penalty of the item-on-items ridge regression
-    max_items: Positive = 5000  # its catalogue² matrix is inverted on the driver; above: the pruned co-occurrence model
+    max_items: EaseItems = 5000  # its catalogue² matrix is inverted on the driver; above: the pruned co-occurrence
     candidates: Positive = 100  # items it proposes per user
     neighbors: Positive = 100  # the pruned model's most similar items kept per item
 
@@ -248,7 +252,7 @@ class PredictConfig(Section):
     together_gap_seconds: NonNegative = 120.0
     together_window: Positive = 20
     item_reg: NonNegative = 500.0  # `items` source: EASE's L2 penalty (as recommend.item_model.reg)
-    item_max_items: Positive = 5000  # `items`: EASE up to this many items, the pruned co-occurrence model above
+    item_max_items: EaseItems = 5000  # `items`: EASE up to this many items, the pruned co-occurrence model above
     # Blend of the per-user normalised sources; tuned on the validation target when `tune` is on.
     weights: dict[Source, NonNegative] = Field(
         default_factory=lambda: {

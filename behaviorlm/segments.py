@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType
 
 from behaviorlm.constants import ITEM_COL, SEED, SIMILARITY_COL, VECTOR_COL
+from behaviorlm.summaries import smallest_by_hash
 from behaviorlm.text import clean_text, short_name
 from behaviorlm.users import weighted_mean_vectors
 from behaviorlm.vectors import l2_normalize
@@ -73,7 +74,7 @@ def _silhouette(assigned: DataFrame) -> float:
 
 def _sample(frame: DataFrame, sample: int, seed: int, id_col: str) -> DataFrame:
     """A seeded sample of at most `sample` rows: the same rows on every run, whatever the partitioning."""
-    return frame.orderBy(F.xxhash64(F.col(id_col).cast("string"), F.lit(seed)), id_col).limit(sample)
+    return smallest_by_hash(frame, sample, F.xxhash64(F.col(id_col).cast("string"), F.lit(seed)), id_col)
 
 
 def choose_k(

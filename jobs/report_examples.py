@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from behaviorlm import delta, summaries
@@ -70,6 +70,14 @@ def _read(spark: SparkSession, cfg: Config, name: str, per_run: bool) -> DataFra
     return df.where(F.col("run_id") == cfg.run_id) if per_run else df
 
 
+def first_per_user(df: DataFrame, order: tuple[str, ...], n: int) -> DataFrame:
+    """Each user's first `n` rows by `order`, cut on the cluster: a picked user may be a bot with a million
+    behaviours, and only `n` are shown. (The filter on the picked users goes below the window: it is on its key.)"""
+    by = [F.col(c[1:]).desc_nulls_last() if c.startswith("-") else F.col(c).asc_nulls_last() for c in order]
+    position = F.row_number().over(Window.partitionBy("user_id").orderBy(*by))
+    return df.withColumn("_position", position).where(F.col("_position") <= n).drop("_position")
+
+
 def _titles(spark: SparkSession, cfg: Config, ids: set[str]) -> dict[str, str]:
     items = _read(spark, cfg, "items", per_run=False)
     if items is None or "title" not in items.columns or not ids:
@@ -84,8 +92,9 @@ def examples(spark: SparkSession, cfg: Config) -> str:
     if recs is None or cfg.report.example_users == 0:
         return "<p class='empty'>(no recommendations in this run)</p>"
     users = summaries.pick_keys(recs, cfg.report.example_users, cfg.seed)
-    frames = {name: _read(spark, cfg, name, per_run=name != "behaviors") for name, _, _, _ in PER_USER}
-    found = summaries.rows_for_keys({k: df.drop("text") for k, df in frames.items() if df is not None}, users)
+    frames = {name: (_read(spark, cfg, name, per_run=name != "behaviors"), order, n) for name, _, order, n in PER_USER}
+    capped = {k: first_per_user(df.drop("text"), order, n) for k, (df, order, n) in frames.items() if df is not None}
+    found = summaries.rows_for_keys(capped, users)
     filled = attribute_rows(spark, cfg)
     titles = _titles(spark, cfg, {r.get("item_id") for rows in [*found.values(), filled] for r in rows})
     cards = []

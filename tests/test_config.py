@@ -48,6 +48,7 @@ def test_later_files_override_earlier_ones(tmp_path):
         ("ingest.source=kafka", "config key 'ingest.source': 'kafka' is not one of"),
         ("recommend.onboarding.features=words", "config key 'recommend.onboarding.features': 'words' is not one of"),
         ("recommend.onboarding.max_ids=0", "recommend.onboarding.max_ids"),
+        ("recommend.item_model.max_items=20000", "recommend.item_model.max_items.*less than or equal to 10000"),
         ("recommend.onboarding.holdout=1.0", "recommend.onboarding.holdout"),
         ("ingest.rating_min=6", "ingest.rating_min"),
         ("ingest.synthetic.in_cluster=1.5", "ingest.synthetic.in_cluster"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pyspark.sql import functions as F
+
 from behaviorlm import summaries
 from behaviorlm.config import load_config
 from jobs import charts, report, report_examples
@@ -74,6 +76,19 @@ def test_summaries_are_bounded_and_deterministic(spark):
     assert sorted(r["item_id"] for r in found["a"]) == ["a", "b", "c"] and found["b"] == [{"user_id": "u3", "rank": 5}]
     # Latest first, a missing time last, then by item: the examples' "latest behaviours".
     assert [r["item_id"] for r in report_examples.first(found["a"], ("-ts", "item_id"), 3)] == ["b", "a", "c"]
+    # ... cut on the cluster first: a bot's million behaviours never reach the driver.
+    kept = report_examples.first_per_user(df, ("-ts", "item_id"), 1).where("user_id = 'u1'").collect()
+    assert [r["item_id"] for r in kept] == ["b"]
     vectors = [(f"u{i}", [float(i), float(i % 3), 1.0]) for i in range(9)]
     points = summaries.projection(spark.createDataFrame(vectors, "user_id string, embedding array<double>"), 5, seed=1)
     assert len(points) == 5 and all(g == -1 for _, _, g in points)
+
+
+def test_a_hash_sample_is_what_a_plain_sort_by_the_hash_gives(spark):
+    """`smallest_by_hash` keeps a hashed share of the rows before its sort (so the sort's top-n step does not take
+    every row): the rows it returns must be those of a plain sort, n of them, for small and large n."""
+    df = spark.range(3000).selectExpr("cast(id as string) as user_id").repartition(7)
+    hashed = F.xxhash64("user_id", F.lit(5))
+    for n in (1, 50, 1400, 5000):
+        plain = [r[0] for r in df.orderBy(hashed, "user_id").limit(n).collect()]
+        assert [r[0] for r in summaries.smallest_by_hash(df, n, hashed, "user_id").collect()] == plain
