@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from behaviorlm.constants import SEED
-from behaviorlm.indexing import id_index
+from behaviorlm.indexing import by_seen_room, id_index
 from behaviorlm.metrics import (
     catalog_coverage,
     chronological_split,
@@ -106,13 +106,9 @@ def als_recommendations(
 
 def _unseen_room(model: ALSModel, indexed: DataFrame, k: int) -> DataFrame:
     """ALS's top lists (user_id_ix, recommendations), long enough that k unseen items remain once each user's seen
-    ones are removed: users grouped by seen count up to a power of two 2^b, each group asked for k + 2^b. (One list
-    length of k + the most anyone has seen gave every user a bot's length: 10 million users x 100,000 rows.) At
-    most k + 2 x seen rows per user, about twenty groups."""
-    seen = indexed.groupBy("user_id_ix").agg(F.ceil(F.log2(F.count("*"))).cast("int").alias("_b")).localCheckpoint()
-    groups = sorted(r["_b"] for r in seen.select("_b").distinct().collect())
-    lists = [model.recommendForUserSubset(seen.where(F.col("_b") == b), k + 2**b) for b in groups]
-    return functools.reduce(DataFrame.unionByName, lists)
+    ones are removed (`by_seen_room`)."""
+    seen = indexed.groupBy("user_id_ix").count()
+    return by_seen_room(seen, "count", k, lambda rows, n: model.recommendForUserSubset(rows, n))
 
 
 def score_models(models: dict[str, DataFrame], test: DataFrame, catalogue: DataFrame, k: int) -> dict[str, dict]:

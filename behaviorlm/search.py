@@ -22,6 +22,7 @@ from behaviorlm.assets import model_dir
 from behaviorlm.constants import BLOCK_SIZE, ITEM_COL, TEXT_COL, USER_COL, VECTOR_COL
 from behaviorlm.embedding import Embedder, EmbedFn, make_embed_fn
 from behaviorlm.errors import InputContractError
+from behaviorlm.indexing import by_seen_room
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.vectors import center
 
@@ -102,17 +103,23 @@ def search_items(
         seen: user_col, item_col: what each user interacted with, never returned to that user's queries.
     """
     q = _blended(queries, users, personal_weight, query_col, user_col)
-    pool = k
-    if seen is not None and user_col in queries.columns:
+    blended = q.select(query_col, VECTOR_COL)
+
+    def nearest(rows: DataFrame, n: int) -> DataFrame:
+        return exact_top_k(blended.join(rows.select(query_col), query_col), items, n, block_size, exclude_self=False,
+                           id_col=query_col, candidate_id_col=item_col)  # fmt: skip
+
+    personal = seen is not None and user_col in queries.columns
+    if personal:
         seen = seen.select(F.col(user_col).cast("string"), F.col(item_col).cast("string")).distinct()
-        per_query = q.select(query_col, user_col).join(seen, user_col).groupBy(query_col).count()
-        # Asking every query for k + the most any querying user has seen leaves k after removing them.
-        pool += int(per_query.agg(F.max("count")).first()[0] or 0)
-    hits = exact_top_k(q.select(query_col, VECTOR_COL), items, pool, block_size, exclude_self=False,
-                       id_col=query_col, candidate_id_col=item_col)  # fmt: skip
+        counts = seen.groupBy(user_col).count()
+        per_query = q.select(query_col, user_col).join(counts, user_col, "left")
+        hits = by_seen_room(per_query, "count", k, nearest)
+    else:
+        hits = nearest(q.select(query_col), k)
     hits = hits.select(query_col, F.col("neighbor_id").alias(item_col), F.col("similarity").alias("score"))
     hits = hits.join(q.select(query_col, user_col, "_q", "_u"), query_col)
-    if seen is not None and pool > k:
+    if personal:
         hits = hits.join(seen, [user_col, item_col], "left_anti")
     order = Window.partitionBy(query_col).orderBy(F.col("score").desc(), F.col(item_col))
     top = hits.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 
 import pytest
 from pyspark.sql import functions as F
 
+from behaviorlm import search as search_lib
 from behaviorlm.assets import model_dir
 from behaviorlm.embedding import make_embed_fn
 from behaviorlm.errors import InputContractError
+from behaviorlm.neighbors import exact_top_k
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.search import EMPTY_QUERY, top_items
 from behaviorlm.text import item_texts
@@ -135,3 +138,29 @@ def test_notebook_api(spark, vectors):
     war = [r["item_id"] for r in got if r["query_id"] == "0"]
     assert len(war) == 2 and set(war) <= {"i2", "i5", "i6"}
     assert [(r["text"], r["item_id"], r["reason"]) for r in got if r["query_id"] == "1"] == [("", None, EMPTY_QUERY)]
+
+
+def test_a_heavy_user_lengthens_only_its_own_list(spark, monkeypatch):
+    """Each query's list is k + the next power of two of its own user's seen count (not the heaviest user's): every
+    query still gets k items, none of them seen by its user; a query without a user gets the plain top k."""
+    unit = [(f"i{j:02d}", [math.cos(j / 50), math.sin(j / 50)]) for j in range(30)]  # farther from (1, 0) as j grows
+    items = spark.createDataFrame(unit, "item_id string, embedding array<float>")
+    pairs = [(u, f"i{j:02d}") for u, n in {"light": 1, "heavy": 20}.items() for j in range(n)]
+    seen = spark.createDataFrame(pairs, "user_id string, item_id string")
+    queries = spark.createDataFrame(
+        [("q_light", [1.0, 0.0], "light"), ("q_heavy", [1.0, 0.0], "heavy"), ("q_none", [1.0, 0.0], None)],
+        "query_id string, embedding array<float>, user_id string",
+    )
+    lengths = []
+
+    def recording(vectors, candidates, k, *args, **kwargs):
+        lengths.append(([r["query_id"] for r in vectors.collect()], k))
+        return exact_top_k(vectors, candidates, k, *args, **kwargs)
+
+    monkeypatch.setattr(search_lib, "exact_top_k", recording)
+    got = search_lib.search_items(queries, items, k=3, seen=seen).collect()
+    assert sorted(lengths) == [(["q_heavy"], 3 + 32), (["q_light"], 3 + 1), (["q_none"], 3)]
+    ranked_items = {q: [r["item_id"] for r in sorted(got, key=lambda r: r["rank"]) if r["query_id"] == q]
+                    for q in ("q_light", "q_heavy", "q_none")}  # fmt: skip
+    assert ranked_items == {"q_none": ["i00", "i01", "i02"], "q_light": ["i01", "i02", "i03"],
+                            "q_heavy": ["i20", "i21", "i22"]}  # fmt: skip
