@@ -9,6 +9,7 @@ the model). Only the job layer reads a `Config`: library functions take plain pa
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
@@ -148,6 +149,10 @@ class IngestConfig(Section):
     ts_unit: Literal["auto", "seconds", "milliseconds", "microseconds", "nanoseconds"] = "auto"
     # Text `ts` in this Spark datetime pattern (e.g. "dd.MM.yyyy HH:mm"); none: ISO-8601 and Spark's usual forms.
     ts_format: str | None = None
+    # Behaviours dated before this are `early_ts`: a placeholder date (0001-01-01, epoch 0) or digits such as
+    # 20240501 read as epoch seconds (August 1970) would each be a user's first behaviour and stretch every trend
+    # back to it. null: no bound (a log whose ts counts seconds from its own start).
+    earliest_ts: Annotated[date | None, Field(strict=False)] = date(1971, 1, 1)  # "1971-01-01" from --set
     # The event type of every behaviour when the source has no event-type column (a click log: `click`).
     default_event_type: str | None = None
     # Behaviours whose item is not in the catalogue: kept (and counted) or rejected as `unknown_item`.
@@ -248,6 +253,18 @@ class Config(Section):
     intents: IntentsConfig = Field(default_factory=IntentsConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    @model_validator(mode="after")
+    def _weighted_event_types(self) -> Config:
+        # A type without a weight weighs 0 in user vectors, popularity and interests: a log of only that type was
+        # ingested whole and then gave nobody a vector or a recommendation, silently. 0 set on purpose is allowed.
+        unweighted = [t for t in self.ingest.event_types if t not in self.embed.event_weights]
+        if unweighted:
+            raise ValueError(
+                f"ingest.event_types accepts {unweighted[0]!r} but embed.event_weights gives it no weight: add "
+                f"embed.event_weights.{unweighted[0]} (0 to keep such behaviours out of every score)"
+            )
+        return self
 
     def but(self, **changes: Any) -> Config:
         """A copy with top-level fields replaced (e.g. `cfg.but(run_id="x")`), validated again."""

@@ -8,7 +8,7 @@ instead of dropping anything, so the ingest job can write good rows and rejected
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -43,17 +43,23 @@ _KIND_NAMES = {
 }
 
 
-def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: list[str]) -> None:
-    """Raise `InputContractError` if a required canonical column's source column is missing from `df`."""
+def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: list[str], setting: str = "") -> None:
+    """Raise `InputContractError` if the source column of a required canonical column is missing from `df`, or that
+    of an optional one `setting` maps to another name: a mapping names a column on purpose, so a misspelt one must
+    not read as a column the source lacks (every value null, silently)."""
     present = set(df.columns)
-    for canonical in required:
+    mapped = [c for c, source in mapping.items() if source != c and c not in required]
+    for canonical in [*required, *mapped]:
         source = mapping.get(canonical, canonical)
-        if source not in present:
-            hint = _separator_hint(present) or _MISSING_HINTS.get(canonical, "")
-            raise InputContractError(
-                f"table {table!r}: required column {source!r} (canonical {canonical!r}) is missing; "
-                f"columns present: {sorted(present)}{hint}"
-            )
+        if source in present:
+            continue
+        what = f"required column {source!r} (canonical {canonical!r})"
+        if canonical not in required:
+            what = f"column {source!r}, which {setting or 'the mapping'}.{canonical} names,"
+        near = [p for p in sorted(present) if p.strip().lower() == source.strip().lower()]
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        hint += _separator_hint(present) or _MISSING_HINTS.get(canonical, "")
+        raise InputContractError(f"table {table!r}: {what} is missing; columns present: {sorted(present)}{hint}")
 
 
 def _separator_hint(present: set[str]) -> str:
@@ -124,7 +130,9 @@ def _blank_to_null(c: Column) -> Column:
 
 
 def _parse_id(c: Column, dtype: T.DataType) -> Column:
-    """Ids as trimmed text; an integral float or decimal loses its fraction (123.0 -> "123"); NaN/inf -> null."""
+    """Ids as trimmed text; an integral float or decimal loses its fraction (123.0 -> "123"), and so does text
+    holding one ("123.0": pandas writes an int column with gaps as floats, so a CSV of behaviours would name items
+    the catalogue calls "123"); NaN/inf -> null."""
     # Both branches are cast to text: a `when` over bigint and double would coerce the bigint back to 123.0.
     if isinstance(dtype, (T.FloatType, T.DoubleType)):
         integral = (c == F.floor(c)) & (F.abs(c) < _MAX_EXACT_DOUBLE)
@@ -132,6 +140,8 @@ def _parse_id(c: Column, dtype: T.DataType) -> Column:
         c = F.when(~F.isnan(c) & (F.abs(c) != float("inf")), text)
     elif isinstance(dtype, T.DecimalType):
         c = F.when(c == F.floor(c), F.floor(c).cast("string")).otherwise(c.cast("string"))
+    elif isinstance(dtype, T.StringType):
+        return F.regexp_replace(_blank_to_null(c), r"^(-?\d+)\.0+$", "$1")
     return _blank_to_null(c)
 
 
@@ -206,6 +216,7 @@ def tag_behaviors(
     ts_unit: str = "auto",
     ts_format: str | None = None,
     latest: datetime | None = None,
+    earliest: date | None = None,
 ) -> DataFrame:
     """Typed canonical behaviours plus a `reason` column (null = valid) and `raw_*` text copies for quarantine.
 
@@ -213,8 +224,9 @@ def tag_behaviors(
     A numeric `ts` (or text holding a number) is epoch time in `ts_unit` (seconds, milliseconds, microseconds,
     nanoseconds) or, with `auto`, in milliseconds from 1e11, microseconds from 1e14 and nanoseconds from 1e17 on;
     other text is parsed as a date-time, in the Spark datetime pattern `ts_format` when one is given. Reasons,
-    first match wins: null_user_id, null_item_id, unknown_event_type, invalid_ts, future_ts (after `latest`, when
-    given), invalid_rating, missing_rating (a `rating` event without one), rating_out_of_range, duplicate_event
+    first match wins: null_user_id, null_item_id, unknown_event_type, invalid_ts, early_ts (before `earliest`, when
+    given), future_ts (after `latest`, when given), invalid_rating, missing_rating (a `rating` event without one),
+    rating_out_of_range, duplicate_event
     (same user, item, event type and timestamp as another valid row; the row with the highest rating, then text,
     is kept). `tag_unknown_items` may then add unknown_item.
 
@@ -227,12 +239,14 @@ def tag_behaviors(
     check_types(raw, "behaviors")
     typed = _typed_behaviors(raw, ts_unit, ts_format)
     future = F.col("ts") > F.lit(latest) if latest is not None else F.lit(False)
+    early = F.col("ts") < F.lit(earliest) if earliest is not None else F.lit(False)
     reason = _first_reason(
         [
             (F.col("user_id").isNull(), "null_user_id"),
             (F.col("item_id").isNull(), "null_item_id"),
             (F.col("event_type").isNull() | ~F.col("event_type").isin(event_types), "unknown_event_type"),
             (F.col("ts").isNull(), "invalid_ts"),
+            (early, "early_ts"),
             (future, "future_ts"),
             (F.col("raw_rating").isNotNull() & F.col("rating").isNull(), "invalid_rating"),
             ((F.col("event_type") == "rating") & F.col("rating").isNull(), "missing_rating"),

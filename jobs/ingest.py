@@ -83,8 +83,8 @@ def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, Dat
     items = delta.read_source(spark, ing.items_source, ing.items_format or ing.source_format, ing.source_options)
     b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
     behaviors = with_default(behaviors, b_map["event_type"], ing.default_event_type)
-    check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS)
-    check_columns(items, ing.items_source, i_map, REQUIRED_ITEM_COLUMNS)
+    check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS, "ingest.behavior_columns")
+    check_columns(items, ing.items_source, i_map, REQUIRED_ITEM_COLUMNS, "ingest.item_columns")
     behaviors = rename_to_canonical(behaviors, b_map, BEHAVIOR_COLUMNS)
     items = rename_to_canonical(items, i_map, ITEM_COLUMNS)
     check_types(behaviors, ing.behaviors_source, b_map)
@@ -127,13 +127,20 @@ def transform(
 
     The known items are the valid items of this same run (what `load` writes to `items`) and, in append mode, the
     `catalogue` already ingested, so a behaviour is checked against the catalogue it is published with. Behaviours
-    dated after now + FUTURE_SLACK are `future_ts`.
+    dated after now + FUTURE_SLACK are `future_ts`, before `ingest.earliest_ts` `early_ts`.
     """
     ing = cfg.ingest
     tagged_items = tag_items(raw_items)
     latest = datetime.now(timezone.utc) + FUTURE_SLACK
     tagged_behaviors = tag_behaviors(
-        raw_behaviors, ing.event_types, ing.rating_min, ing.rating_max, ing.ts_unit, ing.ts_format, latest
+        raw_behaviors,
+        ing.event_types,
+        ing.rating_min,
+        ing.rating_max,
+        ing.ts_unit,
+        ing.ts_format,
+        latest,
+        ing.earliest_ts,
     )
     known = accepted(tagged_items, ITEMS).select("item_id")
     if catalogue is not None:
@@ -204,6 +211,8 @@ _REASON_HINTS = {
     "rating_out_of_range": "ingest.rating_min / ingest.rating_max set the scale",
     "invalid_ts": "ingest.ts_format reads text dates, ingest.ts_unit numeric ones",
     "future_ts": "a numeric ts may be in another ingest.ts_unit",
+    "early_ts": "digits such as 20240501 are epoch seconds unless ingest.ts_format says yyyyMMdd; "
+    "ingest.earliest_ts=null accepts any date",
     "unknown_event_type": "ingest.event_types lists the accepted types",
     "unknown_item": "ingest.unknown_items=keep keeps them",
 }
@@ -263,6 +272,9 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
     for c, source in zip(results, sources):
         bad_rows = delta.read_table(spark, refs(c.table)[1]).where(F.col("run_id") == cfg.run_id)
         warn_if_empty(c, source or c.table, bad_rows, batch)
+        if c.flagged.get(UNKNOWN_ITEM, 0) * 2 > c.written:  # ids that do not match the catalogue's spelling
+            log.warning("%d of the %d behaviours written name an item_id the items table does not hold: compare "
+                        "the two sources' item ids", c.flagged[UNKNOWN_ITEM], c.written)  # fmt: skip
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})

@@ -54,6 +54,8 @@ def test_later_files_override_earlier_ones(tmp_path):
         ("ingest.synthetic.in_cluster=1.5", "ingest.synthetic.in_cluster"),
         ("ingest.default_event_type=tap", "ingest.default_event_type 'tap' is not one of ingest.event_types"),
         ("ingest.source=table", "needs 'ingest.behaviors_source'"),
+        # An accepted type with no weight would have been ingested and then weighed 0 everywhere (nobody served).
+        ("ingest.event_types=[view, add_to_cart]", "'add_to_cart' but embed.event_weights gives it no weight"),
         ("novalue", "--set expects key=value"),
         ("tables.root.x=1", "config key 'tables.root': expected a string"),
     ],

@@ -44,9 +44,11 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
         ("u3", "i1", "rating", "9", "881250949", None),
         ("u3", "i1", "rating", "NaN", "881250949", None),
         ("u3", "i1", "view", None, "1e21", None),  # too large even as epoch nanoseconds
+        ("u3", "i1", "view", None, "0001-01-01", None),  # a placeholder date
+        ("u3", "i1", "view", None, "20240501", None),  # yyyyMMdd without ts_format: epoch seconds, August 1970
         ("u2", "i1", "rating", "3", "881250949", None),  # same key as row 3, lower rating: the duplicate
     ]
-    tagged = tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1.0, 5.0)
+    tagged = tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1.0, 5.0, earliest=dt.datetime(1971, 1, 1))
 
     expected_good = spark.createDataFrame(
         [
@@ -71,6 +73,8 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
             ("u3", "i1", "rating", "9", "881250949", None, "rating_out_of_range"),
             ("u3", "i1", "rating", "NaN", "881250949", None, "invalid_rating"),
             ("u3", "i1", "view", None, "1e21", None, "invalid_ts"),
+            ("u3", "i1", "view", None, "0001-01-01", None, "early_ts"),
+            ("u3", "i1", "view", None, "20240501", None, "early_ts"),
             ("u2", "i1", "rating", "3", "881250949", None, "duplicate_event"),
         ],
         rejected_schema(BEHAVIOR_COLUMNS),
@@ -139,6 +143,17 @@ def test_missing_required_column_names_table_and_column(spark):
     mapping = {"user_id": "uid", "item_id": "iid", "ts": "when"}
     with pytest.raises(InputContractError, match=r"table 'raw\.events': required column 'event_type'"):
         check_columns(df, "raw.events", mapping, ["user_id", "item_id", "event_type", "ts"])
+
+
+def test_a_misspelt_mapping_of_an_optional_column_is_an_error_not_a_column_of_nulls(spark):
+    """An optional column absent under its own name is null; one the mapping names and the source lacks was a typo
+    (it used to read as null text on every row); a near match by case is pointed out."""
+    df = spark.createDataFrame([("u", "i", "good")], "user_id string, item_id string, Comments string")
+    required = ["user_id", "item_id"]
+    check_columns(df, "raw.events", {"user_id": "user_id", "item_id": "item_id", "text": "text"}, required)
+    with pytest.raises(InputContractError, match=r"table 'raw\.events': column 'comments', which "
+                       r"ingest\.behavior_columns\.text names, is missing; .*did you mean 'Comments'\?"):  # fmt: skip
+        check_columns(df, "raw.events", {"text": "comments"}, required, "ingest.behavior_columns")
 
 
 def test_rename_to_canonical_maps_columns_and_fills_optional_ones(spark):
@@ -225,6 +240,12 @@ def test_integral_float_and_decimal_ids_lose_their_fraction(spark):
     items = spark.createDataFrame([(42.0, "Answer"), (None, "Nobody")], "item_id double, title string")
     items = rename_to_canonical(items, {}, ITEM_COLUMNS)
     assert {r["item_id"] for r in accepted(tag_items(items), ITEMS).collect()} == {"42"}
+
+    # The same value as text (a CSV written by pandas from an int column with gaps): the same id, so a behaviour
+    # still finds its item; other text keeps its spelling.
+    texts = spark.createDataFrame([(" 10.0 ",), ("10.50",), ("-3.00",), ("v1.0",), ("1.0.0",)], "item_id string")
+    got = {r["raw_item_id"]: r["item_id"] for r in tag_items(rename_to_canonical(texts, {}, ITEM_COLUMNS)).collect()}
+    assert got == {" 10.0 ": "10", "10.50": "10.50", "-3.00": "-3", "v1.0": "v1.0", "1.0.0": "1.0.0"}
 
 
 def test_ids_lose_edge_whitespace_of_every_kind_and_blank_ids_are_null(spark):
