@@ -32,7 +32,7 @@ from behaviorlm import item_model
 from behaviorlm.constants import BLOCK_SIZE, SEED
 from behaviorlm.content import content_scores
 from behaviorlm.metrics import leave_last_out
-from behaviorlm.scoring import blend, popular_candidates, popularity
+from behaviorlm.scoring import blend, count_of, popular_candidates, popularity
 from behaviorlm.segments import dot
 from behaviorlm.transitions import timeline, together_scores, transition_scores, transitions
 from behaviorlm.users import weighted_mean_vectors
@@ -301,7 +301,7 @@ def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataF
         .when(F.col("source") == "segments", F.concat(F.lit("in your interest: "), "segment_label"))
         .when(F.col("source") == "together", F.lit("often chosen in the same sitting as what you chose last"))
         .when(F.col("source") == "items", F.concat(F.lit("because you chose "), F.coalesce("_because", "because_item")))
-        .when(F.col("pop_users") > 0, F.format_string("popular: %d users chose it", "pop_users"))
+        .when(F.col("pop_users") > 0, F.format_string("popular: %s chose it", count_of(F.col("pop_users"), "user")))
         # A slot no source supports (a small catalogue): say so rather than call it popular.
         .otherwise(F.lit("new in the catalogue: nobody has chosen it yet"))
     )

@@ -220,15 +220,20 @@ def closest_history(top: DataFrame, inp: Inputs) -> DataFrame:
     )
 
 
+def count_of(n: Column, noun: str) -> Column:
+    """ "1 user", "2 users": a count and its noun, singular for one (a reason read by people)."""
+    return F.format_string("%d %s", n, F.when(n == 1, F.lit(noun)).otherwise(F.lit(f"{noun}s")))
+
+
 def explain(top: DataFrame, inp: Inputs) -> DataFrame:
     """Adds `reason`: neighbour votes (true counts), content cosine or popularity, and the closest history item."""
     close = F.when(F.col("close").isNotNull(), F.format_string("; close to %s from your history", "close"))
     strongest = F.when(F.col("top_neighbor").isNotNull(), F.format_string(" (strongest vote: user %s)", "top_neighbor"))
-    users = F.when(F.col("n_neighbors") == 1, F.lit("user")).otherwise(F.lit("users"))
     votes = F.concat(
-        F.format_string("%d of your %d nearest %s chose it", "voters", "n_neighbors", users),
+        F.format_string("%d of your %s chose it", "voters", count_of(F.col("n_neighbors"), "nearest user")),
         F.coalesce(strongest, F.lit("")),
     )
+    popular = count_of(F.col("pop_users"), "user")
     reason = (
         F.when(F.col("source") == "neighbors", votes)
         .when(
@@ -238,7 +243,7 @@ def explain(top: DataFrame, inp: Inputs) -> DataFrame:
         )
         .when(F.col("source") == "content", F.format_string("matches your taste profile (cosine %.2f)", "content"))
         .when(F.col("source") == "onboarding", F.lit("people who started with items like yours went on to choose it"))
-        .when(F.col("pop_users") > 0, F.format_string("popular: %d users interacted with it", "pop_users"))
+        .when(F.col("pop_users") > 0, F.format_string("popular: %s interacted with it", popular))
         # A slot no part supports (a cold user, a small catalogue): say so rather than call it popular.
         .otherwise(F.lit("new in the catalogue: nobody has interacted with it yet"))
     )

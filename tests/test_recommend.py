@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from behaviorlm import delta
 from behaviorlm.errors import TableNotFoundError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.scoring import PARTS, Inputs, Strength, candidates, content_scores, repower
+from behaviorlm.scoring import PARTS, Inputs, Strength, candidates, content_scores, count_of, repower
 from behaviorlm.vectors import l2_normalize
 from jobs import recommend
 from tests.util import job_args, read, write
@@ -282,3 +282,9 @@ def test_repower_equals_candidates_built_at_that_power(spark):
     repowered = repower(candidates(inp, strength, 2.0, 3), inp, strength, 4.0).select(columns)
     assert_approx_df_equality(repowered.orderBy("user_id", "item_id"), at_four, 1e-12)
     assert at_four.where(F.col("neighbors").between(0.01, 0.99)).count() > 0  # power matters to some scores here
+
+
+def test_a_count_in_a_reason_is_singular_for_one(spark):
+    """Reasons read "popular: 1 user interacted with it", never "1 users"."""
+    counts = spark.createDataFrame([(0,), (1,), (2,)], "n int").orderBy("n")
+    assert [r[0] for r in counts.select(count_of(F.col("n"), "user")).collect()] == ["0 users", "1 user", "2 users"]
