@@ -23,9 +23,11 @@ INTENT_COL = "intent"
 TEMPLATE_COL = "answer_template"
 INTEREST_COL = "interest"
 PLACEHOLDERS = (USER_COL, INTEREST_COL)
-_PLACEHOLDER = r"\{(\w+)\}"
-# A sentence ends at ., ! or ? followed by whitespace.
-_SENTENCE_END = r"(?<=[.!?])\s+"
+# Java regex: \w is ASCII there, so {用户名} would be neither checked nor filled.
+_PLACEHOLDER = r"\{([\p{L}\p{N}_]+)\}"
+# A sentence ends at ., ! or ? before whitespace, or at 。！？ (Chinese and Japanese put no space after them); the
+# split is zero-width, so each sentence keeps the whitespace before it and kept sentences join back as written.
+_SENTENCE_END = r"(?<=[.!?])(?=\s)|(?<=[。！？])"
 
 
 def check_templates(
@@ -95,8 +97,8 @@ def _render(template: Column, values: dict[str, Column]) -> Column:
             sentence = F.replace(sentence, F.lit(f"{{{name}}}"), F.coalesce(value, F.lit("")))
         return sentence
 
-    rendered = F.array_join(F.transform(F.filter(sentences, complete), fill), " ")
-    return F.when(F.trim(rendered) != "", rendered)
+    rendered = F.trim(F.array_join(F.transform(F.filter(sentences, complete), fill), ""))
+    return F.when(rendered != "", rendered)
 
 
 def render_answers(

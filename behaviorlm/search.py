@@ -24,6 +24,7 @@ from behaviorlm.embedding import Embedder, EmbedFn, make_embed_fn
 from behaviorlm.errors import InputContractError
 from behaviorlm.indexing import by_seen_room
 from behaviorlm.neighbors import exact_top_k
+from behaviorlm.validate import parse_id
 from behaviorlm.vectors import center
 
 QUERY_COL = "query_id"
@@ -42,6 +43,17 @@ def require_columns(df: DataFrame, table: str, required: list[str]) -> None:
         raise InputContractError(
             f"table {table!r}: required column {missing[0]!r} is missing; columns present: {sorted(df.columns)}"
         )
+
+
+def one_per_id(raw: DataFrame, id_col: str) -> DataFrame:
+    """(id_col, text, user_id, _n) of a queries or messages table: ids and user ids read as ingest reads ids (trimmed,
+    123.0 -> "123", NaN -> null: a float user id must still find its user), text as text; `_n` = 1 marks the row
+    used for each id (the first by text, then user); rows without an id keep a null `_n` and are only counted."""
+    user = parse_id(F.col(USER_COL), raw.schema[USER_COL].dataType) if USER_COL in raw.columns else F.lit(None)
+    rows = raw.select(parse_id(F.col(id_col), raw.schema[id_col].dataType).alias(id_col),
+                      F.col(TEXT_COL).cast("string").alias(TEXT_COL), user.cast("string").alias(USER_COL))  # fmt: skip
+    first = Window.partitionBy(id_col).orderBy(F.col(TEXT_COL).asc_nulls_last(), F.col(USER_COL).asc_nulls_last())
+    return rows.withColumn("_n", F.when(F.col(id_col).isNotNull(), F.row_number().over(first)))
 
 
 def is_blank(text: Column) -> Column:

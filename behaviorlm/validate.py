@@ -129,7 +129,7 @@ def _blank_to_null(c: Column) -> Column:
     return F.when(trimmed != "", trimmed)
 
 
-def _parse_id(c: Column, dtype: T.DataType) -> Column:
+def parse_id(c: Column, dtype: T.DataType) -> Column:
     """Ids as trimmed text; an integral float or decimal loses its fraction (123.0 -> "123"), and so does text
     holding one ("123.0": pandas writes an int column with gaps as floats, so a CSV of behaviours would name items
     the catalogue calls "123"); NaN/inf -> null."""
@@ -199,8 +199,8 @@ def _typed_behaviors(raw: DataFrame, ts_unit: str, ts_format: str | None) -> Dat
     types = {f.name: f.dataType for f in raw.schema.fields}
     return raw.select(
         *[F.col(c).cast("string").alias(f"raw_{c}") for c in raw.columns],
-        _parse_id(F.col("user_id"), types["user_id"]).alias("user_id"),
-        _parse_id(F.col("item_id"), types["item_id"]).alias("item_id"),
+        parse_id(F.col("user_id"), types["user_id"]).alias("user_id"),
+        parse_id(F.col("item_id"), types["item_id"]).alias("item_id"),
         F.lower(_blank_to_null(F.col("event_type"))).alias("event_type"),
         _parse_number(F.col("rating"), types["rating"], "double").alias("rating"),
         _parse_ts(F.col("ts"), types["ts"], ts_unit, ts_format).alias("ts"),
@@ -295,7 +295,7 @@ def tag_items(raw: DataFrame, genre_separator: str = r"[|,]") -> DataFrame:
     year = _parse_number(F.col("year"), types["year"], "int")
     typed = raw.select(
         *[F.col(c).cast("string").alias(f"raw_{c}") for c in raw.columns],
-        _parse_id(F.col("item_id"), types["item_id"]).alias("item_id"),
+        parse_id(F.col("item_id"), types["item_id"]).alias("item_id"),
         clean_text(F.col("title")).alias("title"),
         clean_text(F.col("description")).alias("description"),
         genres.alias("genres"),

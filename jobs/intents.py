@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
@@ -34,7 +34,7 @@ from behaviorlm.intents import (
     score_intents,
     split_examples,
 )  # fmt: skip
-from behaviorlm.search import encode_texts, require_columns
+from behaviorlm.search import encode_texts, one_per_id, require_columns
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
@@ -54,11 +54,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame]
         require_columns(frame, name, required)
         frames.append(frame)
     examples, messages = frames
-    user = F.col("user_id").cast("string") if "user_id" in messages.columns else F.lit(None).cast("string")
-    first = Window.partitionBy("message_id").orderBy(F.col("text").asc_nulls_last(), user.asc_nulls_last())
-    messages = messages.select(F.col("message_id").cast("string"), F.col("text").cast("string"), user.alias("user_id"))
-    # `_n` = 1 marks the row matched for each id; rows without an id keep a null `_n` and are only counted.
-    messages = messages.withColumn("_n", F.when(F.col("message_id").isNotNull(), F.row_number().over(first)))
+    messages = one_per_id(messages, "message_id")
     examples = examples.select(F.col("text").cast("string"), F.col("intent").cast("string"))
     return examples, messages
 

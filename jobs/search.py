@@ -12,13 +12,20 @@ from __future__ import annotations
 import logging
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.config import Config
 from behaviorlm.neighbors import split_valid, vector_dim
-from behaviorlm.search import blank_results, encode_texts, require_columns, search_audience, search_items
+from behaviorlm.search import (
+    blank_results,
+    encode_texts,
+    one_per_id,
+    require_columns,
+    search_audience,
+    search_items,
+)
 from behaviorlm.vectors import center
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
@@ -34,11 +41,7 @@ def read_queries(spark: SparkSession, cfg: Config) -> DataFrame | None:
         return None
     raw = delta.read_table(spark, ref)
     require_columns(raw, "queries", ["query_id", "text"])
-    user = F.col("user_id").cast("string") if "user_id" in raw.columns else F.lit(None).cast("string")
-    queries = raw.select(F.col("query_id").cast("string"), F.col("text").cast("string"), user.alias("user_id"))
-    first = Window.partitionBy("query_id").orderBy(F.col("text").asc_nulls_last(), F.col("user_id").asc_nulls_last())
-    # `_n` = 1 marks the row searched for each id; rows without an id keep a null `_n` and are only counted.
-    return queries.withColumn("_n", F.when(F.col("query_id").isNotNull(), F.row_number().over(first)))
+    return one_per_id(raw, "query_id")
 
 
 def vector_spaces(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame, DataFrame | None]:
@@ -97,10 +100,11 @@ def query_metrics(queries: DataFrame, encoded: DataFrame, results: DataFrame, ru
     ).first()
     own = results.where(F.col("run_id") == run_id)
     answered = own.where(F.col("item_id").isNotNull()).select("query_id").distinct().count()
-    return {"queries": counts["queries"], "queries_blank": counts["queries"] - encoded.count(),
-            "queries_duplicate_id": counts["rows"] - counts["queries"],
+    searched = counts["queries"] or 0  # a sum over no rows is null
+    return {"queries": searched, "queries_blank": searched - encoded.count(),
+            "queries_duplicate_id": counts["rows"] - searched,
             "queries_without_id": counts["no_id"] or 0, "queries_personal": counts["personal"] or 0,
-            "queries_without_items": counts["queries"] - answered, "result_rows": own.count(),
+            "queries_without_items": searched - answered, "result_rows": own.count(),
             "audience_rows": audience}  # fmt: skip
 
 

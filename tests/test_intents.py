@@ -180,3 +180,16 @@ def test_render_drops_sentences_whose_placeholders_have_no_value(spark):
     decided = spark.createDataFrame(people, "message_id string, intent string, user_id string")
     got = {r["message_id"]: r["answer"] for r in render_answers(decided, templates, interests).collect()}
     assert got == {"x": "Hi u1! How can I help?", "y": "How can I help?", "z": None, "w": None}
+
+
+def test_chinese_templates_split_at_chinese_stops_and_non_ascii_placeholders_are_checked(spark):
+    """。！？ end a sentence with no space after them: only the sentence whose value is missing goes (the whole answer
+    went before); a placeholder named in Chinese is an unknown one, an error like {name}'s (it was left unfilled)."""
+    answers = [("greeting", "好的。作为{interest}的爱好者，你会喜欢这些！祝你愉快？Bye {user_id}. See you.")]
+    schema = "intent string, answer_template string"
+    templates, _ = check_templates(spark.createDataFrame(answers, schema), ["greeting"])
+    decided = spark.createDataFrame([("m1", "greeting", "u9")], "message_id string, intent string, user_id string")
+    assert render_answers(decided, templates).first()["answer"] == "好的。祝你愉快？Bye u9. See you."
+    named = spark.createDataFrame([("greeting", "你好 {用户名}！")], schema)
+    with pytest.raises(InputContractError, match=r"intent 'greeting' names placeholder\(s\) \{用户名\}"):
+        check_templates(named, ["greeting"])

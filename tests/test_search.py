@@ -17,7 +17,7 @@ from behaviorlm.embedding import make_embed_fn
 from behaviorlm.errors import InputContractError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.search import EMPTY_QUERY, top_items
+from behaviorlm.search import EMPTY_QUERY, one_per_id, top_items
 from behaviorlm.text import item_texts
 from behaviorlm.vectors import center
 from jobs import search
@@ -123,6 +123,25 @@ def test_missing_column_names_table_and_column(spark, tables):
     write(spark, cfg, "queries", [("q1", "a war movie")], "query_id string, question string")
     with pytest.raises(InputContractError, match=r"'queries'.*'text'"):
         search.main(job_args(cfg, *BASE))
+
+
+def test_an_empty_queries_table_searches_nothing_without_a_traceback(spark, tables):
+    cfg = tables
+    write(spark, cfg, "queries", [], "query_id long, text string, user_id string")
+    metrics = search.main(job_args(cfg, *BASE))
+    assert metrics["queries"] == 0 and metrics["result_rows"] == 0
+
+
+def test_query_and_user_ids_are_read_as_ingest_reads_ids(spark):
+    """A float or padded user id still names its user ("123.0" matched nobody and the query was silently plain)."""
+    raw = spark.createDataFrame([(1.0, "a", 123.0), (float("nan"), "b", None), (2.0, "c", 456.5)],
+                                "query_id double, text string, user_id double")  # fmt: skip
+    padded = spark.createDataFrame([(" q1 ", "a", " 456 ")], "query_id string, text string, user_id string")
+    rows = one_per_id(raw, "query_id").unionByName(one_per_id(padded, "query_id")).collect()
+    assert sorted((r["query_id"], r["user_id"], r["_n"]) for r in rows if r["query_id"]) == [
+        ("1", "123", 1), ("2", "456.5", 1), ("q1", "456", 1)
+    ]  # fmt: skip
+    assert [(r["user_id"], r["_n"]) for r in rows if r["query_id"] is None] == [(None, None)]  # NaN: no id
 
 
 def test_no_queries_table_writes_nothing(spark, make_config):
