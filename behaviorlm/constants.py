@@ -20,3 +20,6 @@ SEED = 42
 BLOCK_SIZE = 4000
 # Below this norm a vector is treated as zero (cosine undefined): never divided by.
 NORM_EPSILON = 1e-12
+# A unit vector less than this far from the mean it is centred on IS that mean (float32 rounding leaves ~1e-6):
+# normalising what is left would turn rounding noise into a random direction.
+CENTRED_FLOOR = 1e-4

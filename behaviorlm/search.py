@@ -5,7 +5,8 @@ A query is encoded by the same encoder as the items. Without a user its score is
 (a `user_id` that has a valid vector) it is (1 - w) x cosine(query, item) + w x cosine(user, item): one dot product
 of the item with the blended vector (1 - w) q + w u, so the blend runs through the same kernel; and the items that
 user interacted with are removed. A blank query (null, empty, only whitespace or invisible characters) is never
-encoded: it gets one row with no item and the reason `EMPTY_QUERY`. The audience of a query is the users whose
+encoded: it gets one row with no item and the reason `EMPTY_QUERY`; so does a query nothing is left for (`ALL_SEEN`,
+`NO_ITEMS`). The audience of a query is the users whose
 vectors are closest to it.
 
 From a notebook: `from behaviorlm.search import top_items; top_items(spark, ["a funny movie for kids"], k=10)`.
@@ -30,6 +31,8 @@ from behaviorlm.vectors import center
 QUERY_COL = "query_id"
 PERSONAL_WEIGHT = 0.3
 EMPTY_QUERY = "empty query: nothing to match"
+ALL_SEEN = "nothing left to suggest: you have interacted with every item"
+NO_ITEMS = "nothing to suggest: there are no item vectors to search"
 # Where `make demo` writes item vectors: what `top_items` searches when it is given no frame.
 DEFAULT_ITEM_VECTORS = "data/delta/item_embeddings"
 # Text with no visible character: whitespace, Unicode spaces, control and format characters (zero-width space, BOM).
@@ -138,19 +141,28 @@ def search_items(
     vectors = items.select(F.col(item_col).cast("string").alias(item_col), F.col(VECTOR_COL).alias("_i"))
     top = top.join(vectors, item_col)
     reason = _reason(dot(F.col("_q"), F.col("_i")), dot(F.col("_u"), F.col("_i")))
-    return top.select(query_col, item_col, F.col("rank").cast("int"), F.col("score").cast("double"),
-                      reason.alias("reason"))  # fmt: skip
+    found = top.select(query_col, item_col, F.col("rank").cast("int"), F.col("score").cast("double"),
+                       reason.alias("reason"))  # fmt: skip
+    # A query nothing is left for (its user saw every item, or there are no items) is said, not dropped.
+    empty = q.join(found.select(query_col), query_col, "left_anti")
+    why = F.when(F.lit(personal) & F.col(user_col).isNotNull(), F.lit(ALL_SEEN)).otherwise(F.lit(NO_ITEMS))
+    return found.unionByName(reason_rows(empty, why, query_col, item_col))
 
 
-def blank_results(blank: DataFrame, query_col: str = QUERY_COL, item_col: str = ITEM_COL) -> DataFrame:
-    """One row per blank query: no item, no rank, no score, the reason `EMPTY_QUERY`."""
-    return blank.select(
+def reason_rows(queries: DataFrame, reason: Column, query_col: str = QUERY_COL, item_col: str = ITEM_COL) -> DataFrame:
+    """One row per query: no item, no rank, no score, and `reason`."""
+    return queries.select(
         F.col(query_col).cast("string").alias(query_col),
         F.lit(None).cast("string").alias(item_col),
         F.lit(None).cast("int").alias("rank"),
         F.lit(None).cast("double").alias("score"),
-        F.lit(EMPTY_QUERY).alias("reason"),
+        reason.alias("reason"),
     )
+
+
+def blank_results(blank: DataFrame, query_col: str = QUERY_COL, item_col: str = ITEM_COL) -> DataFrame:
+    """One row per blank query: no item, no rank, no score, the reason `EMPTY_QUERY`."""
+    return reason_rows(blank, F.lit(EMPTY_QUERY), query_col, item_col)
 
 
 def search_audience(

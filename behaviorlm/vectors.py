@@ -7,7 +7,7 @@ from pyspark.ml.stat import Summarizer
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from behaviorlm.constants import NORM_EPSILON, VECTOR_COL
+from behaviorlm.constants import CENTRED_FLOOR, NORM_EPSILON, VECTOR_COL
 
 
 def l2_normalize(vector: Column) -> Column:
@@ -46,9 +46,23 @@ def center(vectors: DataFrame, column: str = VECTOR_COL, reference: DataFrame | 
     The mean is that of `reference` (a frame with the same vector column) when given, else of `vectors` itself:
     users encoded from text are moved by the catalogue's mean, so they live in the same centred space as the items
     they are compared with. The mean is joined back as a one-row broadcast; without one (no reference vector at all)
-    the vectors are left as they are.
+    the vectors are left as they are. A vector within `CENTRED_FLOOR` of the mean (a catalogue of identical texts)
+    has no direction of its own left: it keeps its own, unit-length, so identical texts stay identical.
     """
     mean = mean_vector(vectors if reference is None else reference, column)
-    centred = l2_normalize(F.zip_with(column, "_mean", lambda x, m: (x - m).cast("float")))
+    centred = _centred(F.col(column), F.col("_mean"))
     joined = vectors.join(F.broadcast(mean), F.lit(True), "left")
     return joined.withColumn(column, F.when(F.col("_mean").isNull(), F.col(column)).otherwise(centred)).drop("_mean")
+
+
+def _centred(vector: Column, mean: Column) -> Column:
+    """`vector - mean`, unit-length; `vector` itself, unit-length, where the difference is below `CENTRED_FLOOR`."""
+    diff = F.zip_with(vector, mean, lambda x, m: (x - m).cast("float"))
+    return F.aggregate(
+        diff,
+        F.lit(0.0),
+        lambda acc, x: acc + x * x,
+        lambda acc: F.when(F.sqrt(acc) < F.lit(CENTRED_FLOOR), l2_normalize(vector)).otherwise(
+            F.transform(diff, lambda x: (x / F.sqrt(acc)).cast("float"))
+        ),
+    )

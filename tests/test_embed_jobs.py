@@ -225,3 +225,15 @@ def test_udf_on_the_executor_picks_cpu_without_gpus(spark):
 
     got = spark.range(2, numPartitions=2).mapInPandas(devices, "device string").collect()
     assert {r["device"] for r in got} == {"cpu"}
+
+
+def test_identical_texts_stay_identical_after_centring(spark):
+    """A catalogue of one repeated title centred to rounding noise (norm ~4e-7), which normalising turned into random
+    directions: identical items got a cosine of -0.49 and were split into several segments."""
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=384).astype(np.float32)
+    v = (v / np.linalg.norm(v)).astype(np.float32).tolist()
+    items = spark.createDataFrame([(i, v) for i in "abcd"], "item_id string, embedding array<float>")
+    got = [np.array(r["embedding"]) for r in center(items).collect()]
+    assert all(g @ got[0] == pytest.approx(1.0, abs=1e-5) for g in got)
+    assert got[0] == pytest.approx(v, abs=1e-6)

@@ -164,22 +164,28 @@ def test_a_heavy_user_lengthens_only_its_own_list(spark, monkeypatch):
     query still gets k items, none of them seen by its user; a query without a user gets the plain top k."""
     unit = [(f"i{j:02d}", [math.cos(j / 50), math.sin(j / 50)]) for j in range(30)]  # farther from (1, 0) as j grows
     items = spark.createDataFrame(unit, "item_id string, embedding array<float>")
-    pairs = [(u, f"i{j:02d}") for u, n in {"light": 1, "heavy": 20}.items() for j in range(n)]
+    pairs = [(u, f"i{j:02d}") for u, n in {"light": 1, "heavy": 20, "all": 30}.items() for j in range(n)]
     seen = spark.createDataFrame(pairs, "user_id string, item_id string")
     queries = spark.createDataFrame(
-        [("q_light", [1.0, 0.0], "light"), ("q_heavy", [1.0, 0.0], "heavy"), ("q_none", [1.0, 0.0], None)],
+        [("q_light", [1.0, 0.0], "light"), ("q_heavy", [1.0, 0.0], "heavy"), ("q_none", [1.0, 0.0], None),
+         ("q_all", [1.0, 0.0], "all")],
         "query_id string, embedding array<float>, user_id string",
-    )
+    )  # fmt: skip
     lengths = []
 
     def recording(vectors, candidates, k, *args, **kwargs):
-        lengths.append(([r["query_id"] for r in vectors.collect()], k))
+        lengths.append((sorted(r["query_id"] for r in vectors.collect()), k))
         return exact_top_k(vectors, candidates, k, *args, **kwargs)
 
     monkeypatch.setattr(search_lib, "exact_top_k", recording)
     got = search_lib.search_items(queries, items, k=3, seen=seen).collect()
-    assert sorted(lengths) == [(["q_heavy"], 3 + 32), (["q_light"], 3 + 1), (["q_none"], 3)]
-    ranked_items = {q: [r["item_id"] for r in sorted(got, key=lambda r: r["rank"]) if r["query_id"] == q]
+    assert sorted(lengths) == [(["q_all", "q_heavy"], 3 + 32), (["q_light"], 3 + 1), (["q_none"], 3)]
+    ranked_items = {q: [r["item_id"] for r in sorted(got, key=lambda r: r["rank"] or 0) if r["query_id"] == q]
                     for q in ("q_light", "q_heavy", "q_none")}  # fmt: skip
     assert ranked_items == {"q_none": ["i00", "i01", "i02"], "q_light": ["i01", "i02", "i03"],
                             "q_heavy": ["i20", "i21", "i22"]}  # fmt: skip
+    # A user who saw every item gets one row that says so (it used to get no row at all).
+    assert [(r["item_id"], r["reason"]) for r in got if r["query_id"] == "q_all"] == [(None, search_lib.ALL_SEEN)]
+    monkeypatch.undo()
+    nothing = search_lib.search_items(queries.where("query_id = 'q_none'"), items.limit(0), k=3).collect()
+    assert [(r["query_id"], r["item_id"], r["reason"]) for r in nothing] == [("q_none", None, search_lib.NO_ITEMS)]
