@@ -39,6 +39,10 @@ OOS_LABEL = "oos"
 KNN_K = 20  # nearest examples each message looks at for the k-NN part of `logistic`
 KNN_WEIGHT = 0.5  # share of the k-NN cosine in a `logistic` intent's score (the rest: its probability)
 OOS_SHARE = 0.1  # out-of-scope share of messages the threshold is chosen for (when out-of-scope examples exist)
+# The threshold when none can be chosen (too few examples to hold any out): a message must be about as close to an
+# example as a loose paraphrase (MiniLM cosine 0.5; `logistic` scores a sure classifier's message 0.5 + cos / 2).
+# A threshold of 0 would let every message in, however unrelated.
+UNCHOSEN_THRESHOLD = {"logistic": 0.75, "centroid": 0.5}
 NO_OOS_REJECT = 0.05  # without out-of-scope examples: share of correct held-out matches the threshold gives up
 VALIDATION_SHARE = 0.2
 
@@ -188,12 +192,12 @@ def threshold_curve(scored: DataFrame, truth_col: str, oos_label: str = OOS_LABE
 
 def choose_threshold(
     scored: DataFrame, truth_col: str, oos_label: str = OOS_LABEL, oos_share: float = OOS_SHARE
-) -> float:
-    """The threshold for held-out scored examples (see the module docstring); 0.0 when there are none."""
+) -> float | None:
+    """The threshold for held-out scored examples (see the module docstring); None when there is no held-out in-scope
+    example to choose it on (see `UNCHOSEN_THRESHOLD`)."""
     rows = threshold_curve(scored, truth_col, oos_label).collect()
     if not rows or rows[0]["in_scope_acc"] is None:
-        log.warning("no held-out in-scope example to choose the intent threshold on; using 0 (nothing falls back)")
-        return 0.0
+        return None
     if rows[0]["oos_recall"] is not None:
         gain = [(1 - oos_share) * r["in_scope_acc"] + oos_share * r["oos_recall"] for r in rows]
         best = [r["threshold"] for r, g in zip(rows, gain, strict=True) if g >= max(gain) - 1e-12]
@@ -201,7 +205,7 @@ def choose_threshold(
         return round(best[len(best) // 2], 4)
     correct = scored.where((F.col(INTENT_COL) == F.col(truth_col)) & (F.col(truth_col) != oos_label))
     found = correct.agg(F.percentile_approx("confidence", NO_OOS_REJECT, 10000)).first()[0]
-    return round(float(found), 4) if found is not None else 0.0
+    return round(float(found), 4) if found is not None else None
 
 
 def decide(scored: DataFrame, threshold: float) -> DataFrame:

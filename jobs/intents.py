@@ -25,6 +25,7 @@ from behaviorlm.config import Config
 from behaviorlm.embedding import Embedder
 from behaviorlm.intents import (
     IntentModel,
+    UNCHOSEN_THRESHOLD,
     choose_threshold,
     decide,
     example_ids,
@@ -71,19 +72,23 @@ def train(cfg: Config, examples: DataFrame, embed: Embedder) -> tuple[IntentMode
     encoded, _ = encode_texts(labelled, embed)
     encoded = split_examples(encoded, it.validation_share, cfg.seed).persist(StorageLevel.MEMORY_AND_DISK)
     start = time.perf_counter()
-    threshold = it.threshold
+    threshold, chosen = it.threshold, None
     if threshold is None:
         held_out = fit_intents(encoded.where(~F.col("validation")), it.method, it.reg, it.max_iter, it.oos_label)
         scored = score_intents(held_out, encoded.where("validation"), "example_id", cfg.block_size)
         truth = encoded.select("example_id", F.col("intent").alias("truth"))
-        threshold = choose_threshold(scored.join(truth, "example_id"), "truth", it.oos_label)
+        chosen = choose_threshold(scored.join(truth, "example_id"), "truth", it.oos_label)
+        threshold = UNCHOSEN_THRESHOLD[it.method] if chosen is None else chosen
+        if chosen is None:
+            log.warning("intents: no held-out example to choose the threshold on (too few examples per intent); "
+                        "using %.2f for %s: set intents.threshold to choose another", threshold, it.method)  # fmt: skip
     model = replace(fit_intents(encoded, it.method, it.reg, it.max_iter, it.oos_label), threshold=threshold)
     stats = encoded.agg(F.count("*").alias("n"), F.sum(F.col("validation").cast("int")).alias("held"),
                         F.sum((F.col("intent") == it.oos_label).cast("int")).alias("oos")).first()  # fmt: skip
     metrics = {"examples": stats["n"], "examples_unusable": examples.count() - stats["n"],
                "examples_held_out": stats["held"] or 0, "examples_oos": stats["oos"] or 0,
                "intents": len([x for x in model.labels if x != it.oos_label]), "threshold": threshold,
-               "threshold_chosen": int(it.threshold is None), "train_s": time.perf_counter() - start}  # fmt: skip
+               "threshold_chosen": int(chosen is not None), "train_s": time.perf_counter() - start}  # fmt: skip
     return model, metrics, encoded
 
 

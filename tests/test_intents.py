@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from behaviorlm.answers import check_templates, render_answers, top_interest
 from behaviorlm.errors import InputContractError
 from behaviorlm.intents import (
+    UNCHOSEN_THRESHOLD,
     choose_threshold,
     decide,
     fit_intents,
@@ -157,6 +158,20 @@ def test_split_keeps_one_example_per_intent(spark):
     assert held == {"a": 1, "b": 0, "c": 0}
 
 
+def test_too_few_examples_to_hold_out_still_fall_back(spark, make_config):
+    """One example per intent leaves none to choose the threshold on: it was 0, so no message ever fell back."""
+    cfg = make_config()
+    write(spark, cfg, "intent_examples", [("hello there", "greeting"), ("i want my money back", "refund")],
+          "text string, intent string")  # fmt: skip
+    write(spark, cfg, "messages", [("m1", "hello there"), ("m2", "how deep is the pacific ocean")],
+          "message_id string, text string")  # fmt: skip
+    metrics = intents.main(job_args(cfg, *BASE, "intents.multilingual_features=false"))
+    assert metrics["threshold_chosen"] == 0 and metrics["threshold"] == UNCHOSEN_THRESHOLD["logistic"]
+    _, by_id = rows(spark, cfg)
+    assert (by_id["m1"]["intent"], by_id["m1"]["fallback"]) == ("greeting", False)
+    assert (by_id["m2"]["intent"], by_id["m2"]["fallback"]) == (None, True)
+
+
 def test_threshold_balances_in_scope_accuracy_and_oos_recall(spark):
     schema = "truth string, intent string, confidence double"
     # In scope right at 0.9, 0.8 and 0.6, wrong at 0.5; out of scope at 0.3 and 0.55.
@@ -167,6 +182,7 @@ def test_threshold_balances_in_scope_accuracy_and_oos_recall(spark):
     assert 0.55 < t <= 0.6
     # Without out-of-scope examples: the 5% quantile of the right ones' confidences.
     assert choose_threshold(spark.createDataFrame(scored[:4], schema), "truth", "oos") == 0.6
+    assert choose_threshold(spark.createDataFrame(scored[4:], schema), "truth", "oos") is None  # no in-scope one
     decided = decide(spark.createDataFrame(scored, schema), t).orderBy(F.desc("confidence")).collect()
     assert [(r["intent"], r["fallback"]) for r in decided][2:4] == [("a", False), (None, True)]
 
