@@ -24,8 +24,8 @@ from behaviorlm.answers import check_templates, render_answers, top_interest
 from behaviorlm.config import Config
 from behaviorlm.embedding import Embedder
 from behaviorlm.intents import (
-    IntentModel,
     UNCHOSEN_THRESHOLD,
+    IntentModel,
     choose_threshold,
     decide,
     example_ids,
