@@ -17,6 +17,7 @@ from __future__ import annotations
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from behaviorlm import delta
 from behaviorlm.assets import model_dir
@@ -40,12 +41,21 @@ _VISIBLE = r"[^\s\p{Z}\p{Cc}\p{Cf}]"
 
 
 def require_columns(df: DataFrame, table: str, required: list[str]) -> None:
-    """Raise `InputContractError` naming `table` and the first missing column, before any Spark action."""
+    """Raise `InputContractError` naming `table` and the first missing column, or the first of the required columns
+    and `user_id` that holds no single value (an array, map, struct or bytes: its text would be searched as
+    "[a, b]"), before any Spark action."""
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputContractError(
             f"table {table!r}: required column {missing[0]!r} is missing; columns present: {sorted(df.columns)}"
         )
+    for column in [*required, *([USER_COL] if USER_COL in df.columns else [])]:
+        dtype = df.schema[column].dataType
+        if isinstance(dtype, (T.ArrayType, T.MapType, T.StructType, T.BinaryType)):
+            raise InputContractError(
+                f"table {table!r}: column {column!r} is {dtype.simpleString()}; it must hold one text or number per "
+                "row (join an array into one text first, e.g. concat_ws(' ', col))"
+            )
 
 
 def one_per_id(raw: DataFrame, id_col: str) -> DataFrame:

@@ -123,6 +123,10 @@ def test_missing_column_names_table_and_column(spark, tables):
     write(spark, cfg, "queries", [("q1", "a war movie")], "query_id string, question string")
     with pytest.raises(InputContractError, match=r"'queries'.*'text'"):
         search.main(job_args(cfg, *BASE))
+    # An array of texts was searched as its text, "[a war movie, kids]".
+    write(spark, cfg, "queries", [("q1", ["a war movie", "kids"])], "query_id string, text array<string>")
+    with pytest.raises(InputContractError, match=r"'queries': column 'text' is array<string>"):
+        search.main(job_args(cfg, *BASE))
 
 
 def test_an_empty_queries_table_searches_nothing_without_a_traceback(spark, tables):
