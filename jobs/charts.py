@@ -19,7 +19,13 @@ from typing import ParamSpec
 from matplotlib import font_manager, rc_context
 from matplotlib.figure import Figure
 
-EMPTY = "<p class='empty'>(no data in this run)</p>"
+
+def empty(why: str = "no data in this run") -> str:
+    """What a section shows instead of a chart: why there is none."""
+    return f"<p class='empty'>({html.escape(why)})</p>"
+
+
+EMPTY = empty()
 # Colours for the models compared in the quality chart: ours first and strongest.
 MODEL_COLOURS = {"behaviorlm": "#4c78a8", "popularity": "#bab0ac", "als": "#f58518"}
 MAX_LABEL = 48

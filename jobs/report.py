@@ -58,6 +58,11 @@ def _run_rows(spark: SparkSession, cfg: Config, name: str) -> DataFrame | None:
     return df if df is not None and not df.isEmpty() else None
 
 
+def _no_rows(**frames: DataFrame | None) -> str:
+    """A section's note naming the tables among `frames` that have no rows in this run."""
+    return charts.empty(f"no rows of this run in {', '.join(name for name, df in frames.items() if df is None)}")
+
+
 def short_label(label: str, width: int = 40) -> str:
     """A segment label's first two parts (dominant value, first central item), cut to `width` characters."""
     parts = [p.split(",")[0].strip() for p in label.split(" · ")[:2]]
@@ -116,7 +121,7 @@ def stage_times(spark: SparkSession, cfg: Config) -> str:
 def similarity_chart(spark: SparkSession, cfg: Config) -> str:
     neighbors = _run_rows(spark, cfg, "user_neighbors")
     if neighbors is None:
-        return charts.EMPTY
+        return _no_rows(user_neighbors=None)
     bins = summaries.histogram(neighbors, "similarity", -1.0, 1.0, BINS)
     return charts.histogram(bins, 2.0 / BINS, "cosine similarity of each user to a neighbour", alt="similarity")
 
@@ -125,12 +130,16 @@ def segment_map(spark: SparkSession, cfg: Config, n_labels: int = 10) -> str:
     """Users (PCA sample) coloured by their top interest segment, the largest segments labelled."""
     users = params.maybe_table(spark, cfg, "user_embeddings")
     if users is None:
-        return charts.EMPTY
+        return charts.empty("no user_embeddings table")
     interests, segments = _run_rows(spark, cfg, "user_interests"), _run_rows(spark, cfg, "segments")
-    if interests is None or segments is None:
-        return charts.scatter(summaries.projection(users, cfg.report.sample_users, cfg.seed), alt="users")
-    top = interests.groupBy("user_id").agg(F.max_by("segment_id", "weight").alias("group"))
+    top = None
+    if interests is not None and segments is not None:
+        top = interests.groupBy("user_id").agg(F.max_by("segment_id", "weight").alias("group"))
     points = summaries.projection(users, cfg.report.sample_users, cfg.seed, top)
+    if not points:
+        return charts.empty("fewer than 3 users with a vector: too few to map")
+    if top is None:
+        return charts.scatter(points, alt="users")
     rows = segments.orderBy(F.col("n_users").desc(), "segment_id").limit(n_labels).collect()
     return charts.scatter(points, {r["segment_id"]: short_label(r["label"] or "") for r in rows}, alt="segment map")
 
@@ -139,7 +148,7 @@ def trend_chart(spark: SparkSession, cfg: Config, n_series: int = 6) -> str:
     """Each of the largest segments' share of behaviours per period, alerts ringed."""
     trends, segments = _run_rows(spark, cfg, "segment_trends"), _run_rows(spark, cfg, "segments")
     if trends is None or segments is None:
-        return charts.EMPTY
+        return _no_rows(segment_trends=trends, segments=segments)
     biggest = trends.groupBy("segment_id").agg(F.sum("behaviors").alias("n")).orderBy(F.col("n").desc(), "segment_id")
     names = {r["segment_id"]: short_label(r["label"] or "") for r in segments.select("segment_id", "label").collect()}
     picked = [r["segment_id"] for r in biggest.limit(n_series).collect()]
@@ -154,8 +163,10 @@ def trend_chart(spark: SparkSession, cfg: Config, n_series: int = 6) -> str:
 def categories_chart(spark: SparkSession, cfg: Config, n: int = 15) -> str:
     """The genres (or other array category) of this run's recommended items, most frequent first."""
     recs, items = _run_rows(spark, cfg, "recommendations"), params.maybe_table(spark, cfg, "items")
-    if recs is None or items is None or "genres" not in items.columns:
-        return charts.EMPTY
+    if recs is None:
+        return _no_rows(recommendations=None)
+    if items is None or "genres" not in items.columns:
+        return charts.empty("the items have no genres column")
     top = summaries.top_counts(recs.join(items.select("item_id", "genres"), "item_id"), "genres", n)
     return charts.hbars(top, "recommendations", alt="categories")
 

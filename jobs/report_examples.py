@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta, summaries
 from behaviorlm.config import Config
+from jobs import charts
 
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?")
 HIDDEN = {"user_id", "run_id", "updated_at", "item_id"}
@@ -90,7 +91,7 @@ def examples(spark: SparkSession, cfg: Config) -> str:
     """The examples section's HTML: two small Spark jobs (the users' rows of every table at once, then titles)."""
     recs = _read(spark, cfg, "recommendations", per_run=True)
     if recs is None or cfg.report.example_users == 0:
-        return "<p class='empty'>(no recommendations in this run)</p>"
+        return charts.empty("no recommendations in this run")
     users = summaries.pick_keys(recs, cfg.report.example_users, cfg.seed)
     frames = {name: (_read(spark, cfg, name, per_run=name != "behaviors"), order, n) for name, _, order, n in PER_USER}
     capped = {k: first_per_user(df.drop("text"), order, n) for k, (df, order, n) in frames.items() if df is not None}
@@ -103,6 +104,8 @@ def examples(spark: SparkSession, cfg: Config) -> str:
                   for name, heading, order, n in PER_USER]  # fmt: skip
         cards.append(f"<div class='user'><h3>user {html.escape(str(user))}</h3><div class='cols'>{''.join(tables)}"
                      "</div></div>")  # fmt: skip
+    if not users:
+        cards.append(charts.empty("no rows of this run in recommendations: no user to show"))
     return "".join(cards) + rows_table(filled, "completed item attributes (most confident first)", titles)
 
 

@@ -10,7 +10,9 @@ from pyspark.sql import functions as F
 from behaviorlm import summaries
 from behaviorlm.config import load_config
 from jobs import charts, report, report_examples
+from jobs.runtime import stage_timing
 from tests.browser import open_page
+from tests.util import write
 
 METRICS = [("evaluate", "behaviorlm.ndcg_at_k", 0.43), ("evaluate", "popularity.ndcg_at_k", 0.25),
            ("evaluate", "als.ndcg_at_k", 0.41), ("evaluate", "behaviorlm.users", 943.0),
@@ -92,3 +94,34 @@ def test_a_hash_sample_is_what_a_plain_sort_by_the_hash_gives(spark):
     for n in (1, 50, 1400, 5000):
         plain = [r[0] for r in df.orderBy(hashed, "user_id").limit(n).collect()]
         assert [r[0] for r in summaries.smallest_by_hash(df, n, hashed, "user_id").collect()] == plain
+
+
+def test_stage_rows_are_the_rows_metric_when_a_stage_has_one():
+    """The stage chart said "3 rows" for recommend's 30: it took the stage's first count, its users."""
+    timing = stage_timing("recommend", {"seconds": "2.5"}, {"users": 3, "rows": 30, "users_short": 1})
+    assert timing == {"recommend.seconds": 2.5, "recommend.rows": 30}
+    assert stage_timing("ingest", {"seconds": "1"}, {"behaviors_read": 10, "behaviors_written": 9})["ingest.rows"] == 10
+
+
+def test_sections_without_a_chart_say_why(spark, make_config):
+    """A run of 2 users drew "(no data in this run)" under the segment map although user_interests had rows, and an
+    empty Examples section with no word at all."""
+    cfg = make_config()
+    write(
+        spark,
+        cfg,
+        "user_embeddings",
+        [("u1", [1.0, 0.0]), ("u2", [0.0, 1.0])],
+        "user_id string, embedding array<float>",
+    )
+    assert "fewer than 3 users with a vector" in report.segment_map(spark, cfg)
+    write(
+        spark,
+        cfg,
+        "recommendations",
+        [("u1", "i1", 1, "an older run")],
+        "user_id string, item_id string, rank int, run_id string",
+    )
+    assert "no rows of this run in recommendations" in report_examples.examples(spark, cfg)
+    assert "no rows of this run in recommendations" in report.categories_chart(spark, cfg)
+    assert "no rows of this run in segment_trends, segments" in report.trend_chart(spark, cfg)
