@@ -135,7 +135,7 @@ class IngestConfig(Section):
     # The items source's format where it differs (a CSV catalogue beside Parquet events); none: `source_format`.
     items_format: SourceFormat | None = None
     # Spark reader options for a path source, e.g. {sep: ";"} for a semicolon CSV, {multiLine: "true"} for a JSON
-    # array file, {encoding: "ISO-8859-1"}. A CSV's `header` is "true" unless set here.
+    # array file, {encoding: "ISO-8859-1"}. A CSV's defaults (header, multiLine, escape): `delta.csv_options`.
     source_options: dict[str, str | bool | int | float] = Field(default_factory=dict)
     behavior_columns: BehaviorColumns = Field(default_factory=BehaviorColumns)
     item_columns: ItemColumns = Field(default_factory=ItemColumns)

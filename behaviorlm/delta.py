@@ -19,6 +19,9 @@ from pyspark.sql.utils import AnalysisException
 from behaviorlm.config import TablesConfig
 from behaviorlm.errors import TableNotFoundError
 
+CSV_DEFAULTS = {"header": "true", "multiLine": "true"}
+CSV_SAMPLE_LINES = 10_000
+
 
 @dataclass(frozen=True)
 class TableRef:
@@ -108,8 +111,8 @@ def _catalog_hint(spark: SparkSession, ref: TableRef) -> str:
 
 
 def read_source(spark: SparkSession, location: str, fmt: str, options: Mapping[str, object] | None = None) -> DataFrame:
-    """Read a raw input table in any Spark format (delta, parquet, csv with header, json, orc, or a catalog table);
-    `options` are the reader's options for a path (a CSV's `header` is "true" unless they set it)."""
+    """Read a raw input table in any Spark format (delta, parquet, csv, json, orc, or a catalog table); `options` are
+    the reader's options for a path (for a CSV, over `csv_options`' defaults)."""
     ref = location_ref("source", location)
     if ref.is_path and not path_exists(spark, ref.location):
         raise TableNotFoundError(f"source {location!r} does not exist (looked for {ref.location})")
@@ -120,10 +123,30 @@ def read_source(spark: SparkSession, location: str, fmt: str, options: Mapping[s
             # Spark has no nanosecond timestamp type: without this, a file pandas wrote (datetime64[ns]) fails in the
             # first task with a JVM stack trace. As nanoseconds since the epoch, ingest's ts parsing reads it.
             spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-        defaults = {"header": "true"} if fmt == "csv" else {}
-        return spark.read.format(fmt).options(**{**defaults, **(options or {})}).load(ref.location)
+        given = dict(options or {})
+        if fmt == "csv":
+            given = csv_options(spark, ref.location, given)
+        return spark.read.format(fmt).options(**given).load(ref.location)
     except AnalysisException as exc:
         raise TableNotFoundError(f"cannot read source {location!r} as {fmt}: {_first_line(exc)}") from None
+
+
+def csv_options(spark: SparkSession, location: str, options: Mapping[str, object]) -> dict[str, object]:
+    """A CSV reader's options: `options` over these defaults (Spark's keys are case-insensitive, so a default is
+    dropped when `options` names it in any case):
+    - `header`: true;
+    - `multiLine`: true: a quoted value may hold a line break (a title over two lines became two junk rows);
+    - `escape`: `"` (RFC 4180's doubled quote, as pandas, Excel, Python's csv module and databases export it: Spark's
+      default read `"Say ""Hi"", Bob"` as two shifted values), unless the first `CSV_SAMPLE_LINES` lines hold a
+      backslash-escaped quote, as Spark's own CSV writer writes one.
+    """
+    given = {k.lower() for k in options}
+    defaults = {k: v for k, v in CSV_DEFAULTS.items() if k.lower() not in given}
+    if "escape" not in given:
+        sample = spark.read.text(location).limit(CSV_SAMPLE_LINES)
+        if sample.where(F.col("value").contains('\\"')).isEmpty():
+            defaults["escape"] = '"'
+    return {**defaults, **options}
 
 
 def _writer(df: DataFrame, mode: str):
