@@ -21,6 +21,9 @@ from behaviorlm.errors import TableNotFoundError
 
 CSV_DEFAULTS = {"header": "true", "multiLine": "true"}
 CSV_SAMPLE_LINES = 10_000
+# Options of Spark's file sources that choose which files are read: the escape sample reads the same ones.
+_FILE_OPTIONS = {"pathglobfilter", "recursivefilelookup", "modifiedbefore", "modifiedafter", "ignorecorruptfiles",
+                 "ignoremissingfiles", "linesep"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -136,17 +139,28 @@ def csv_options(spark: SparkSession, location: str, options: Mapping[str, object
     dropped when `options` names it in any case):
     - `header`: true;
     - `multiLine`: true: a quoted value may hold a line break (a title over two lines became two junk rows);
-    - `escape`: `"` (RFC 4180's doubled quote, as pandas, Excel, Python's csv module and databases export it: Spark's
-      default read `"Say ""Hi"", Bob"` as two shifted values), unless the first `CSV_SAMPLE_LINES` lines hold a
-      backslash-escaped quote, as Spark's own CSV writer writes one.
+    - `escape`: `"`, RFC 4180's doubled quote, as pandas, Excel, Python's csv module and databases write it (Spark's
+      default read `"Say ""Hi"", Bob"` as two shifted values); not when `quote` is another character, nor when the
+      first lines escape quotes as Spark's own writer does (`_backslash_escaped`).
     """
-    given = {k.lower() for k in options}
+    given = {k.lower(): v for k, v in options.items()}
     defaults = {k: v for k, v in CSV_DEFAULTS.items() if k.lower() not in given}
-    if "escape" not in given:
-        sample = spark.read.text(location).limit(CSV_SAMPLE_LINES)
-        if sample.where(F.col("value").contains('\\"')).isEmpty():
-            defaults["escape"] = '"'
+    if "escape" not in given and given.get("quote", '"') == '"' and not _backslash_escaped(spark, location, options):
+        defaults["escape"] = '"'
     return {**defaults, **options}
+
+
+def _backslash_escaped(spark: SparkSession, location: str, options: Mapping[str, object]) -> bool:
+    """Whether the first `CSV_SAMPLE_LINES` lines hold a backslash before a quote and no quote doubled inside a value
+    (next to a letter or digit). Both occur in an RFC 4180 file of JSON text with escaped quotes in it: the doubled
+    quotes decide it. The lines are those of the files the CSV reader lists (its file options)."""
+    listing = {k: v for k, v in options.items() if k.lower() in _FILE_OPTIONS}
+    lines = spark.read.options(**listing).text(location).limit(CSV_SAMPLE_LINES)
+    found = lines.agg(
+        F.max(F.col("value").contains('\\"').cast("int")).alias("backslash"),
+        F.max(F.col("value").rlike(r'[\p{L}\p{N}]""|""[\p{L}\p{N}]').cast("int")).alias("doubled"),
+    ).first()
+    return found["backslash"] == 1 and found["doubled"] != 1
 
 
 def _writer(df: DataFrame, mode: str):

@@ -17,7 +17,6 @@ accuracy expected when `OOS_SHARE` of the messages are out of scope; without the
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from pyspark.ml.classification import LogisticRegression, LogisticRegressionModel
@@ -31,7 +30,6 @@ from behaviorlm.errors import InputContractError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.vectors import l2_normalize
 
-log = logging.getLogger(__name__)
 INTENT_COL = "intent"
 MESSAGE_COL = "message_id"
 METHODS = ("logistic", "centroid")
@@ -193,8 +191,8 @@ def threshold_curve(scored: DataFrame, truth_col: str, oos_label: str = OOS_LABE
 def choose_threshold(
     scored: DataFrame, truth_col: str, oos_label: str = OOS_LABEL, oos_share: float = OOS_SHARE
 ) -> float | None:
-    """The threshold for held-out scored examples (see the module docstring); None when there is no held-out in-scope
-    example to choose it on (see `UNCHOSEN_THRESHOLD`)."""
+    """The threshold for held-out scored examples (see the module docstring); None when there is none to choose it on
+    (no held-out in-scope example, or none of them matched right; see `UNCHOSEN_THRESHOLD`)."""
     rows = threshold_curve(scored, truth_col, oos_label).collect()
     if not rows or rows[0]["in_scope_acc"] is None:
         return None

@@ -42,8 +42,8 @@ _VISIBLE = r"[^\s\p{Z}\p{Cc}\p{Cf}]"
 
 def require_columns(df: DataFrame, table: str, required: list[str]) -> None:
     """Raise `InputContractError` naming `table` and the first missing column, or the first of the required columns
-    and `user_id` that holds no single value (an array, map, struct or bytes: its text would be searched as
-    "[a, b]"), before any Spark action."""
+    and `user_id` that holds no single value (an array, map or struct: its text would be searched as "[a, b]"),
+    before any Spark action."""
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputContractError(
@@ -51,7 +51,7 @@ def require_columns(df: DataFrame, table: str, required: list[str]) -> None:
         )
     for column in [*required, *([USER_COL] if USER_COL in df.columns else [])]:
         dtype = df.schema[column].dataType
-        if isinstance(dtype, (T.ArrayType, T.MapType, T.StructType, T.BinaryType)):
+        if isinstance(dtype, (T.ArrayType, T.MapType, T.StructType)):
             raise InputContractError(
                 f"table {table!r}: column {column!r} is {dtype.simpleString()}; it must hold one text or number per "
                 "row (join an array into one text first, e.g. concat_ws(' ', col))"
@@ -119,7 +119,8 @@ def search_items(
     user_col: str = USER_COL,
     item_col: str = ITEM_COL,
 ) -> DataFrame:
-    """Each encoded query's k best items: (query_id, item_id, rank, score, reason).
+    """Each encoded query's k best items: (query_id, item_id, rank, score, reason); a query none is left for gets one
+    row without an item and the reason `ALL_SEEN` (its user saw them all) or `NO_ITEMS`.
 
     Args:
         queries: query_col, `embedding` (see `encode_texts`), optionally user_col.
@@ -141,6 +142,7 @@ def search_items(
         per_query = q.select(query_col, user_col).join(counts, user_col, "left")
         hits = by_seen_room(per_query, "count", k, nearest)
     else:
+        per_query = q.select(query_col, user_col, F.lit(None).cast("long").alias("count"))
         hits = nearest(q.select(query_col), k)
     hits = hits.select(query_col, F.col("neighbor_id").alias(item_col), F.col("similarity").alias("score"))
     hits = hits.join(q.select(query_col, user_col, "_q", "_u"), query_col)
@@ -152,27 +154,23 @@ def search_items(
     top = top.join(vectors, item_col)
     reason = _reason(dot(F.col("_q"), F.col("_i")), dot(F.col("_u"), F.col("_i")))
     found = top.select(query_col, item_col, F.col("rank").cast("int"), F.col("score").cast("double"),
-                       reason.alias("reason"))  # fmt: skip
-    # A query nothing is left for (its user saw every item, or there are no items) is said, not dropped.
-    empty = q.join(found.select(query_col), query_col, "left_anti")
-    why = F.when(F.lit(personal) & F.col(user_col).isNotNull(), F.lit(ALL_SEEN)).otherwise(F.lit(NO_ITEMS))
-    return found.unionByName(reason_rows(empty, why, query_col, item_col))
-
-
-def reason_rows(queries: DataFrame, reason: Column, query_col: str = QUERY_COL, item_col: str = ITEM_COL) -> DataFrame:
-    """One row per query: no item, no rank, no score, and `reason`."""
-    return queries.select(
-        F.col(query_col).cast("string").alias(query_col),
-        F.lit(None).cast("string").alias(item_col),
-        F.lit(None).cast("int").alias("rank"),
-        F.lit(None).cast("double").alias("score"),
-        reason.alias("reason"),
-    )
+                       reason.alias("_found"))  # fmt: skip
+    # A query nothing is left for (its user saw every item, or there are no items) gets one row that says so.
+    why = F.when(F.col("count") > 0, F.lit(ALL_SEEN)).otherwise(F.lit(NO_ITEMS))
+    asked = per_query.where(F.col(query_col).isNotNull()).select(query_col, why.alias("_why"))
+    return asked.join(found, query_col, "left").select(query_col, item_col, "rank", "score",
+                                                       F.coalesce("_found", "_why").alias("reason"))  # fmt: skip
 
 
 def blank_results(blank: DataFrame, query_col: str = QUERY_COL, item_col: str = ITEM_COL) -> DataFrame:
     """One row per blank query: no item, no rank, no score, the reason `EMPTY_QUERY`."""
-    return reason_rows(blank, F.lit(EMPTY_QUERY), query_col, item_col)
+    return blank.select(
+        F.col(query_col).cast("string").alias(query_col),
+        F.lit(None).cast("string").alias(item_col),
+        F.lit(None).cast("int").alias("rank"),
+        F.lit(None).cast("double").alias("score"),
+        F.lit(EMPTY_QUERY).alias("reason"),
+    )
 
 
 def search_audience(

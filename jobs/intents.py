@@ -80,8 +80,9 @@ def train(cfg: Config, examples: DataFrame, embed: Embedder) -> tuple[IntentMode
         chosen = choose_threshold(scored.join(truth, "example_id"), "truth", it.oos_label)
         threshold = UNCHOSEN_THRESHOLD[it.method] if chosen is None else chosen
         if chosen is None:
-            log.warning("intents: no held-out example to choose the threshold on (too few examples per intent); "
-                        "using %.2f for %s: set intents.threshold to choose another", threshold, it.method)  # fmt: skip
+            log.warning("intents: no held-out example to choose the threshold on (too few examples per intent, or "
+                        "none held out was matched right); using %.2f for %s: set intents.threshold to choose another",
+                        threshold, it.method)  # fmt: skip
     model = replace(fit_intents(encoded, it.method, it.reg, it.max_iter, it.oos_label), threshold=threshold)
     stats = encoded.agg(F.count("*").alias("n"), F.sum(F.col("validation").cast("int")).alias("held"),
                         F.sum((F.col("intent") == it.oos_label).cast("int")).alias("oos")).first()  # fmt: skip

@@ -2,7 +2,8 @@
 `query_results(query_id, item_id, rank, score, reason, run_id)`, and the users closest to each query into
 `query_audience(query_id, user_id, rank, score, run_id)`, both replaced per run id. A query with a known user blends
 in that user's vector (`search.personal_weight`) and never returns what the user already interacted with; a blank
-query gets one row with no item and the reason "empty query: nothing to match". Scoring is `behaviorlm.search`.
+query gets one row with no item and the reason "empty query: nothing to match", as does a query nothing is left for
+(its user saw every item). Scoring is `behaviorlm.search`.
 Without a `queries` table the stage logs one line and writes nothing.
 Run: `behaviorlm search --conf conf/local.yaml`.
 """

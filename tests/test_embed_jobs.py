@@ -231,9 +231,16 @@ def test_identical_texts_stay_identical_after_centring(spark):
     """A catalogue of one repeated title centred to rounding noise (norm ~4e-7), which normalising turned into random
     directions: identical items got a cosine of -0.49 and were split into several segments."""
     rng = np.random.default_rng(3)
-    v = rng.normal(size=384).astype(np.float32)
-    v = (v / np.linalg.norm(v)).astype(np.float32).tolist()
-    items = spark.createDataFrame([(i, v) for i in "abcd"], "item_id string, embedding array<float>")
+    v = rng.normal(size=384)
+    noisy = [v + rng.normal(scale=1e-7, size=384) for _ in range(4)]  # float32 rounding of one text's vector
+    rows = [(i, (x / np.linalg.norm(x)).astype(np.float32).tolist()) for i, x in zip("abcd", noisy, strict=True)]
+    items = spark.createDataFrame(rows, "item_id string, embedding array<float>")
     got = [np.array(r["embedding"]) for r in center(items).collect()]
     assert all(g @ got[0] == pytest.approx(1.0, abs=1e-5) for g in got)
-    assert got[0] == pytest.approx(v, abs=1e-6)
+    assert got[0] == pytest.approx(v / np.linalg.norm(v), abs=1e-5)
+    # Just above the floor (5e-4 from the mean) two items are still centred: opposite directions.
+    t = 1e-3
+    pair = spark.createDataFrame([("a", [1.0, 0.0]), ("b", [float(np.cos(t)), float(np.sin(t))])],
+                                 "item_id string, embedding array<float>")  # fmt: skip
+    a, b = (np.array(r["embedding"]) for r in center(pair).orderBy("item_id").collect())
+    assert a @ b == pytest.approx(-1.0, abs=1e-3)

@@ -21,6 +21,10 @@ def test_csv_values_with_quotes_and_line_breaks_are_read_whole(spark, tmp_path):
     pandas_csv.mkdir()
     pd.DataFrame(TITLES, columns=["item_id", "title", "year"]).to_csv(pandas_csv / "items.csv", index=False)
     assert rows(delta.read_source(spark, str(pandas_csv), "csv")) == TITLES
+    # JSON text with escaped quotes in a value puts a backslash before a quote too: its doubled quotes decide.
+    json_titles = [*TITLES, ("w", '{"k": "a \\"b\\""}', "2001")]
+    pd.DataFrame(json_titles, columns=["item_id", "title", "year"]).to_csv(pandas_csv / "items.csv", index=False)
+    assert rows(delta.read_source(spark, str(pandas_csv), "csv")) == sorted(json_titles)
     # Spark's own writer escapes a quote with a backslash: that file is read whole too.
     written = spark.createDataFrame(TITLES, "item_id string, title string, year string")
     written.coalesce(1).write.option("header", "true").csv(str(spark_csv))
@@ -29,3 +33,4 @@ def test_csv_values_with_quotes_and_line_breaks_are_read_whole(spark, tmp_path):
     # A reader option given in any case wins over the default.
     assert delta.csv_options(spark, str(pandas_csv), {"MULTILINE": "false"}) == {"header": "true", "escape": '"',
                                                                                 "MULTILINE": "false"}  # fmt: skip
+    assert "escape" not in delta.csv_options(spark, str(pandas_csv), {"quote": "'"})  # a " is no quote there
