@@ -13,6 +13,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from behaviorlm.indexing import by_seen_room
 from udfs.device import task_device
 from udfs.topk import block_scores
 
@@ -53,3 +54,28 @@ def content_scores(
         order = Window.partitionBy("user_id", "top").orderBy(F.col("content").desc(), F.col("item_id"))
         scored = scored.withColumn("top", F.col("top") & (F.row_number().over(order) <= m))
     return scored.where(F.col("top") | F.col("wanted")).select("user_id", "item_id", F.col("content").cast("double"))
+
+
+def content_with_room(
+    user_vectors: DataFrame, item_vectors: DataFrame, wanted: DataFrame, seen: DataFrame, m: int, k: int, block: int
+) -> DataFrame:
+    """`content_scores`, with the lists of the users it leaves fewer than `k` unseen items (`wanted` and `seen`:
+    user_id, item_id) scored again, lengthened by what each has seen (`indexing.by_seen_room`): a user who has seen
+    every one of its `m` closest items (a bot in a small catalogue) would otherwise get almost no recommendation
+    while unseen items exist. Other users' lists are as `content_scores` gives them."""
+    content = content_scores(user_vectors, item_vectors, wanted, m, block).localCheckpoint()
+    offered = wanted.select("user_id", "item_id").unionByName(content.select("user_id", "item_id")).distinct()
+    unseen = offered.join(seen, ["user_id", "item_id"], "left_anti").groupBy("user_id").agg(F.count("*").alias("_n"))
+    counts = seen.groupBy("user_id").agg(F.count("*").alias("n_seen"))
+    short = user_vectors.select("user_id").join(unseen, "user_id", "left").where(F.coalesce("_n", F.lit(0)) < k)
+    short = short.join(counts, "user_id").select("user_id", "n_seen").localCheckpoint()
+    if short.isEmpty():
+        return content
+
+    def longer(rows: DataFrame, n: int) -> DataFrame:
+        users = rows.select("user_id")
+        return content_scores(user_vectors.join(users, "user_id"), item_vectors, wanted.join(users, "user_id"), n,
+                              block)  # fmt: skip
+
+    again = by_seen_room(short, "n_seen", m, longer)
+    return content.join(short.select("user_id"), "user_id", "left_anti").unionByName(again)

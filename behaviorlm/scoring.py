@@ -30,7 +30,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
-from behaviorlm.content import content_scores
+from behaviorlm.content import content_with_room
 from behaviorlm.item_model import item_scores
 from behaviorlm.onboarding import Onboarding, onboarding_column, onboarding_top
 from behaviorlm.votes import Strength, interaction_strength, neighbor_scores, strongest_voters
@@ -129,7 +129,7 @@ def candidates(
     if ob_parts is not None:
         proposed = proposed.unionByName(ob_parts[2].select("user_id", "item_id"))
     proposed = proposed.join(seen, ["user_id", "item_id"], "left_anti").distinct()
-    content = content_scores(inp.user_vectors, inp.item_vectors, proposed, content_candidates, block_size)
+    content = content_with_room(inp.user_vectors, inp.item_vectors, proposed, seen, content_candidates, k, block_size)
     keys = proposed.unionByName(content.select("user_id", "item_id")).distinct()
     if ob_parts is None:
         ob = keys.select("user_id", "item_id", F.lit(0.0).alias("onboarding")).limit(0)

@@ -11,9 +11,10 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
+from behaviorlm.content import content_scores, content_with_room
 from behaviorlm.errors import TableNotFoundError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.scoring import PARTS, Inputs, Strength, candidates, content_scores, count_of, repower
+from behaviorlm.scoring import PARTS, Inputs, Strength, candidates, count_of, repower
 from behaviorlm.vectors import l2_normalize
 from jobs import recommend
 from tests.util import job_args, read, write
@@ -155,6 +156,24 @@ def test_content_scores_are_blocked_over_items_and_users(spark):
         sims = sorted(((float(np.dot(u, v)), i) for i, v in vectors), reverse=True)
         expected |= {(uid, i) for _, i in sims[:2]}
     assert {(r["user_id"], r["item_id"]) for r in one.collect()} == expected
+
+
+def test_a_user_who_saw_its_closest_items_still_gets_unseen_ones(spark):
+    """A bot that had seen 300 of 400 items got 1 recommendation: its 100 closest items, all seen, were the content
+    part's whole list. Its list is lengthened by what it has seen; a light user's is left as it was."""
+    angles = [(f"i{j:02d}", [float(np.cos(j / 50)), float(np.sin(j / 50))]) for j in range(30)]
+    items = spark.createDataFrame(angles, "item_id string, embedding array<float>")
+    users = spark.createDataFrame(
+        [("bot", [1.0, 0.0]), ("light", [1.0, 0.0])], "user_id string, embedding array<float>"
+    )
+    seen = spark.createDataFrame(
+        [("bot", f"i{j:02d}") for j in range(20)] + [("light", "i00")], "user_id string, item_id string"
+    )
+    none = seen.limit(0)
+    got = content_with_room(users, items, none, seen, 5, 3, 100).collect()
+    bot_unseen = sorted(r["item_id"] for r in got if r["user_id"] == "bot" and r["item_id"] >= "i20")
+    assert bot_unseen[:3] == ["i20", "i21", "i22"]
+    assert sorted(r["item_id"] for r in got if r["user_id"] == "light") == ["i00", "i01", "i02", "i03", "i04"]
 
 
 def test_missing_requested_users_table_is_a_clear_error(spark, catalogue, tmp_path):
