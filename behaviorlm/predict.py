@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from behaviorlm import item_model
@@ -273,6 +273,15 @@ def _share(part: str, whole: str):
     return F.when(share < 0.005, F.lit("under 1%")).otherwise(F.format_string("%d%%", F.round(share * 100).cast("int")))
 
 
+def _followed(part: str, when: str) -> Column:
+    """ "of the 4 users who went on from it, 3 (75%) chose it <when>": true counts, as recommend's reasons give them
+    (a bare "100%" may be one user)."""
+    many = F.format_string(f"of the %d users who went on from it, %d (%s) chose it {when}", F.col("via_followers"),
+                           F.col(part), _share(part, "via_followers"))  # fmt: skip
+    one = F.lit(f"the one user who went on from it chose it {when}")
+    return F.when(F.col("via_followers") == 1, one).otherwise(many)
+
+
 def _latest(back: str):
     n = F.col(back)
     suffix = (
@@ -290,10 +299,10 @@ def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataF
     titles = items.select(F.col("item_id").alias("via_item"), F.col("title").alias("_via_title"))
     because = items.select(F.col("item_id").alias("because_item"), F.col("title").alias("_because"))
     after = F.format_string("after %s (%s), ", F.coalesce("_via_title", "via_item"), _latest("via_back"))
-    chosen = F.when(
-        F.col("via_next_users") > 0,
-        F.concat(_share("via_next_users", "via_followers"), F.lit(" of users chose it next")),
-    ).otherwise(F.concat(_share("via_users", "via_followers"), F.lit(f" of users chose it within their next {window}")))
+    nexts = F.col("via_next_users") > 0
+    chosen = F.when(nexts, _followed("via_next_users", "next")).otherwise(
+        _followed("via_users", f"within their next {window}")
+    )
     close = F.concat(F.lit("close to what you did lately"), F.coalesce(F.concat(F.lit(": "), "lately"), F.lit("")))
     reason = (
         F.when(F.col("source") == "transitions", F.concat(after, chosen))

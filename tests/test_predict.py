@@ -148,10 +148,12 @@ def test_next_behaviours_reasons_bad_input_and_idempotence(spark, make_config):
     top = {r["user_id"]: r for r in got if r["rank"] == 1}
     # After A, 3 of the 4 users who went on chose B right next.
     assert (top["u8"]["item_id"], top["u8"]["source"]) == ("B", "transitions")
-    assert top["u8"]["reason"] == "after Title A (your latest), 75% of users chose it next"
+    went_on = "after Title A (your latest), of the 4 users who went on from it, 3 (75%) chose it next"
+    assert top["u8"]["reason"] == went_on
+    # One user behind it is said as one, not as "100% of users".
     assert (top["u1"]["item_id"], top["u1"]["reason"]) == (
         "E",
-        "after Title C (your latest), 100% of users chose it next",
+        "after Title C (your latest), the one user who went on from it chose it next",
     )
     # One behaviour, on an item nobody follows: the recent vector finds the cold item next to it.
     assert (top["u6"]["item_id"], top["u6"]["source"]) == ("H", "recent")
