@@ -35,6 +35,7 @@ from behaviorlm.attributes import (
     without_attribute,
 )
 from behaviorlm.config import Config
+from behaviorlm.errors import InputContractError
 from behaviorlm.factors import blended_ratings
 from behaviorlm.metrics import rating_errors
 from behaviorlm.ratings import PREDICTIONS, hidden, item_neighbors, rating_targets
@@ -47,13 +48,27 @@ from jobs.runtime import job_main, save_run, write_metrics
 log = logging.getLogger(__name__)
 
 
+def in_scale(rated: DataFrame, cfg: Config) -> bool:
+    """Whether there is any rating (False: none); an `InputContractError` when one lies outside the scale of these
+    settings: ingest read them with another, and every fill would be clipped to this one (all 5.0 on a 1-10 log)."""
+    lo, hi = rated.agg(F.min("rating"), F.max("rating")).first()
+    ing = cfg.ingest
+    if lo is not None and (lo < ing.rating_min or hi > ing.rating_max):
+        raise InputContractError(
+            f"table 'behaviors': column 'rating' holds {hi if hi > ing.rating_max else lo:g}, outside the scale "
+            f"{ing.rating_min:g}..{ing.rating_max:g} of ingest.rating_min / ingest.rating_max: run complete with the "
+            f"settings ingest ran with (e.g. --set ingest.rating_min={lo:g} --set ingest.rating_max={hi:g})"
+        )
+    return lo is not None
+
+
 def complete_ratings(spark: SparkSession, cfg: Config, behaviors: DataFrame) -> dict[str, float]:
     """Observed ratings minus the holdout are the evidence; unrated pairs, requests and the holdout are targets.
     A behaviour log without any rating (clicks, views) has nothing to learn ratings from: skipped, with a reason."""
     comp, run_id = cfg.complete, cfg.run_id
     # A behaviours table written outside ingest may lack the optional column altogether: the same implicit-only log.
     rated = behaviors.where(F.col("rating").isNotNull()) if "rating" in behaviors.columns else None
-    if rated is None or not rated.limit(1).count():
+    if rated is None or not in_scale(rated, cfg):
         log.warning("rating completion skipped: table 'behaviors' has no rating in any row (an implicit-only log: "
                     "views, clicks, purchases); nothing to learn ratings from")  # fmt: skip
         # This run's rows are replaced by none: a re-run after the log lost its ratings must not keep old fills.

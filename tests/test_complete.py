@@ -218,6 +218,15 @@ def test_implicit_only_log_skips_rating_completion(spark, make_config, rating_co
     assert [r["run_id"] for r in read(spark, cfg, "completed_ratings").collect()] == ["other-run"]
 
 
+def test_ratings_outside_the_scale_of_the_settings_are_a_clear_error(spark, make_config):
+    """A log ingested with rating_max 10, completed with the default 5: every fill was clipped to 5.0, silently."""
+    behaviors = spark.createDataFrame(
+        [("u", "i", 8.0), ("v", "i", 2.0)], "user_id string, item_id string, rating double"
+    )
+    with pytest.raises(InputContractError, match=r"'behaviors': column 'rating' holds 8, outside the scale 1..5"):
+        complete.complete_ratings(spark, make_config(), behaviors)
+
+
 def test_complete_job_on_an_implicit_only_log_fills_the_rest(spark, data):
     cfg, overrides = data
     rows = [(u, i, e, None, T0 + dt.timedelta(days=n), None) for n, (u, i, e) in enumerate(UNRATED)]
