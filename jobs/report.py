@@ -98,13 +98,16 @@ def metrics_table(metrics: list[Metric]) -> str:
 
 def stage_times(spark: SparkSession, cfg: Config) -> str:
     """Seconds and rows per stage (stage `run`'s `<stage>.seconds` / `.rows`) in the order the stages finished,
-    beside the previous run of the same tables (the other run whose timings were written last)."""
+    beside the previous run of the same tables (of the other runs that timed one of these stages, the one whose
+    timings were written last)."""
     table = params.maybe_table(spark, cfg, "run_metrics")
     if table is None:
         return charts.EMPTY
     timed = table.where((F.col("stage") == "run") & F.col("metric").rlike(r"\.(seconds|rows)$"))
-    previous = (timed.where(F.col("run_id") != cfg.run_id).groupBy("run_id").agg(F.max("updated_at").alias("t"))
-                .orderBy(F.col("t").desc(), "run_id").first())  # fmt: skip
+    # Only a run that timed one of this run's stages compares (not the ingest run before it, say).
+    mine = timed.where(F.col("run_id") == cfg.run_id).select("metric").distinct()
+    previous = (timed.where(F.col("run_id") != cfg.run_id).join(mine, "metric").groupBy("run_id")
+                .agg(F.max("updated_at").alias("t")).orderBy(F.col("t").desc(), "run_id").first())  # fmt: skip
     runs = [cfg.run_id] + ([previous["run_id"]] if previous else [])
     rows = timed.where(F.col("run_id").isin(runs)).orderBy("updated_at", "metric").collect()
     values: dict[tuple[str, str], dict[str, float]] = {}

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pyspark.sql import functions as F
 
-from behaviorlm import summaries
+from behaviorlm import delta, runs, summaries
 from behaviorlm.config import load_config
 from jobs import charts, report, report_examples
 from jobs.runtime import stage_timing
@@ -125,3 +125,13 @@ def test_sections_without_a_chart_say_why(spark, make_config):
     assert "no rows of this run in recommendations" in report_examples.examples(spark, cfg)
     assert "no rows of this run in recommendations" in report.categories_chart(spark, cfg)
     assert "no rows of this run in segment_trends, segments" in report.trend_chart(spark, cfg)
+
+
+def test_the_previous_run_is_one_that_timed_the_same_stages(spark, make_config):
+    """The report compared a run with the ingest run before it ("Previous run: ing1"), which timed no stage of it."""
+    cfg = make_config()
+    ref = delta.table_ref(cfg.tables, "run_metrics")
+    runs.write_metrics(spark, ref, "older", {"run": {"recommend.seconds": 9.0}})
+    runs.write_metrics(spark, ref, "ing1", {"run": {"ingest.seconds": 3.0}})
+    runs.write_metrics(spark, ref, cfg.run_id, {"run": {"recommend.seconds": 8.0, "recommend.rows": 30.0}})
+    assert "Previous run: older." in report.stage_times(spark, cfg)
