@@ -101,8 +101,8 @@ def grouped_bars(metrics: Mapping[str, Mapping[str, float]], anchors: Mapping[st
 
 @_chart
 def stage_bars(seconds: Mapping[str, float], previous: Mapping[str, float] | None = None,
-               rows: Mapping[str, float] | None = None, alt: str = "stages") -> str:  # fmt: skip
-    """Seconds per stage, this run beside the previous run of the same tables; each bar notes the stage's rows."""
+               notes: Mapping[str, str] | None = None, alt: str = "stages") -> str:  # fmt: skip
+    """Seconds per stage, this run beside the previous run of the same tables; a bar's note (its rows) after it."""
     if not seconds:
         return EMPTY
     stages = list(seconds)
@@ -112,8 +112,8 @@ def stage_bars(seconds: Mapping[str, float], previous: Mapping[str, float] | Non
     height = 0.4 if previous else 0.7
     bars = ax.barh([y - (height / 2 if previous else 0) for y in ys], [seconds[s] for s in stages], height=height,
                    color=MODEL_COLOURS["behaviorlm"], label="this run")  # fmt: skip
-    notes = [f"{seconds[s]:.1f}s" + (f" · {rows[s]:,.0f} rows" if rows and s in rows else "") for s in stages]
-    ax.bar_label(bars, labels=notes, fontsize=8, padding=3)
+    labels = [f"{seconds[s]:.1f}s" + (f" · {notes[s]}" if notes and s in notes else "") for s in stages]
+    ax.bar_label(bars, labels=labels, fontsize=8, padding=3)
     if previous:
         ax.barh([y + height / 2 for y in ys], [previous.get(s, 0.0) for s in stages], height=height,
                 color=MODEL_COLOURS["popularity"], label="previous run")  # fmt: skip

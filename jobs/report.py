@@ -97,13 +97,13 @@ def metrics_table(metrics: list[Metric]) -> str:
 
 
 def stage_times(spark: SparkSession, cfg: Config) -> str:
-    """Seconds and rows per stage (stage `run`'s `<stage>.seconds` / `.rows`) in the order the stages finished,
-    beside the previous run of the same tables (of the other runs that timed one of these stages, the one whose
-    timings were written last)."""
+    """Seconds and rows (or users) per stage (stage `run`'s `<stage>.seconds` / `.rows` / `.users`) in the order the
+    stages finished, beside the previous run of the same tables (of the other runs that timed one of these stages,
+    the one whose timings were written last)."""
     table = params.maybe_table(spark, cfg, "run_metrics")
     if table is None:
         return charts.EMPTY
-    timed = table.where((F.col("stage") == "run") & F.col("metric").rlike(r"\.(seconds|rows)$"))
+    timed = table.where((F.col("stage") == "run") & F.col("metric").rlike(r"\.(seconds|rows|users)$"))
     # Only a run that timed one of this run's stages compares (not the ingest run before it, say).
     mine = timed.where(F.col("run_id") == cfg.run_id).select("metric").distinct()
     previous = (timed.where(F.col("run_id") != cfg.run_id).join(mine, "metric").groupBy("run_id")
@@ -116,7 +116,9 @@ def stage_times(spark: SparkSession, cfg: Config) -> str:
         values.setdefault((r["run_id"], kind), {})[stage] = r["value"]
     seconds = values.get((cfg.run_id, "seconds"), {})
     before = values.get((runs[-1], "seconds")) if previous else None
-    chart = charts.stage_bars(seconds, before, values.get((cfg.run_id, "rows")), alt="seconds per stage")
+    counted = {unit: values.get((cfg.run_id, unit), {}) for unit in ("users", "rows")}  # rows win: listed last
+    notes = {stage: f"{n:,.0f} {unit}" for unit, found in counted.items() for stage, n in found.items()}
+    chart = charts.stage_bars(seconds, before, notes, alt="seconds per stage")
     note = f"<p class='note'>Previous run: {html.escape(runs[-1])}.</p>" if previous else ""
     return chart + note
 

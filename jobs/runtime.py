@@ -77,10 +77,11 @@ def one_metrics_commit(spark: SparkSession, cfg: Config) -> Iterator[None]:
 
 
 def stage_timing(stage: str, note: dict[str, str], result: object) -> dict[str, float]:
-    """`<stage>.seconds` (from `timed`'s note) and `<stage>.rows` (the stage's `rows` metric, else its first row
-    count): the report's stage chart, this run beside the previous one."""
+    """`<stage>.seconds` (from `timed`'s note) and the stage's `rows` metric as `<stage>.rows`, else its first count
+    as `<stage>.rows` or, a count of users, `<stage>.users`: the report's stage chart, this run beside the previous."""
     found = sorted(counts(result), key=lambda kv: kv[0] != "rows")[:1]  # stable: the first count when no `rows`
-    return {f"{stage}.seconds": float(note["seconds"]), **{f"{stage}.rows": n for _, n in found}}
+    units = {name: "users" if name.endswith("users") else "rows" for name, _ in found}
+    return {f"{stage}.seconds": float(note["seconds"]), **{f"{stage}.{units[name]}": n for name, n in found}}
 
 
 def write_metrics(spark: SparkSession, cfg: Config, stage: str, metrics: dict[str, float]) -> None:

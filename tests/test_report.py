@@ -39,7 +39,7 @@ def test_every_chart_renders_in_chromium_without_console_messages(tmp_path):
     sections = {
         "quality": charts.grouped_bars(report.quality(METRICS, 10), report.ANCHORS, alt="quality"),
         "stages": charts.stage_bars(
-            {"embed-items": 12.0, "recommend": 60.5}, {"embed-items": 18.0}, {"recommend": 9430}, alt="stages"
+            {"embed-items": 12.0, "recommend": 60.5}, {"embed-items": 18.0}, {"recommend": "9,430 rows"}, alt="stages"
         ),  # fmt: skip
         "bars": charts.hbars([("Drama", 120), ("电影 · 书籍", 3), ("x" * 200, 1)], "rows", alt="bars"),
         "histogram": charts.histogram([(-1.0 + 0.1 * i, i * i) for i in range(20)], 0.1, "cosine", alt="histogram"),
@@ -101,6 +101,11 @@ def test_stage_rows_are_the_rows_metric_when_a_stage_has_one():
     timing = stage_timing("recommend", {"seconds": "2.5"}, {"users": 3, "rows": 30, "users_short": 1})
     assert timing == {"recommend.seconds": 2.5, "recommend.rows": 30}
     assert stage_timing("ingest", {"seconds": "1"}, {"behaviors_read": 10, "behaviors_written": 9})["ingest.rows"] == 10
+    # A stage whose first count is of users says users: segments wrote 28 segments for 301 users, not "301 rows".
+    assert stage_timing("segments", {"seconds": "1"}, {"users": 301, "segments": 28}) == {
+        "segments.seconds": 1.0,
+        "segments.users": 301,
+    }
 
 
 def test_sections_without_a_chart_say_why(spark, make_config):
