@@ -34,6 +34,7 @@ from jobs.runtime import job_main
 
 log = logging.getLogger(__name__)
 BINS = 20
+NO_GENRE = "(no genre)"
 MODELS = ("behaviorlm", "popularity", "als")
 INGEST_REJECTS = ("rejected_behaviors", "rejected_items")
 RANKING = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate", "coverage")
@@ -172,8 +173,16 @@ def categories_chart(spark: SparkSession, cfg: Config, n: int = 15) -> str:
         return _no_rows(recommendations=None)
     if items is None or "genres" not in items.columns:
         return charts.empty("the items have no genres column")
-    top = summaries.top_counts(recs.join(items.select("item_id", "genres"), "item_id"), "genres", n)
-    return charts.hbars(top, "recommendations", alt="categories")
+    return charts.hbars(category_counts(recs, items, n), "recommendations", alt="categories")
+
+
+def category_counts(recs: DataFrame, items: DataFrame, n: int) -> list[tuple[str, int]]:
+    """The `n` most frequent genres of the recommended items; an item without any (or unknown to the catalogue) is
+    counted under `NO_GENRE`: a chart of the others alone would overstate them."""
+    joined = recs.select("item_id").join(items.select("item_id", "genres"), "item_id", "left")
+    has = F.coalesce(F.size("genres"), F.lit(0)) > 0
+    genres = F.when(has, F.col("genres")).otherwise(F.array(F.lit(NO_GENRE)))
+    return summaries.top_counts(joined.withColumn("genres", genres), "genres", n)
 
 
 def rejected_counts(spark: SparkSession, cfg: Config) -> tuple[str | None, list[tuple[str, int]]]:

@@ -140,3 +140,10 @@ def test_the_previous_run_is_one_that_timed_the_same_stages(spark, make_config):
     runs.write_metrics(spark, ref, "ing1", {"run": {"ingest.seconds": 3.0}})
     runs.write_metrics(spark, ref, cfg.run_id, {"run": {"recommend.seconds": 8.0, "recommend.rows": 30.0}})
     assert "Previous run: older." in report.stage_times(spark, cfg)
+
+
+def test_recommended_items_without_genres_are_counted_too(spark):
+    """Half the recommended items had no genre; the chart showed only the other half's Drama."""
+    recs = spark.createDataFrame([("u", "a"), ("u", "b"), ("v", "a"), ("v", "ghost")], "user_id string, item_id string")
+    items = spark.createDataFrame([("a", ["Drama"]), ("b", None)], "item_id string, genres array<string>")
+    assert report.category_counts(recs, items, 5) == [("(no genre)", 2), ("Drama", 2)]
