@@ -64,11 +64,16 @@ def content_with_room(
     every one of its `m` closest items (a bot in a small catalogue) would otherwise get almost no recommendation
     while unseen items exist. Other users' lists are as `content_scores` gives them."""
     content = content_scores(user_vectors, item_vectors, wanted, m, block).localCheckpoint()
+    # Of m closest items a user who has seen at most m - k keeps k unseen: only heavier users are counted.
+    heavy = seen.groupBy("user_id").agg(F.count("*").alias("n_seen")).where(F.col("n_seen") > m - k)
+    heavy = heavy.join(user_vectors.select("user_id"), "user_id").localCheckpoint()
+    if heavy.isEmpty():
+        return content
     offered = wanted.select("user_id", "item_id").unionByName(content.select("user_id", "item_id")).distinct()
-    unseen = offered.join(seen, ["user_id", "item_id"], "left_anti").groupBy("user_id").agg(F.count("*").alias("_n"))
-    counts = seen.groupBy("user_id").agg(F.count("*").alias("n_seen"))
-    short = user_vectors.select("user_id").join(unseen, "user_id", "left").where(F.coalesce("_n", F.lit(0)) < k)
-    short = short.join(counts, "user_id").select("user_id", "n_seen").localCheckpoint()
+    offered = offered.join(heavy.select("user_id"), "user_id").join(seen, ["user_id", "item_id"], "left_anti")
+    unseen = offered.groupBy("user_id").agg(F.count("*").alias("_n"))
+    short = heavy.join(unseen, "user_id", "left").where(F.coalesce("_n", F.lit(0)) < k).select("user_id", "n_seen")
+    short = short.localCheckpoint()
     if short.isEmpty():
         return content
 
