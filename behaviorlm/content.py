@@ -57,21 +57,32 @@ def content_scores(
 
 
 def content_with_room(
-    user_vectors: DataFrame, item_vectors: DataFrame, wanted: DataFrame, seen: DataFrame, m: int, k: int, block: int
-) -> DataFrame:
+    user_vectors: DataFrame, item_vectors: DataFrame, wanted: DataFrame, seen: DataFrame, seen_counts: DataFrame,
+    m: int, k: int, block: int,
+) -> DataFrame:  # fmt: skip
     """`content_scores`, with the lists of the users it leaves fewer than `k` unseen items (`wanted` and `seen`:
-    user_id, item_id) scored again, lengthened by what each has seen (`indexing.by_seen_room`): a user who has seen
-    every one of its `m` closest items (a bot in a small catalogue) would otherwise get almost no recommendation
-    while unseen items exist. Other users' lists are as `content_scores` gives them."""
+    user_id, item_id; `seen_counts`: user_id, n_seen) scored again, lengthened by what each has seen
+    (`indexing.by_seen_room`): a user who has seen every one of its `m` closest items (a bot in a small catalogue)
+    would otherwise get almost no recommendation while unseen items exist. Other users' lists are as
+    `content_scores` gives them."""
     content = content_scores(user_vectors, item_vectors, wanted, m, block).localCheckpoint()
     # Of m closest items a user who has seen at most m - k keeps k unseen: only heavier users are counted.
-    heavy = seen.groupBy("user_id").agg(F.count("*").alias("n_seen")).where(F.col("n_seen") > m - k)
+    heavy = seen_counts.select("user_id", "n_seen").where(F.col("n_seen") > m - k)
     heavy = heavy.join(user_vectors.select("user_id"), "user_id").localCheckpoint()
     if heavy.isEmpty():
         return content
-    offered = wanted.select("user_id", "item_id").unionByName(content.select("user_id", "item_id")).distinct()
-    offered = offered.join(heavy.select("user_id"), "user_id").join(seen, ["user_id", "item_id"], "left_anti")
-    unseen = offered.groupBy("user_id").agg(F.count("*").alias("_n"))
+    ids = heavy.select("user_id")
+    offered = (
+        wanted.join(ids, "user_id")
+        .select("user_id", "item_id")
+        .unionByName(content.join(ids, "user_id").select("user_id", "item_id"))
+    )
+    unseen = (
+        offered.distinct()
+        .join(seen, ["user_id", "item_id"], "left_anti")
+        .groupBy("user_id")
+        .agg(F.count("*").alias("_n"))
+    )
     short = heavy.join(unseen, "user_id", "left").where(F.coalesce("_n", F.lit(0)) < k).select("user_id", "n_seen")
     short = short.localCheckpoint()
     if short.isEmpty():

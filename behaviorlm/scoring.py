@@ -129,7 +129,9 @@ def candidates(
     if ob_parts is not None:
         proposed = proposed.unionByName(ob_parts[2].select("user_id", "item_id"))
     proposed = proposed.join(seen, ["user_id", "item_id"], "left_anti").distinct()
-    content = content_with_room(inp.user_vectors, inp.item_vectors, proposed, seen, content_candidates, k, block_size)
+    content = content_with_room(
+        inp.user_vectors, inp.item_vectors, proposed, seen, seen_counts, content_candidates, k, block_size
+    )
     keys = proposed.unionByName(content.select("user_id", "item_id")).distinct()
     if ob_parts is None:
         ob = keys.select("user_id", "item_id", F.lit(0.0).alias("onboarding")).limit(0)

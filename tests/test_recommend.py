@@ -170,7 +170,8 @@ def test_a_user_who_saw_its_closest_items_still_gets_unseen_ones(spark):
         [("bot", f"i{j:02d}") for j in range(20)] + [("light", "i00")], "user_id string, item_id string"
     )
     none = seen.limit(0)
-    got = content_with_room(users, items, none, seen, 5, 3, 100).collect()
+    counts = seen.groupBy("user_id").agg(F.count("*").alias("n_seen"))
+    got = content_with_room(users, items, none, seen, counts, 5, 3, 100).collect()
     bot_unseen = sorted(r["item_id"] for r in got if r["user_id"] == "bot" and r["item_id"] >= "i20")
     assert bot_unseen[:3] == ["i20", "i21", "i22"]
     assert sorted(r["item_id"] for r in got if r["user_id"] == "light") == ["i00", "i01", "i02", "i03", "i04"]
