@@ -216,7 +216,7 @@ class SegmentsConfig(Section):
     )
     silhouette_sample: Positive = 5000  # item vectors the silhouette is measured on (seeded sample)
     # k from the grid is at most items // min_segment_size (at least 2); a grid past that also tries smaller k, so
-    # 60 items make 2 to 15 segments, not 20 to 32.
+    # 60 items make 2 to 15 segments, not 20 to 32. A smaller cluster joins the segment whose centroid is closest.
     min_segment_size: Positive = 4
     algorithm: Literal["kmeans", "bisecting"] = "kmeans"  # MLlib KMeans / BisectingKMeans, cosine distance
     max_iter: Positive = 30

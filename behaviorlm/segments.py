@@ -92,7 +92,8 @@ def choose_k(
     seeded sample of `sample` items; ties go to the smaller k. A grid made for a larger catalogue is scaled down to
     this one (`_ks`), so a small catalogue is not cut into segments of one or two items.
     When the sample holds every item, the chosen k's silhouette is that of `cluster_items` with the same k, seed,
-    algorithm and max_iter: the sample is laid out as `cluster_items` lays out the items, so k-means starts alike."""
+    algorithm, max_iter and min_size: the sample is laid out as `cluster_items` lays out the items, so k-means starts
+    alike."""
     _check_algorithm(algorithm)
     # Not cached: MLlib's KMeans starts differently on a cached input (it persists an uncached one itself), and
     # `cluster_items` fits an uncached one.
@@ -103,7 +104,8 @@ def choose_k(
         if k < 2:
             scores[k] = 0.0
             continue
-        scores[k] = _silhouette(_estimator(k, seed, algorithm, max_iter).fit(picked).transform(picked))
+        fitted = _estimator(k, seed, algorithm, max_iter).fit(picked).transform(picked)
+        scores[k] = _silhouette(_merged(fitted, min_size, id_col, vector_col))
     return max(scores, key=lambda k: (scores[k], -k)), scores
 
 
@@ -127,6 +129,25 @@ def _renumbered(assigned: DataFrame, id_col: str) -> DataFrame:
     return assigned.join(F.broadcast(ids), _CLUSTER).drop(_CLUSTER)
 
 
+def _merged(assigned: DataFrame, min_size: int, id_col: str, vector_col: str) -> DataFrame:
+    """`assigned` (id, vector, _cluster, ...) with the items of every cluster smaller than `min_size` moved to the
+    cluster, among those of at least `min_size` items (the largest alone if none is), whose centroid is closest by
+    cosine. k-means leaves such clusters (an outlier item, a few near-duplicates); a segment of one item is noise."""
+    sizes = {r[_CLUSTER]: r["_n"] for r in assigned.groupBy(_CLUSTER).agg(F.count("*").alias("_n")).collect()}
+    largest = max(sizes, key=lambda c: (sizes[c], -c))
+    small = [c for c, n in sizes.items() if n < min_size and c != largest]
+    if not small:
+        return assigned
+    unit = assigned.select(id_col, _CLUSTER, l2_normalize(F.col(vector_col)).alias("vec"), F.lit(1.0).alias("w"))
+    centroids = weighted_mean_vectors(unit.where(~F.col(_CLUSTER).isin(small)), _CLUSTER)
+    moved = unit.where(F.col(_CLUSTER).isin(small)).drop(_CLUSTER).crossJoin(F.broadcast(centroids))
+    # Ties go to the smaller cluster id, on every run.
+    nearest = F.max_by(_CLUSTER, F.struct(dot(F.col("vec"), F.col("embedding")), -F.col(_CLUSTER)))
+    target = moved.groupBy(id_col).agg(nearest.alias("_to"))
+    joined = assigned.join(F.broadcast(target), id_col, "left")
+    return joined.select(*[c for c in assigned.columns if c != _CLUSTER], F.coalesce("_to", _CLUSTER).alias(_CLUSTER))
+
+
 def dot(a: Column, b: Column) -> Column:
     """Dot product of two array columns of one length."""
     return F.aggregate(F.zip_with(a, b, lambda x, y: x * y), F.lit(0.0), lambda acc, x: acc + x)
@@ -140,16 +161,19 @@ def cluster_items(
     max_iter: int = 30,
     id_col: str = ITEM_COL,
     vector_col: str = VECTOR_COL,
+    min_size: int = 1,
 ) -> DataFrame:
     """(id_col, segment_id int, similarity double): each item's segment and its cosine to the segment's centroid
-    (the normalised mean of its members' unit vectors, what cosine k-means uses). k is clamped (`clamp_k`)."""
+    (the normalised mean of its members' unit vectors, what cosine k-means uses). k is clamped (`clamp_k`).
+    A cluster of fewer than `min_size` items is dissolved into the nearest of the others (`_merged`)."""
     _check_algorithm(algorithm)
     feats = _features(item_vectors, id_col, vector_col)
     k = clamp_k(k, feats.count())
     if k < 2:  # MLlib needs k > 1; one segment needs no fitting
         assigned = feats.withColumn(_CLUSTER, F.lit(0))
     else:
-        assigned = _estimator(k, seed, algorithm, max_iter).fit(feats).transform(feats)
+        fitted = _estimator(k, seed, algorithm, max_iter).fit(feats).transform(feats)
+        assigned = _merged(fitted, min_size, id_col, vector_col)
     members = _renumbered(assigned, id_col).select(id_col, SEGMENT_COL, l2_normalize(F.col(vector_col)).alias("vec"))
     centroids = weighted_mean_vectors(members.withColumn("w", F.lit(1.0)), SEGMENT_COL)
     joined = members.join(F.broadcast(centroids), SEGMENT_COL)

@@ -28,6 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from behaviorlm.config import Config, load_config
+from behaviorlm.interests import user_interests
 from behaviorlm.metrics import format_table, leave_last_out, ranking_metrics
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.predict import SOURCES, Inputs, Settings, candidates, predict, tune_on_last
@@ -36,23 +37,17 @@ from behaviorlm.scoring import candidates as recommend_candidates
 from behaviorlm.session import get_spark
 from jobs import embed_items, evaluate, ingest, params
 from jobs import predict as predict_job
+from jobs import segments as segments_job
 from jobs.runtime import setup_logging
 
 K = 10
 
 
-def segment_frames(cfg: Config, vectors: DataFrame, behaviors: DataFrame) -> tuple[DataFrame, DataFrame] | None:
-    """(item_segments, user_interests from `behaviors`) through the segments library, or None while it is absent."""
-    try:
-        from behaviorlm.interests import user_interests
-        from behaviorlm.segments import choose_k, cluster_items
-    except ImportError:
-        return None
+def interests_of(cfg: Config, behaviors: DataFrame, found: DataFrame) -> DataFrame:
+    """user_interests from `behaviors` and the item segments `found`, as the segments job makes them."""
     s = cfg.segments
-    k = s.k or choose_k(vectors, s.k_grid, s.silhouette_sample, cfg.seed, s.algorithm, s.max_iter)[0]
-    found = cluster_items(vectors, k, cfg.seed, s.algorithm, s.max_iter).persist(StorageLevel.MEMORY_AND_DISK)
     interests = user_interests(behaviors, found, s.per_user, s.half_life_days, s.recent_days, cfg.embed.event_weights)
-    return found, interests.select("user_id", "segment_id", "weight", F.lit(None).cast("string").alias("label"))
+    return interests.select("user_id", "segment_id", "weight", F.lit(None).cast("string").alias("label"))
 
 
 def recommend_top(spark, cfg: Config, prefix: DataFrame) -> DataFrame:
@@ -89,18 +84,13 @@ def main() -> None:
     items = params.table(spark, cfg, "items").select("item_id", "title")
     inp = Inputs(prefix, items, vectors)
     weights, grid = dict(cfg.predict.weights), dict(cfg.predict.grid)
-    tuning_inp, note = inp, "segments library absent: segments weight 0"
-    segmented = segment_frames(cfg, vectors, prefix)
-    if segmented is None:
-        weights["segments"], grid["segments"] = 0.0, [0.0]
-    else:
-        fit, _ = leave_last_out(prefix, cfg.seed)
-        inp = replace(inp, item_segments=segmented[0], interests=segmented[1])
-        tuning_inp = replace(inp, interests=segment_frames(cfg, vectors, fit)[1])
-        note = "segments from the segments library on the prefix"
+    found, _ = segments_job.segment(cfg, vectors)
+    fit, _ = leave_last_out(prefix, cfg.seed)
+    inp = replace(inp, item_segments=found, interests=interests_of(cfg, prefix, found))
+    tuning_inp = replace(inp, interests=interests_of(cfg, fit, found))
     s = predict_job.settings(cfg)
     weights, val = tune_on_last(tuning_inp, s, grid, weights)
-    print(f"tuned on the last-but-one behaviour: {weights} (validation {val}); {note}", flush=True)
+    print(f"tuned on the last-but-one behaviour: {weights} (validation {val})", flush=True)
     cands = candidates(inp, s)
     models = {
         "predict": blend(cands, weights, K, SOURCES),

@@ -87,7 +87,7 @@ def spaces(spark, cfg: Config, k: int, seeds: int = 3) -> list[str]:
         vectors = vectors.cache()
         scores = []
         for seed in range(cfg.seed, cfg.seed + seeds):
-            found = cluster_items(vectors, k, seed, s.algorithm, s.max_iter).cache()
+            found = cluster_items(vectors, k, seed, s.algorithm, s.max_iter, min_size=s.min_segment_size).cache()
             scores.append((silhouette(vectors, found, s.silhouette_sample, seed), genre_nmi(found, items)))
             found.unpersist()
         sil, genre = np.mean(scores, axis=0)

@@ -44,7 +44,8 @@ def segment(cfg: Config, vectors: DataFrame) -> tuple[DataFrame, dict[str, float
         k, scores = choose_k(vectors, s.k_grid, s.silhouette_sample, cfg.seed, s.algorithm, s.max_iter,
                              min_size=s.min_segment_size)  # fmt: skip
         log.info("cosine silhouette by k: %s -> k=%d", {k: round(v, 4) for k, v in scores.items()}, k)
-    found = cluster_items(vectors, k, cfg.seed, s.algorithm, s.max_iter).persist(StorageLevel.MEMORY_AND_DISK)
+    found = cluster_items(vectors, k, cfg.seed, s.algorithm, s.max_iter, min_size=s.min_segment_size)
+    found = found.persist(StorageLevel.MEMORY_AND_DISK)
     metrics = {
         "k": found.select("segment_id").distinct().count(),
         "silhouette": silhouette(vectors, found, s.silhouette_sample, cfg.seed),

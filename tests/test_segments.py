@@ -111,6 +111,20 @@ def test_terms_of_cjk_text_and_of_segments_without_any_text(spark):
     assert {r["top_terms"] == [] for r in segment_terms(nothing, found).collect()} == {True}
 
 
+def test_a_cluster_smaller_than_min_size_joins_the_nearest_segment(spark, catalogue):
+    vectors, _ = catalogue
+    # An outlier on the fourth axis, leaning a little towards group a: k-means gives it a cluster of its own.
+    with_outlier = vectors.unionByName(spark.createDataFrame([("z0", [0.3, 0.0, 0.0, 1.0])], VECTORS))
+    alone = {r["item_id"]: r["segment_id"] for r in cluster_items(with_outlier, 4, seed=1, max_iter=5).collect()}
+    assert sum(s == alone["z0"] for s in alone.values()) == 1
+    found = cluster_items(with_outlier, 4, seed=1, max_iter=5, min_size=2)
+    merged = {r["item_id"]: r["segment_id"] for r in found.collect()}
+    assert len(set(merged.values())) == 3 and merged["z0"] == merged["a0"] == 0
+    # The silhouette that chose k is the one of the merged segments.
+    k, scores = choose_k(with_outlier, [4], sample=100, seed=1, max_iter=5, min_size=2)
+    assert k == 4 and scores[4] == pytest.approx(silhouette(with_outlier, found, 100, seed=1), abs=1e-12)
+
+
 def test_one_or_two_items_make_one_segment_and_no_items_none(spark):
     one = spark.createDataFrame([("x", [0.0, 3.0])], VECTORS)
     assert choose_k(one, [8, 12], sample=10) == (1, {1: 0.0})
