@@ -52,7 +52,9 @@ class Onboarding:
     """The part's settings: behaviours a user's start is made of (users with at most this many items are served),
     the ridge's L2 penalty, the items it proposes per user, and what a start is made of: the items' text vectors
     (`text`), their ids (`ids`: `id_vectors`, at most `max_ids` + 1 dimensions) or whichever ranks the later
-    choices of a `holdout` share of the warm users better (`auto`, `settle`)."""
+    choices of a `holdout` share of the warm users better (`auto`, `settle`). The part is used only when at least
+    `min_users` users have more than `first` items to learn from: a map learnt from a handful of histories (one bot
+    among new users) would give the new users those few users' items."""
 
     first: int = 3
     reg: float = 30.0
@@ -60,6 +62,7 @@ class Onboarding:
     features: Features = "auto"
     max_ids: int = 2000
     holdout: float = 0.1
+    min_users: int = 20
 
 
 def id_vectors(behaviors: DataFrame, first: int, max_ids: int, seed: int = SEED) -> DataFrame:
@@ -174,9 +177,14 @@ def onboarding_top(
 ) -> tuple[DataFrame, DataFrame, DataFrame] | None:
     """(the thin users' start vectors, the fitted part, each thin user's `model.candidates` best items with their
     raw score in `content`), from one blocked product as the content part's; None (nothing fitted) when no user of
-    `seen_counts` (user_id, n_seen) has between 1 and `model.first` items."""
+    `seen_counts` (user_id, n_seen) has between 1 and `model.first` items, or fewer than `model.min_users` have more."""
     thin_users = seen_counts.where(F.col("n_seen").between(1, model.first)).select("user_id")
     if thin_users.isEmpty():
+        return None
+    warm = seen_counts.where(F.col("n_seen") > model.first).count()
+    if warm < model.min_users:
+        log.info("onboarding: %d users with more than %d items, fewer than %d: the part is not used", warm,
+                 model.first, model.min_users)  # fmt: skip
         return None
     if model.features == "auto":
         model, _ = settle(behaviors, item_vectors, model, block)

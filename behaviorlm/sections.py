@@ -101,6 +101,8 @@ class OnboardingConfig(Section):
     features: Literal["text", "ids", "auto"] = "auto"
     max_ids: Positive = 2000
     holdout: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    # Users with a longer history the map needs to learn from; fewer: the thin users get the thin blend without it.
+    min_users: Positive = 20
 
 
 class ThinConfig(Section):

@@ -105,7 +105,7 @@ def onboarding(cfg: Config) -> Onboarding | None:
     t, o = cfg.recommend.thin, cfg.recommend.onboarding
     if t.max_history == 0 or not t.weights.get("onboarding"):
         return None
-    return Onboarding(t.max_history, o.reg, o.candidates, o.features, o.max_ids, o.holdout)
+    return Onboarding(t.max_history, o.reg, o.candidates, o.features, o.max_ids, o.holdout, o.min_users)
 
 
 def settled_onboarding(

@@ -99,7 +99,8 @@ def test_thin_users_are_recommended_by_it_with_its_reason(spark):
         users=users,
     )
     thin = Thin(3, {"onboarding": 1.0, "popularity": 0.1})
-    got = recommend(inp, Strength({"click": 1.0}), {"popularity": 1.0}, 1, thin=thin, onboarding=Onboarding(3, 1.0))
+    model = Onboarding(3, 1.0, min_users=8)
+    got = recommend(inp, Strength({"click": 1.0}), {"popularity": 1.0}, 1, thin=thin, onboarding=model)
     top = {r["user_id"]: r for r in got.collect()}
     got.unpersist()
     assert (top["c1"]["item_id"], top["c2"]["item_id"]) == ("x", "y")
@@ -109,8 +110,10 @@ def test_thin_users_are_recommended_by_it_with_its_reason(spark):
     # The start vectors are read from a checkpoint, not by re-running the per-user window over the history at each
     # read: on bench-coldstart's derived history (seed 1) those re-runs took a 4 GB local driver out of memory.
     seen = behaviors(spark).groupBy("user_id").agg(F.count_distinct("item_id").alias("n_seen"))
-    thin_starts = onboarding_top(inp.behaviors, inp.item_vectors, seen, Onboarding(3, 1.0), 4000)[0]
+    thin_starts = onboarding_top(inp.behaviors, inp.item_vectors, seen, model, 4000)[0]
     assert "Window" not in thin_starts._jdf.queryExecution().analyzed().toString()
+    # Eight users to learn from, nine wanted: no map (one bot among new users would otherwise give them its items).
+    assert onboarding_top(inp.behaviors, inp.item_vectors, seen, Onboarding(3, 1.0, min_users=9), 4000) is None
 
 
 def test_it_is_computed_only_when_the_thin_blend_weighs_it(make_config):
@@ -120,6 +123,7 @@ def test_it_is_computed_only_when_the_thin_blend_weighs_it(make_config):
     by_ids = make_config("recommend.onboarding={features: ids, max_ids: 50}")
     assert params.onboarding(by_ids) == Onboarding(3, 30.0, 100, "ids", 50)
     assert params.onboarding(make_config("recommend.onboarding.holdout=0.3")).holdout == 0.3
+    assert params.onboarding(make_config("recommend.onboarding.min_users=5")).min_users == 5
     assert params.onboarding(make_config("recommend.thin={max_history: 0, weights: {onboarding: 1.0}}")) is None
 
 
