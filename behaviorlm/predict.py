@@ -10,7 +10,9 @@ Five sources score every candidate, each normalised per user so that the user's 
 - `segments`: the user's interest segments (weight) x the item's place in its segment (popularity x similarity to
   the segment centre);
 - `popularity`: log(1 + users who had it) / log(1 + the most), the same for everyone;
-- `items`: EASE item-item weights (`behaviorlm.item_model`) voted by the history, the j-th latest by decay ** (j - 1).
+- `items`: EASE item-item weights (`behaviorlm.item_model`) voted by the history, each item by decay ** (back - 1).
+Recency counts distinct times (`transitions.timeline`'s `back`): items a log records at one timestamp (a batch of
+ratings, a coarse clock) are equally recent, whatever order the tie-break gives them.
 Each source proposes its best `candidates` items (popularity its top k), the union is scored by all six, blended
 with `weights` (`scoring.blend`) and the items the user already had are never proposed. Weights are tuned on a
 validation target, each user's last behaviour (`tune`): callers pass data without the test target.
@@ -57,7 +59,7 @@ class Settings:
     k: int = 10
     window: int = 5  # successors each behaviour has, decayed by distance
     history: int = 10  # latest items that vote through transitions
-    decay: float = 0.8  # vote of the j-th latest item (and of the successor j steps later): decay ** (j - 1)
+    decay: float = 0.8  # vote of an item `back` times before the latest (successor d steps later): decay ** (back - 1)
     recent_items: int = 10  # latest items pooled into the recent-interest vector
     candidates: int = 200  # items each source proposes per user
     session_gap_hours: float = 0.0  # 0: no session gap rule
@@ -71,13 +73,12 @@ class Settings:
 
 
 def recent_vectors(tl: DataFrame, item_vectors: DataFrame, recent_items: int = 10, decay: float = 0.8) -> DataFrame:
-    """(user_id, embedding): unit mean of the vectors of each user's latest `recent_items` items, the j-th latest
-    weighing decay ** (j - 1). Items without a vector are skipped; a user with none gets no row."""
+    """(user_id, embedding): unit mean of the vectors of each user's latest `recent_items` items, each weighing
+    decay ** (back - 1) (`timeline`'s back: items chosen at one time weigh alike). Items without a vector are
+    skipped; a user with none gets no row."""
     latest = tl.where(F.col("pos") > F.col("n") - recent_items)
     rows = latest.join(item_vectors.select("item_id", F.col("embedding").alias("vec")), "item_id")
-    return weighted_mean_vectors(
-        rows.select("user_id", "vec", F.pow(F.lit(decay), F.col("n") - F.col("pos")).alias("w"))
-    )
+    return weighted_mean_vectors(rows.select("user_id", "vec", F.pow(F.lit(decay), F.col("back") - 1).alias("w")))
 
 
 def segment_items(item_segments: DataFrame, pop: DataFrame) -> DataFrame:
@@ -145,7 +146,7 @@ def recency_items(tl: DataFrame, s: Settings) -> DataFrame:
     co-occurrence model; no rows when off."""
     if not s.items:
         return tl.sparkSession.createDataFrame([], item_model.OUTPUT)
-    votes = tl.select("user_id", "item_id", F.pow(F.lit(s.decay), F.col("n") - F.col("pos")).alias("_w"))
+    votes = tl.select("user_id", "item_id", F.pow(F.lit(s.decay), F.col("back") - 1).alias("_w"))
     return item_model.item_scores(votes, s.item_reg, s.candidates, "_w", s.item_max_items, "predict.item_max_items")
 
 
@@ -249,9 +250,7 @@ def lately(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataFr
         tl.where(F.col("pos") > F.col("n") - recent_items)
         .join(item_vectors.select("item_id", F.col("embedding").alias("_h")), "item_id")
         .join(items.select("item_id", "title"), "item_id", "left")
-        .select(
-            "user_id", F.coalesce("title", "item_id").alias("_title"), "_h", (F.col("n") - F.col("pos")).alias("_back")
-        )
+        .select("user_id", F.coalesce("title", "item_id").alias("_title"), "_h", F.col("back").alias("_back"))
     )
     targets = top.where(F.col("source") == "recent").select("user_id", "item_id").join(item_vectors, "item_id")
     cosine = dot(F.col("embedding"), F.col("_h"))  # both unit vectors
@@ -282,14 +281,16 @@ def _followed(part: str, when: str) -> Column:
     return F.when(F.col("via_followers") == 1, one).otherwise(many)
 
 
-def _latest(back: str):
+def recency_phrase(back: str, same_time: str) -> Column:
+    """ "your latest", "your 3rd latest"; for an item chosen at the same time as others (their order unknown)
+    "one of 4 chosen at your latest time", "one of 4 chosen at your 3rd latest time"."""
     n = F.col(back)
     suffix = (
         F.when((n % 100).between(11, 13), "th").when(n % 10 == 1, "st").when(n % 10 == 2, "nd").when(n % 10 == 3, "rd")
     )
-    return F.when(n == 1, F.lit("your latest")).otherwise(
-        F.format_string("your %d%s latest", n, suffix.otherwise("th"))
-    )
+    nth = F.when(n == 1, F.lit("")).otherwise(F.format_string("%d%s ", n, suffix.otherwise("th")))
+    tied = F.format_string("one of %d chosen at your %slatest time", F.col(same_time) + 1, nth)
+    return F.when(F.col(same_time) > 0, tied).otherwise(F.concat(F.lit("your "), nth, F.lit("latest")))
 
 
 def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataFrame, recent_items: int = 10,
@@ -298,7 +299,9 @@ def explain(top: DataFrame, items: DataFrame, item_vectors: DataFrame, tl: DataF
     an item is close to, the interest segment, or popularity, after the source that contributed most."""
     titles = items.select(F.col("item_id").alias("via_item"), F.col("title").alias("_via_title"))
     because = items.select(F.col("item_id").alias("because_item"), F.col("title").alias("_because"))
-    after = F.format_string("after %s (%s), ", F.coalesce("_via_title", "via_item"), _latest("via_back"))
+    after = F.format_string(
+        "after %s (%s), ", F.coalesce("_via_title", "via_item"), recency_phrase("via_back", "via_same_time")
+    )
     nexts = F.col("via_next_users") > 0
     chosen = F.when(nexts, _followed("via_next_users", "next")).otherwise(
         _followed("via_users", f"within their next {window}")

@@ -246,7 +246,7 @@ class PredictConfig(Section):
     session_gap_hours: NonNegative = 0.0
     window: Positive = 5  # a behaviour counts as followed by each of the next `window` ones (decayed by distance)
     history: Positive = 10  # the user's latest behaviours that vote for the next one
-    decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8  # vote of the j-th latest behaviour: decay ** (j - 1)
+    decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8  # vote of the j-th latest time (ties alike): decay ** (j - 1)
     recent_items: Positive = 10  # latest behaviours pooled (recency-weighted) into the recent-interest vector
     candidates: Positive = 200  # items per user from each source before blending
     # `together`: behaviours at most this far apart are one sitting (choices whose order the log does not know), and

@@ -22,8 +22,8 @@ from behaviorlm.metrics import tie_break
 
 NEXT_COL = "next_item_id"
 # What `transition_scores` says about each score's strongest vote, for the reason: the history item, how far back it
-# is, and the users behind the transition.
-VIA_COLUMNS = ["via_item", "via_back", "via_users", "via_next_users", "via_followers"]
+# is (`back`) and how many of the user's items share its time, and the users behind the transition.
+VIA_COLUMNS = ["via_item", "via_back", "via_same_time", "via_users", "via_next_users", "via_followers"]
 
 
 def timeline(
@@ -34,9 +34,12 @@ def timeline(
     col_item: str = ITEM_COL,
     col_time: str = TIME_COL,
 ) -> DataFrame:
-    """(user, item, time, pos, n, session): each user's items at their first behaviour, in time order (pos 1 = the
-    first; `n` = the user's number of items). `session` grows by one wherever the gap to the previous behaviour is
-    longer than `gap_hours` (0: one session per user). Rows with a null user, item or time are dropped.
+    """(user, item, time, pos, n, back, same_time, session): each user's items at their first behaviour, in time
+    order (pos 1 = the first; `n` = the user's number of items). `back` is how recent the item is: 1 for the user's
+    latest timestamp, 2 for the one before, ..., so items chosen at the same time are equally recent (the tie-break
+    orders them, but says nothing of which came later); `same_time` counts the user's other items at that time.
+    `session` grows by one wherever the gap to the previous behaviour is longer than `gap_hours` (0: one session per
+    user). Rows with a null user, item or time are dropped.
 
     Only an item's first behaviour counts: a repeat (a purchase after a view) is not a new step towards something
     the user has not had, and `leave_last_out` orders (user, item) pairs the same way, so position n is its target.
@@ -44,8 +47,12 @@ def timeline(
     known = F.col(col_user).isNotNull() & F.col(col_item).isNotNull() & F.col(col_time).isNotNull()
     pairs = behaviors.where(known).groupBy(col_user, col_item).agg(F.min(col_time).alias(col_time))
     order = Window.partitionBy(col_user).orderBy(col_time, tie_break(seed, col_user, col_item), col_item)
-    ranked = pairs.withColumn("pos", F.row_number().over(order)).withColumn(
-        "n", F.count("*").over(Window.partitionBy(col_user))
+    ranked = pairs.select(
+        "*",
+        F.row_number().over(order).alias("pos"),
+        F.count("*").over(Window.partitionBy(col_user)).alias("n"),
+        F.dense_rank().over(Window.partitionBy(col_user).orderBy(F.col(col_time).desc())).alias("back"),
+        (F.count("*").over(Window.partitionBy(col_user, col_time)) - 1).alias("same_time"),
     )
     if gap_hours <= 0:
         return ranked.withColumn("session", F.lit(0))
@@ -53,6 +60,13 @@ def timeline(
     gap = F.unix_micros(col_time) - F.unix_micros(F.lag(col_time).over(by_pos))
     starts = F.coalesce(gap > F.lit(gap_hours * 3600e6), F.lit(False)).cast("int")
     return ranked.withColumn("_start", starts).withColumn("session", F.sum("_start").over(by_pos)).drop("_start")
+
+
+def tied_share(tl: DataFrame) -> float:
+    """The share of a `timeline`'s items that share their user's timestamp with another item: how much of the
+    order is the tie-break's rather than the log's (0.0 for an empty timeline)."""
+    row = tl.agg(F.count("*").alias("n"), F.sum((F.col("same_time") > 0).cast("long")).alias("tied")).first()
+    return (row["tied"] or 0) / row["n"] if row["n"] else 0.0
 
 
 def transitions(
@@ -138,7 +152,8 @@ def transition_scores(
 ) -> DataFrame:
     """(user, item, transitions, via_item, via_back, via_users, via_next_users, via_followers): for every item the
     user has not had that follows one of their latest `history` items (with `last_session`, only those of the user's
-    last session vote), the sum of decay ** (back - 1) x P(item | history item). `via_*` describe the strongest
+    last session vote), the sum of decay ** (back - 1) x P(item | history item), `back` counting distinct times
+    (`timeline`: items chosen at one time vote alike). `via_*` describe the strongest
     single vote (ties: the more recent history item, then item id). A user whose latest items have no successors
     anywhere simply has no rows."""
     voters = tl
@@ -146,7 +161,7 @@ def transition_scores(
         last = tl.withColumn("_last", F.max("session").over(Window.partitionBy(col_user)))
         voters = last.where(F.col("session") == F.col("_last")).drop("_last")
     latest = voters.where(F.col("pos") > F.col("n") - history).select(
-        col_user, F.col(col_item).alias("_from"), (F.col("n") - F.col("pos") + 1).alias("_back")
+        col_user, F.col(col_item).alias("_from"), F.col("back").alias("_back"), "same_time"
     )
     vote = F.pow(F.lit(decay), F.col("_back") - 1) * F.col("probability")
     via = F.struct(
@@ -154,6 +169,7 @@ def transition_scores(
         (-F.col("_back")).alias("recency"),
         F.col("_from").alias("via_item"),
         F.col("_back").alias("via_back"),
+        F.col("same_time").alias("via_same_time"),
         F.col("users").alias("via_users"),
         F.col("next_users").alias("via_next_users"),
         F.col("followers").alias("via_followers"),

@@ -22,10 +22,12 @@ from behaviorlm.metrics import leave_last_out
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.predict import SOURCES, Inputs, Settings, candidates, predict, tune_on_last
 from behaviorlm.text import display_titles
+from behaviorlm.transitions import tied_share, timeline
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
 log = logging.getLogger(__name__)
+TIED_WARNING = 0.5  # share of items tied with another of the user's (`tied_share`) above which the log is warned of
 
 
 def settings(cfg: Config) -> Settings:
@@ -108,7 +110,12 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     save_run(predict(cands, inp, s, weights).select(columns), cfg, "next_behaviors")
     table = params.table(spark, cfg, "next_behaviors").where(F.col("run_id") == cfg.run_id)
     weighed = {f"weight_{src}": weights.get(src, 0.0) for src in SOURCES}
-    metrics = {**summary(table, inp.behaviors, s.k), **tuned, **weighed}
+    tied = tied_share(timeline(inp.behaviors, s.seed))
+    if tied > TIED_WARNING:
+        log.warning("%.0f%% of the users' items share their timestamp with another of theirs: their order is unknown, "
+                    "so reasons say 'one of N chosen at your latest time' and what follows what is learnt both ways",
+                    100 * tied)  # fmt: skip
+    metrics = {**summary(table, inp.behaviors, s.k), **tuned, **weighed, "tied_share": tied}
     log.info("next behaviours for %d users: %s", metrics["users"], metrics)
     example = table.join(inp.items, "item_id", "left").orderBy(F.xxhash64("user_id"), "user_id", "rank").limit(3)
     if example := example.collect():

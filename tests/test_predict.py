@@ -9,11 +9,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from behaviorlm.metrics import leave_last_out, ranking_metrics, tie_break
-from behaviorlm.predict import SOURCES, Inputs, candidates, tune
+from behaviorlm.predict import SOURCES, Inputs, candidates, recency_phrase, tune
 from behaviorlm.predict import predict as next_items
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.scoring import blend
-from behaviorlm.transitions import timeline, together_scores, transitions
+from behaviorlm.transitions import tied_share, timeline, together_scores, transitions
 from jobs import predict
 from tests.util import assert_same_rows, job_args, read, write
 
@@ -70,9 +70,23 @@ def test_timestamp_ties_follow_the_seeded_hash_like_leave_last_out(spark):
         assert [r["item_id"] for r in last.collect()] == got[-1:]
         orders.add(tuple(got))
     assert len(orders) > 1
-    # Same-second behaviours are transitions both ways, whatever the hash put first.
-    pairs = {(r["item_id"], r["next_item_id"]) for r in transitions(timeline(df), window=1).collect()}
+    # Same-second behaviours are transitions both ways, whatever the hash put first, and equally recent.
+    tl = timeline(df)
+    pairs = {(r["item_id"], r["next_item_id"]) for r in transitions(tl, window=1).collect()}
     assert all((b, a) in pairs for a, b in pairs)
+    assert {(r["back"], r["same_time"]) for r in tl.collect()} == {(1, 5)} and tied_share(tl) == 1.0
+
+
+def test_reasons_say_which_latest_and_whether_it_was_chosen_with_others(spark):
+    cases = {(1, 0): "your latest", (3, 0): "your 3rd latest", (12, 0): "your 12th latest",
+             (1, 3): "one of 4 chosen at your latest time",
+             (2, 1): "one of 2 chosen at your 2nd latest time"}  # fmt: skip
+    df = spark.createDataFrame(list(cases), "back int, same_time long")
+    got = {
+        (r["back"], r["same_time"]): r["s"]
+        for r in df.select("*", recency_phrase("back", "same_time").alias("s")).collect()
+    }
+    assert got == cases
 
 
 def test_together_votes_through_one_sitting_both_ways(spark):
@@ -143,6 +157,7 @@ def test_next_behaviours_reasons_bad_input_and_idempotence(spark, make_config):
     metrics = predict.main(job_args(cfg, *BASE))
     got = rows(spark, cfg).collect()
     assert metrics["users"] == 8 and metrics["users_short"] == 0 and len(got) == 24
+    assert metrics["tied_share"] == pytest.approx(3 / 19)  # u7's three items of the 19 users' items
     seen = {(r["user_id"], r["item_id"]) for r in read(spark, cfg, "behaviors").collect()}
     assert not seen & {(r["user_id"], r["item_id"]) for r in got} and all(r["reason"] for r in got)
     top = {r["user_id"]: r for r in got if r["rank"] == 1}
