@@ -1,6 +1,9 @@
 """Item attributes (genres, categories, ...) filled by k-NN voting: the k items most similar to an item, by the
 embedding of its text rendered *without* the attribute, that have the attribute vote for their values with weight
-max(cosine, 0) ** power; a value's confidence is its vote share. Array columns are multi-label."""
+max(cosine, 0) ** power; a value's confidence is its vote share. Array columns are multi-label: a value is kept from
+a vote share chosen on a validation slice of the items that have the attribute (`choose_label_threshold`), and that
+slice's micro-F1 is reported beside the best F1 of giving every item the same most frequent values
+(`frequency_f1`), which says whether the item text predicts the attribute at all."""
 
 from __future__ import annotations
 
@@ -9,12 +12,17 @@ import re
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from behaviorlm.constants import BLOCK_SIZE
+from behaviorlm.constants import BLOCK_SIZE, SEED
 from behaviorlm.errors import ConfigError
+from behaviorlm.metrics import hashed_share
 from behaviorlm.neighbors import exact_top_k
 
 # What `fill_attribute` returns (its first frame).
 FILLED = "item_id string, attribute string, value string, confidence double, n_support int, method string"
+THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)  # vote shares `choose_label_threshold` tries
+VALIDATION_SHARE = 0.1  # of the items with the attribute, held out to choose the threshold
+MIN_VALIDATION = 20  # validation items needed to choose; fewer: DEFAULT_THRESHOLD
+DEFAULT_THRESHOLD = 0.25
 
 
 def attribute_labels(items: DataFrame, attribute: str) -> tuple[DataFrame, bool]:
@@ -56,13 +64,16 @@ def fill_attribute(
     vectors: DataFrame,
     hide: Column | None = None,
     k: int = 50,
-    label_threshold: float = 0.25,
+    label_threshold: float | None = None,
     power: float = 4.0,
     block_size: int = BLOCK_SIZE,
-) -> tuple[DataFrame, DataFrame]:
-    """(predictions for items missing the attribute (or hidden by `hide`), hidden truth labels).
+    seed: int = SEED,
+) -> tuple[DataFrame, DataFrame, dict[str, float]]:
+    """(predictions for items missing the attribute (or hidden by `hide`), hidden truth labels, what choosing the
+    threshold measured: `choose_label_threshold`'s, {} for a single-label attribute or a given threshold).
 
-    `vectors` are (item_id, embedding) of each item's text without the attribute.
+    `vectors` are (item_id, embedding) of each item's text without the attribute. A multi-label value is kept from
+    a vote share of `label_threshold`, or None: chosen on a validation slice of the items that keep the attribute.
     """
     labels, multi = attribute_labels(items, attribute)
     has = labels.select("item_id").distinct()
@@ -70,7 +81,13 @@ def fill_attribute(
     truth = labels.join(hidden_items, "item_id")
     known = labels.join(hidden_items, "item_id", "left_anti")
     targets = items.select("item_id").join(known.select("item_id").distinct(), "item_id", "left_anti")
-    threshold = label_threshold if multi else 1.0  # single-label: only the best value
+    tuning: dict[str, float] = {}
+    if not multi:
+        threshold = 1.0  # single-label: only the best value
+    elif label_threshold is None:
+        threshold, tuning = choose_label_threshold(known, vectors, k, power, block_size, seed)
+    else:
+        threshold = label_threshold
     predicted = predict_labels(
         known,
         vectors.join(targets, "item_id"),
@@ -83,7 +100,41 @@ def fill_attribute(
     method = F.lit(f"knn{k}_item_text_without_{attribute}")
     rows = predicted.select("item_id", F.lit(attribute).alias("attribute"), "value", "confidence", "n_support",
                             method.alias("method"))  # fmt: skip
-    return rows, truth
+    return rows, truth, tuning
+
+
+def choose_label_threshold(
+    known: DataFrame, vectors: DataFrame, k: int, power: float, block: int, seed: int = SEED
+) -> tuple[float, dict[str, float]]:
+    """(the vote share of THRESHOLDS with the best micro-F1 on a seeded VALIDATION_SHARE of the `known` (item_id,
+    value) items, their values predicted from the others; {label_threshold, validation_items, validation_f1,
+    frequency_f1}). frequency_f1 is the best micro-F1 of giving every validation item the same m most frequent
+    values (m from 1 to 20): a validation_f1 not above it means the text says nothing of the attribute. Ties go to
+    the higher share (fewer values); with fewer than MIN_VALIDATION items, DEFAULT_THRESHOLD and no F1."""
+    items = known.select("item_id").distinct()
+    held = items.where(hashed_share("item_id", 0.0, VALIDATION_SHARE, seed + 1)).localCheckpoint()
+    n_held = held.count()
+    if n_held < MIN_VALIDATION:
+        return DEFAULT_THRESHOLD, {"label_threshold": DEFAULT_THRESHOLD, "validation_items": float(n_held)}
+    rest = known.join(held, "item_id", "left_anti")
+    votes = predict_labels(rest, vectors.join(held, "item_id"), vectors.join(rest.select("item_id").distinct(),
+                           "item_id"), k, min(THRESHOLDS), block, power).toPandas()  # fmt: skip
+    truth = {(r["item_id"], r["value"]) for r in known.join(held, "item_id").collect()}
+    top = set(votes.sort_values(["confidence", "value"], ascending=[False, True]).groupby("item_id").head(1).index)
+    scores = {t: _f1({(r.item_id, r.value) for i, r in votes.iterrows() if r.confidence >= t or i in top}, truth)
+              for t in THRESHOLDS}  # fmt: skip
+    best = max(THRESHOLDS, key=lambda t: (scores[t], t))
+    frequent = [r["value"] for r in rest.groupBy("value").count().orderBy(F.desc("count"), "value").limit(20).collect()]
+    held_ids = [r["item_id"] for r in held.collect()]
+    frequency = max(_f1({(i, v) for i in held_ids for v in frequent[:m]}, truth) for m in range(1, len(frequent) + 1))
+    return best, {"label_threshold": best, "validation_items": float(n_held), "validation_f1": scores[best],
+                  "frequency_f1": frequency}  # fmt: skip
+
+
+def _f1(predicted: set, truth: set) -> float:
+    """Micro-F1 of (item, value) pairs."""
+    hits = len(predicted & truth)
+    return 2 * hits / (len(predicted) + len(truth)) if hits else 0.0
 
 
 def predict_labels(

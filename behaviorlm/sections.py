@@ -191,8 +191,9 @@ class CompleteConfig(Section):
     attributes: list[str] = Field(default_factory=lambda: ["genres"])
     attribute_neighbors: Positive = 50
     attribute_similarity_power: float = 4.0  # a neighbour's vote: max(cosine, 0) ** power
-    # Multi-label: keep values with at least this share of the neighbours' vote.
-    label_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    # Multi-label: keep values with at least this share of the neighbours' vote; auto: the share with the best
+    # micro-F1 on a validation slice of the items that have the attribute (behaviorlm/attributes.py).
+    label_threshold: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = "auto"
     # Share of observed ratings and attribute values hidden (seeded) and filled too, to measure the fills.
     holdout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 

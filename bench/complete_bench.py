@@ -97,8 +97,11 @@ def genres(spark, cfg: Config) -> dict[str, float]:
     texts = item_texts(items, without_attribute(cfg.embed.item_fields, "genres"), cfg.embed.empty_text)
     vectors = center(texts.select("item_id", embed(F.col("text")).alias("embedding"))).localCheckpoint()
     comp = cfg.complete
-    rows, truth = fill_attribute(items, "genres", vectors, hidden(0.2, SEED, "item_id"), comp.attribute_neighbors,
-                                 comp.label_threshold, comp.attribute_similarity_power, cfg.block_size)  # fmt: skip
+    threshold = None if comp.label_threshold == "auto" else comp.label_threshold
+    rows, truth, tuning = fill_attribute(items, "genres", vectors, hidden(0.2, SEED, "item_id"),
+                                         comp.attribute_neighbors, threshold, comp.attribute_similarity_power,
+                                         cfg.block_size, cfg.seed)  # fmt: skip
+    print(f"genres: threshold chosen on validation items (never the hidden ones): {tuning}", flush=True)
     hidden_items = truth.select("item_id").distinct()
     f1 = label_f1(rows.join(hidden_items, "item_id"), truth)
     known = attribute_labels(items, "genres")[0].join(hidden_items, "item_id", "left_anti")

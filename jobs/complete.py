@@ -46,6 +46,7 @@ from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
 log = logging.getLogger(__name__)
+NO_SIGNAL_MARGIN = 0.02  # validation micro-F1 within this of the frequency baseline's: the text predicts nothing
 
 
 def in_scale(rated: DataFrame, cfg: Config) -> bool:
@@ -112,8 +113,14 @@ def complete_attributes(spark: SparkSession, cfg: Config, items: DataFrame) -> d
         texts = item_texts(items, without_attribute(cfg.embed.item_fields, attribute), cfg.embed.empty_text)
         vectors = center(texts.select("item_id", embed(F.col("text")).alias("embedding")))
         hide = hidden(comp.holdout, cfg.seed, "item_id") if comp.holdout else None
-        rows, truth = fill_attribute(items, attribute, vectors, hide, comp.attribute_neighbors, comp.label_threshold,
-                                     comp.attribute_similarity_power, cfg.block_size)  # fmt: skip
+        threshold = None if comp.label_threshold == "auto" else comp.label_threshold
+        rows, truth, tuning = fill_attribute(items, attribute, vectors, hide, comp.attribute_neighbors, threshold,
+                                             comp.attribute_similarity_power, cfg.block_size, cfg.seed)  # fmt: skip
+        metrics |= {f"{attribute}_{name}": value for name, value in tuning.items()}
+        if tuning.get("validation_f1", 1.0) < tuning.get("frequency_f1", 0.0) + NO_SIGNAL_MARGIN:
+            log.warning("attribute %r: on validation items the fills score micro-F1 %.3f, barely better than giving "
+                        "every item the same most frequent values (%.3f): the item text says little of it", attribute,
+                        tuning["validation_f1"], tuning["frequency_f1"])  # fmt: skip
         rows = rows.localCheckpoint()  # encode once: the rows are written and scored
         filled.append(rows)
         if comp.holdout:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from behaviorlm import delta
-from behaviorlm.attributes import lacks_attribute, predict_labels
+from behaviorlm.attributes import MIN_VALIDATION, choose_label_threshold, lacks_attribute, predict_labels
 from behaviorlm.errors import ConfigError, InputContractError
 from behaviorlm.ratings import PREDICTIONS, RatingModel, baseline_biases, predict_ratings
 from behaviorlm.schemas import BEHAVIORS, ITEMS
@@ -158,6 +159,28 @@ def test_single_label_attribute_gets_one_value_by_weighted_vote(spark):
     assert [(r["item_id"], r["value"], r["n_support"]) for r in got] == [("q", "red", 2)]
     w = {"k1": 0.8**4, "k2": (0.8 * 0.9 + 0.6 * 0.44) ** 4, "k3": 0.6**4}
     assert got[0]["confidence"] == pytest.approx((w["k1"] + w["k2"]) / sum(w.values()), rel=1e-4)
+
+
+def test_label_threshold_is_chosen_on_validation_items_and_no_signal_shows(spark):
+    rng = np.random.default_rng(7)
+    ids = [f"i{n:03d}" for n in range(300)]
+    # Planted: three groups on three axes, labelled A, B and both; their neighbours agree, so every share is exact.
+    planted = {"A": 0, "B": 1, "AB": 2}
+    groups = [list(planted)[n % 3] for n in range(300)]
+    axes = [[float(planted[g] == d) + 0.01 * float(x) for d, x in enumerate(rng.normal(size=3))] for g in groups]
+    # Random: two of four values per item, whatever its vector.
+    noise = [[str(v) for v in rng.choice(list("WXYZ"), 2, replace=False)] for _ in ids]
+    for labels, vectors, signal in ((groups, axes, True), (noise, rng.normal(size=(300, 8)).tolist(), False)):
+        known = spark.createDataFrame([(i, v) for i, g in zip(ids, labels) for v in g], "item_id string, value string")
+        frame = spark.createDataFrame(list(zip(ids, vectors)), "item_id string, embedding array<double>")
+        threshold, found = choose_label_threshold(known, frame, 10, 4.0, 100)
+        assert found["validation_items"] >= MIN_VALIDATION and threshold == found["label_threshold"]
+        if signal:
+            # Perfect at every share: the highest wins the tie. The same values for all: A and B, F1 0.8.
+            assert (threshold, found["validation_f1"]) == (0.5, 1.0)
+            assert found["frequency_f1"] == pytest.approx(0.8, abs=0.05)
+        else:
+            assert found["validation_f1"] < found["frequency_f1"] + complete.NO_SIGNAL_MARGIN
 
 
 def test_pairs_table_without_item_id_is_a_clear_error(spark, data, tmp_path):
