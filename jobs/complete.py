@@ -111,7 +111,8 @@ def complete_attributes(spark: SparkSession, cfg: Config, items: DataFrame) -> d
             log.info("attribute %r: every item has it; nothing to fill", attribute)
             continue
         texts = item_texts(items, without_attribute(cfg.embed.item_fields, attribute), cfg.embed.empty_text)
-        vectors = center(texts.select("item_id", embed(F.col("text")).alias("embedding")))
+        # Encoded once: the threshold's validation, the neighbour search and the scoring all read them.
+        vectors = center(texts.select("item_id", embed(F.col("text")).alias("embedding"))).localCheckpoint()
         hide = hidden(comp.holdout, cfg.seed, "item_id") if comp.holdout else None
         threshold = None if comp.label_threshold == "auto" else comp.label_threshold
         rows, truth, tuning = fill_attribute(items, attribute, vectors, hide, comp.attribute_neighbors, threshold,
@@ -121,7 +122,7 @@ def complete_attributes(spark: SparkSession, cfg: Config, items: DataFrame) -> d
             log.warning("attribute %r: on validation items the fills score micro-F1 %.3f, barely better than giving "
                         "every item the same most frequent values (%.3f): the item text says little of it", attribute,
                         tuning["validation_f1"], tuning["frequency_f1"])  # fmt: skip
-        rows = rows.localCheckpoint()  # encode once: the rows are written and scored
+        rows = rows.localCheckpoint()  # searched once: the rows are written and scored
         filled.append(rows)
         if comp.holdout:
             on_hidden = rows.join(truth.select("item_id").distinct(), "item_id")
