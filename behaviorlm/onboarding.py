@@ -38,7 +38,8 @@ from pyspark.sql import functions as F
 from behaviorlm.constants import SEED
 from behaviorlm.content import content_scores
 from behaviorlm.metrics import first_n_split, hashed_share, rank_by_score, ranking_metrics
-from behaviorlm.vectors import l2_normalize
+from behaviorlm.users import weighted_mean_vectors
+from behaviorlm.vectors import in_sum_order
 
 log = logging.getLogger(__name__)
 GRAM_PARTIALS = 64  # X'X partials fetched by the driver, one job each (`_gram`)
@@ -87,15 +88,8 @@ def start_vectors(
     """(user_id, embedding: the unit mean of the vectors of the user's first `first` items in time order; the
     (user_id, item_id) pairs each user met after those)."""
     start, later = first_n_split(behaviors.select("user_id", "item_id", "ts"), first, seed)
-    mean = Summarizer.mean(array_to_vector("embedding"))
-    starts = (
-        start.select("user_id", "item_id")
-        .distinct()
-        .join(item_vectors.select("item_id", "embedding"), "item_id")
-        .groupBy("user_id")
-        .agg(mean.alias("_mean"))
-        .select("user_id", l2_normalize(vector_to_array("_mean", "float32")).alias("embedding"))
-    )
+    rows = start.select("user_id", "item_id").distinct().join(item_vectors.select("item_id", "embedding"), "item_id")
+    starts = weighted_mean_vectors(rows.select("user_id", F.col("embedding").alias("vec"), F.lit(1.0).alias("w")))
     return starts, later.select("user_id", "item_id").distinct()
 
 
@@ -112,7 +106,7 @@ def fit(starts: DataFrame, later: DataFrame, reg: float) -> DataFrame:
     # The pseudo-inverse: with `reg` 0 and fewer distinct starts than dimensions X'X is singular.
     inverse = np.linalg.pinv(gram + reg * np.eye(len(total)), hermitian=True)
     per_item = (
-        later.join(x, "user_id")
+        in_sum_order(later.join(x, "user_id"), "item_id", "user_id")
         .groupBy("item_id")
         .agg(
             vector_to_array(Summarizer.sum(array_to_vector("embedding"), F.col("w"))).alias("b"),

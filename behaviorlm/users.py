@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from behaviorlm.embedding import EmbedFn
-from behaviorlm.vectors import center, l2_normalize
+from behaviorlm.vectors import center, in_sum_order, l2_normalize
 
 VERBS = {"rating": "rated", "view": "viewed", "click": "clicked", "purchase": "bought", "search": "searched",
          "review": "reviewed"}  # fmt: skip
@@ -36,10 +36,11 @@ def event_weights(
 
 
 def weighted_mean_vectors(rows: DataFrame, key: str = "user_id") -> DataFrame:
-    """(key, vec array<float>, w double) rows -> (key, embedding) unit vectors of the weighted mean per key."""
+    """(key, vec array<float>, w double) rows -> (key, embedding) unit vectors of the weighted mean per key, the
+    same bits on every run (`in_sum_order`)."""
     mean = Summarizer.mean(F.col("_v"), F.col("w"))
     return (
-        rows.where(F.col("w") > 0)
+        in_sum_order(rows.where(F.col("w") > 0).select(key, "vec", "w"), key, "vec", "w")
         .select(key, array_to_vector("vec").alias("_v"), "w")
         .groupBy(key)
         .agg(mean.alias("_mean"))

@@ -10,6 +10,14 @@ from pyspark.sql import functions as F
 from behaviorlm.constants import CENTRED_FLOOR, NORM_EPSILON, VECTOR_COL
 
 
+def in_sum_order(rows: DataFrame, key: str, *order: str) -> DataFrame:
+    """`rows` with each `key`'s rows in one partition, sorted by `order`: a float sum per key over it then gives the
+    same bits on every run. Summed as map outputs arrive (a table rewritten in another file order, a shuffle
+    fetched in another order), the same rows round differently: a re-run after such a rewrite moved 160 of
+    ML-100K's 943 user vectors by up to 1.5e-8, enough to swap two neighbours whose similarities tied."""
+    return rows.repartition(key).sortWithinPartitions(key, *order)
+
+
 def l2_normalize(vector: Column) -> Column:
     """Unit-length copy of an array<float> column (null stays null; a zero vector stays zero, never NaN).
 

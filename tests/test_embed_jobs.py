@@ -16,7 +16,7 @@ from behaviorlm.assets import model_dir
 from behaviorlm.config import ConfigError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.text import display_titles, item_texts
-from behaviorlm.users import event_weights, pooled_vectors, render_sequences
+from behaviorlm.users import event_weights, pooled_vectors, render_sequences, weighted_mean_vectors
 from behaviorlm.vectors import center
 from jobs import embed_items, embed_users
 from tests.test_encoder import reference_vectors
@@ -138,6 +138,17 @@ def test_pooled_user_vectors_are_weighted_means(spark):
         [("u1", [float(1 / norm), float(0.5 / norm)]), ("u2", [0.0, 1.0])], "user_id string, embedding array<float>"
     )
     assert_approx_df_equality(got, expected, 1e-6, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_users_vector_does_not_depend_on_the_order_its_rows_arrive_in(spark):
+    # Floats summed in another order give other bits: here the running mean of 1e16, 1 and -1e16 is 0 or 1/3. Rows
+    # arrive in file and shuffle order, which a rewritten table changes (a re-run moved 160 of ML-100K's users).
+    rows = [([1e16, 1.0], 1.0), ([1.0, 1.0], 1.0), ([-1e16, 1.0], 1.0)]
+    got = []
+    for order in (rows, rows[::-1], rows[1:] + rows[:1]):
+        frame = spark.createDataFrame([("u", v, w) for v, w in order], "user_id string, vec array<float>, w double")
+        got.append(weighted_mean_vectors(frame.coalesce(1)).first()["embedding"])
+    assert got[0] == got[1] == got[2]
 
 
 def test_centring_on_no_catalogue_leaves_vectors_as_they_are(spark):

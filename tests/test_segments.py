@@ -220,7 +220,9 @@ def write_tables(spark, cfg) -> None:
 def test_job_writes_four_tables_idempotently(spark, make_config):
     cfg = make_config()
     write_tables(spark, cfg)
-    args = job_args(cfg, "segments.k_grid=[3]", "segments.per_user=2", "segments.period=day")
+    # Groups of 5, 4 and 3 items: a minimum of 3 keeps the smallest (the default 4 would dissolve it).
+    args = job_args(cfg, "segments.k_grid=[3]", "segments.per_user=2", "segments.period=day",
+                    "segments.min_segment_size=3")  # fmt: skip
     first = segments.main(args)
     names = ("segments", "item_segments", "user_interests", "segment_trends")
     tables = {n: read(spark, cfg, n) for n in names}
