@@ -10,9 +10,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pyspark.logger import PySparkLogger
 from pyspark.sql import SparkSession
 
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -22,6 +24,10 @@ def setup_logging(level: int = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # A CJK fallback font has no bold face: the report's chart titles are drawn in its regular one, as they should be.
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    # PySpark logs every analysis error it raises, with the JVM's whole stack, as JSON on its own handler: an error
+    # we catch and explain (a bad `ingest.behaviors_where`) would still print 60 frames of Catalyst before it.
+    for context in QUERY_CONTEXT_LOGGERS:
+        PySparkLogger.getLogger(context).disabled = True
 
 
 def _progress(spark: SparkSession, log: logging.Logger, what: str, every: float, stop: threading.Event) -> None:

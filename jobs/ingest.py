@@ -92,13 +92,18 @@ def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, Dat
     return behaviors, items
 
 
+def _first_line(exc: Exception) -> str:
+    """The first non-blank line of an error's text (a ParseException's starts with a line break)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 def _where(df: DataFrame, condition: str, table: str) -> DataFrame:
     """`df` filtered by the SQL `condition`, or an error naming the table and the setting."""
     try:
         return df.where(condition)
     except (AnalysisException, ParseException) as exc:
         raise InputContractError(
-            f"table {table!r}: ingest.behaviors_where {condition!r} cannot be applied: {str(exc).splitlines()[0]}; "
+            f"table {table!r}: ingest.behaviors_where {condition!r} cannot be applied: {_first_line(exc)}; "
             f"columns present: {sorted(df.columns)}"
         ) from None
 

@@ -138,7 +138,7 @@ def run_ingest(cfg, overrides, run_id=None):
     return {c.table: c for c in ingest.main([*argv, "--run-id", run_id or cfg.run_id])}
 
 
-def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_path):
+def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_path, capfd):
     events = [
         ("2026-12-01", "a", "x", "click", "2026-12-01 10:00"),
         ("2026-12-01", "b", "y", "click", "2026-12-01 11:00"),
@@ -181,8 +181,14 @@ def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_p
                            ignore_row_order=True)  # fmt: skip
     m = metrics(spark, cfg, "2026-12-02")
     assert m["behaviors_already_present"] == 3
+    capfd.readouterr()
     with pytest.raises(InputContractError, match=r"ingest.behaviors_where 'dya = 1' cannot be applied.*'day'"):
         run_ingest(cfg, [*day2[:-1], "ingest.behaviors_where=dya = 1"])
+    # A syntax error is explained too (its text starts with a blank line), and PySpark's own log of either error,
+    # the JVM's stack as JSON, is not printed.
+    with pytest.raises(InputContractError, match=r"'day = = 1' cannot be applied: \[PARSE_SYNTAX_ERROR\]"):
+        run_ingest(cfg, [*day2[:-1], "ingest.behaviors_where=day = = 1"])
+    assert "org.apache.spark" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("policy", ["keep", "reject"])
