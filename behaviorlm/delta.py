@@ -94,6 +94,27 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     return bool(jpath.getFileSystem(spark._jsc.hadoopConfiguration()).exists(jpath))
 
 
+def input_exists(spark: SparkSession, ref: TableRef) -> bool:
+    """Whether an optional input table (queries, messages, ...) exists. A path that holds files but no Delta table
+    is an error, not an absent input: a `queries` table written as Parquet was otherwise skipped in silence. (Only
+    for inputs: a folder of ours left by a failed first write must not stop the retry.)"""
+    if table_exists(spark, ref):
+        return True
+    if ref.is_path and _holds_files(spark, ref.location):
+        raise TableNotFoundError(
+            f"table {ref} is not a Delta table: the folder holds files but no _delta_log. Write it with "
+            f"format('delta'), or convert a Parquet folder once: CONVERT TO DELTA parquet.`{ref.location}`"
+        )
+    return False
+
+
+def _holds_files(spark: SparkSession, path: str) -> bool:
+    """Whether `path` is a file or a folder with anything in it (an empty folder is as good as none)."""
+    jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
+    fs = jpath.getFileSystem(spark._jsc.hadoopConfiguration())
+    return bool(fs.exists(jpath)) and (fs.getFileStatus(jpath).isFile() or len(fs.listStatus(jpath)) > 0)
+
+
 def read_table(spark: SparkSession, ref: TableRef) -> DataFrame:
     if not table_exists(spark, ref):
         raise TableNotFoundError(

@@ -48,7 +48,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame]
     frames = []
     for name, required in COLUMNS.items():
         ref = delta.table_ref(cfg.tables, name)
-        if not delta.table_exists(spark, ref):
+        if not delta.input_exists(spark, ref):
             log.info("intents: no %s table %s; nothing to match", name, ref)
             return None
         frame = delta.read_table(spark, ref)
@@ -98,7 +98,7 @@ def answers(spark: SparkSession, cfg: Config, examples: DataFrame) -> tuple[Data
     training) and each user's top interest (None when absent)."""
     ref = delta.table_ref(cfg.tables, "intent_answers")
     templates, counts = None, {}
-    if delta.table_exists(spark, ref):
+    if delta.input_exists(spark, ref):
         table = delta.read_table(spark, ref)
         require_columns(table, "intent_answers", ["intent", "answer_template"])
         known = [

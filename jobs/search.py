@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 def read_queries(spark: SparkSession, cfg: Config) -> DataFrame | None:
     """The queries with an id, one row per id (the first by text, user); None when there is no queries table."""
     ref = delta.table_ref(cfg.tables, "queries")
-    if not delta.table_exists(spark, ref):
+    if not delta.input_exists(spark, ref):
         log.info("search: no queries table %s; nothing to search", ref)
         return None
     raw = delta.read_table(spark, ref)

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from behaviorlm import search as search_lib
 from behaviorlm.assets import model_dir
 from behaviorlm.embedding import make_embed_fn
-from behaviorlm.errors import InputContractError
+from behaviorlm.errors import InputContractError, TableNotFoundError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.search import EMPTY_QUERY, one_per_id, top_items
@@ -148,10 +148,15 @@ def test_query_and_user_ids_are_read_as_ingest_reads_ids(spark):
     assert [(r["user_id"], r["_n"]) for r in rows if r["query_id"] is None] == [(None, None)]  # NaN: no id
 
 
-def test_no_queries_table_writes_nothing(spark, make_config):
+def test_no_queries_table_writes_nothing_and_a_parquet_one_is_an_error(spark, make_config, tmp_path):
     cfg = make_config()
     assert search.main(job_args(cfg)) == {"queries": 0}
     assert not os.path.exists(f"{cfg.tables.root}/query_results")
+    # Written as Parquet, not Delta: it used to be skipped as if absent.
+    parquet = str(tmp_path / "queries_parquet")
+    spark.createDataFrame([("p1", "科幻小说")], "query_id string, text string").write.parquet(parquet)
+    with pytest.raises(TableNotFoundError, match=r"queries \(path .*queries_parquet\) is not a Delta table"):
+        search.main(job_args(cfg, f"tables.queries={parquet}"))
 
 
 def test_notebook_api(spark, vectors):
