@@ -47,11 +47,13 @@ def check_templates(
                           F.col(template_col).cast("string").alias(TEMPLATE_COL))  # fmt: skip
     names = F.regexp_extract_all(TEMPLATE_COL, F.lit(_PLACEHOLDER), 1)
     unknown = F.filter(names, lambda n: ~n.isin(*PLACEHOLDERS))
-    bad = rows.where(F.size(unknown) > 0).select(INTENT_COL, unknown.alias("names")).first()
-    if bad is not None:
+    # Every bad template at once (a few), so that one run names all there is to fix.
+    bad = rows.where(F.size(unknown) > 0).select(INTENT_COL, unknown.alias("names")).orderBy(INTENT_COL).limit(5)
+    if found := bad.collect():
+        named = "; ".join(f"intent {r[INTENT_COL]!r}: {{{'}, {'.join(r['names'])}}}" for r in found)
         raise InputContractError(
-            f"table {table!r}: column {template_col!r} of intent {bad[INTENT_COL]!r} names placeholder(s) "
-            f"{{{'}, {'.join(bad['names'])}}}; known placeholders: {{user_id}}, {{interest}}"
+            f"table {table!r}: column {template_col!r} names unknown placeholders ({named}); known placeholders: "
+            "{user_id}, {interest}"
         )
     known = F.col(INTENT_COL).isin(*intents)
     blank = F.coalesce(F.trim(TEMPLATE_COL) == "", F.lit(True))

@@ -60,6 +60,8 @@ STAGES: dict[str, Callable[[SparkSession, Config], object]] = {
 def pick_stages(spec: str) -> list[str]:
     """Stage names from a comma list (empty: all), in pipeline order; an unknown name is an error naming it."""
     wanted = [s.strip() for s in spec.split(",") if s.strip()] if spec else list(STAGES)
+    if not wanted:  # "," or " , ": a list with nothing in it ran nothing and succeeded
+        raise BehaviorLMError(f"--stages {spec!r} names no stage; stages are {', '.join(STAGES)}")
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         raise BehaviorLMError(f"--stages: unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")

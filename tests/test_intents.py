@@ -103,6 +103,9 @@ def test_match_answer_fallback_and_rerun(spark, tables):
     assert by_id["m5"]["fallback"] == (by_id["m5"]["intent"] is None) and by_id["m5"]["confidence"] is not None
     # 10,000 characters are read up to the model's length; an intent with one example is matched, no user no name.
     assert by_id["m6"]["intent"] == "reset_password" and by_id["m6"]["answer"] is None
+    # Matched but left without an answer (m6: its intent has no template) is counted, and warned of.
+    unanswered = [m for m, r in by_id.items() if not r["fallback"] and r["answer"] is None]
+    assert "m6" in unanswered and metrics["messages_unanswered"] == len(unanswered)
     assert (by_id["m7"]["intent"], by_id["m7"]["answer"]) == ("greeting", "How can I help?")
     model = os.path.join(cfg.tables.root, "_models", cfg.run_id)
     assert {"meta", "examples", "classifier"} <= set(os.listdir(model))
@@ -206,6 +209,7 @@ def test_chinese_templates_split_at_chinese_stops_and_non_ascii_placeholders_are
     templates, _ = check_templates(spark.createDataFrame(answers, schema), ["greeting"])
     decided = spark.createDataFrame([("m1", "greeting", "u9")], "message_id string, intent string, user_id string")
     assert render_answers(decided, templates).first()["answer"] == "好的。祝你愉快？Bye u9. See you."
-    named = spark.createDataFrame([("greeting", "你好 {用户名}！")], schema)
-    with pytest.raises(InputContractError, match=r"intent 'greeting' names placeholder\(s\) \{用户名\}"):
-        check_templates(named, ["greeting"])
+    named = spark.createDataFrame([("shipping", "{订单号} 已发货。"), ("greeting", "你好 {用户名}！")], schema)
+    # Every bad template is named in one error, not the first one found.
+    with pytest.raises(InputContractError, match=r"intent 'greeting': \{用户名\}; intent 'shipping': \{订单号\}"):
+        check_templates(named, ["greeting", "shipping"])

@@ -37,6 +37,8 @@ def mlflow_runs(cfg):
 def test_stage_selection():
     assert run.pick_stages("evaluate, embed-users") == ["embed-users", "evaluate"]
     assert run.pick_stages("") == list(run.STAGES)
+    with pytest.raises(BehaviorLMError, match="names no stage"):
+        run.pick_stages(" , ")
     with pytest.raises(BehaviorLMError, match="unknown stage 'recomend'"):
         run.pick_stages("recomend")
 
