@@ -134,12 +134,19 @@ def _catalog_hint(spark: SparkSession, ref: TableRef) -> str:
     )
 
 
-def read_source(spark: SparkSession, location: str, fmt: str, options: Mapping[str, object] | None = None) -> DataFrame:
+def read_source(
+    spark: SparkSession,
+    location: str,
+    fmt: str,
+    options: Mapping[str, object] | None = None,
+    setting: str = "source",
+) -> DataFrame:
     """Read a raw input table in any Spark format (delta, parquet, csv, json, orc, or a catalog table); `options` are
-    the reader's options for a path (for a CSV, over `csv_options`' defaults)."""
-    ref = location_ref("source", location)
+    the reader's options for a path (for a CSV, over `csv_options`' defaults). Errors name `setting`, the setting
+    that gave `location` (e.g. "complete.pairs")."""
+    ref = location_ref(setting, location)
     if ref.is_path and not path_exists(spark, ref.location):
-        raise TableNotFoundError(f"source {location!r} does not exist (looked for {ref.location})")
+        raise TableNotFoundError(f"{setting} {location!r} does not exist (looked for {ref.location})")
     try:
         if not ref.is_path:
             return spark.read.table(ref.location)
@@ -152,7 +159,7 @@ def read_source(spark: SparkSession, location: str, fmt: str, options: Mapping[s
             given = csv_options(spark, ref.location, given)
         return spark.read.format(fmt).options(**given).load(ref.location)
     except AnalysisException as exc:
-        raise TableNotFoundError(f"cannot read source {location!r} as {fmt}: {_first_line(exc)}") from None
+        raise TableNotFoundError(f"cannot read {setting} {location!r} as {fmt}: {_first_line(exc)}") from None
 
 
 def csv_options(spark: SparkSession, location: str, options: Mapping[str, object]) -> dict[str, object]:

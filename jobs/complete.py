@@ -77,7 +77,7 @@ def complete_ratings(spark: SparkSession, cfg: Config, behaviors: DataFrame) -> 
         return {"ratings_skipped_no_ratings": 1.0}
     held = rated.where(hidden(comp.holdout, cfg.seed, "user_id", "item_id")) if comp.holdout else None
     evidence = rated.join(held.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti") if held else rated
-    pairs = delta.read_source(spark, comp.pairs, "delta") if comp.pairs else None
+    pairs = delta.read_source(spark, comp.pairs, "delta", setting="complete.pairs") if comp.pairs else None
     if pairs is not None:
         check_columns(pairs, f"complete.pairs ({comp.pairs})", {}, ["user_id", "item_id"])
     targets = rating_targets(behaviors, pairs)

@@ -77,10 +77,12 @@ APPEND_KEYS = {"items": (["item_id"], True), "behaviors": (["user_id", "item_id"
 def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, DataFrame]:
     """The `table` source: both tables read, renamed to canonical columns, and their columns' presence and types
     checked against the contract."""
-    behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format, ing.source_options)
+    behaviors = delta.read_source(spark, ing.behaviors_source, ing.source_format, ing.source_options,
+                                  "ingest.behaviors_source")  # fmt: skip
     if ing.behaviors_where:
         behaviors = _where(behaviors, ing.behaviors_where, ing.behaviors_source)
-    items = delta.read_source(spark, ing.items_source, ing.items_format or ing.source_format, ing.source_options)
+    items = delta.read_source(spark, ing.items_source, ing.items_format or ing.source_format, ing.source_options,
+                              "ingest.items_source")  # fmt: skip
     b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
     behaviors = with_default(behaviors, b_map["event_type"], ing.default_event_type)
     check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS, "ingest.behavior_columns")

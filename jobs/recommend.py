@@ -32,7 +32,7 @@ def read_inputs(spark: SparkSession, cfg: Config, behaviors: DataFrame | None = 
     behaviors = params.table(spark, cfg, "behaviors") if behaviors is None else behaviors
     users = behaviors.select("user_id")
     if cfg.recommend.users:
-        requested = delta.read_source(spark, cfg.recommend.users, "delta")
+        requested = delta.read_source(spark, cfg.recommend.users, "delta", setting="recommend.users")
         check_columns(requested, f"recommend.users ({cfg.recommend.users})", {}, ["user_id"])
         users = users.unionByName(requested.select(F.col("user_id").cast("string")))
     user_vectors = params.table(spark, cfg, "user_embeddings").select("user_id", "embedding")

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.attributes import MIN_VALIDATION, choose_label_threshold, lacks_attribute, predict_labels
-from behaviorlm.errors import ConfigError, InputContractError
+from behaviorlm.errors import ConfigError, InputContractError, TableNotFoundError
 from behaviorlm.ratings import PREDICTIONS, RatingModel, baseline_biases, predict_ratings
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from jobs import complete
@@ -189,6 +189,9 @@ def test_pairs_table_without_item_id_is_a_clear_error(spark, data, tmp_path):
     spark.createDataFrame([("a",)], "user_id string").write.format("delta").save(bad)
     with pytest.raises(InputContractError, match=r"complete.pairs .*required column 'item_id'"):
         complete.main(job_args(cfg, *overrides, f"complete.pairs={bad}"))
+    # A path that is not there names the setting that gave it.
+    with pytest.raises(TableNotFoundError, match=r"complete.pairs '.*no_pairs' does not exist"):
+        complete.main(job_args(cfg, *overrides, f"complete.pairs={tmp_path / 'no_pairs'}"))
 
 
 def test_a_wrong_attribute_setting_fails_before_any_work(spark, data):

@@ -245,7 +245,7 @@ def test_missing_source_path_is_one_clear_line(spark, make_config, tmp_path, cap
     argv = [a for o in [*overrides, f"tables.root={cfg.tables.root}"] for a in ("--set", o)]
     assert cli.main(["ingest", *argv]) == 2
     err = capsys.readouterr().err
-    assert f"behaviorlm ingest: error: source {missing!r} does not exist" in err
+    assert f"behaviorlm ingest: error: ingest.behaviors_source {missing!r} does not exist" in err
     assert "JVM stacktrace" not in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 5, err
 
