@@ -254,6 +254,19 @@ def warn_if_empty(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: b
     )  # fmt: skip
 
 
+def warn_near_ids(unknown: DataFrame, items: DataFrame) -> None:
+    """Warn when behaviours' unknown item ids match catalogue ids once leading zeros and spaces are dropped ('007'
+    and '7'): ids are text, so such rows count as unknown items, in silence but for a count."""
+    key = F.regexp_replace(F.trim(F.col("item_id")), "^0+(?=.)", "")
+    catalogue = items.select(F.col("item_id").alias("_catalogue_id"), key.alias("_key"))
+    near = unknown.select("item_id", key.alias("_key")).distinct().join(catalogue, "_key")
+    if found := near.orderBy("item_id").limit(3).collect():
+        pairs = ", ".join(f"{r['item_id']!r} vs {r['_catalogue_id']!r}" for r in found)
+        log.warning("%d unknown item id(s) of the behaviours match a catalogue id but for leading zeros or spaces, "
+                    "e.g. %s: ids are text, so these behaviours name no catalogue item; spell the ids alike in both "
+                    "sources", near.count(), pairs)  # fmt: skip
+
+
 def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_items: DataFrame) -> list[LoadCounts]:
     append = cfg.ingest.mode == "append"
     keys = APPEND_KEYS if append else {}
@@ -282,6 +295,8 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
         if c.flagged.get(UNKNOWN_ITEM, 0) * 2 > c.written:  # ids that do not match the catalogue's spelling
             log.warning("%d of the %d behaviours written name an item_id the items table does not hold: compare "
                         "the two sources' item ids", c.flagged[UNKNOWN_ITEM], c.written)  # fmt: skip
+        if c.flagged.get(UNKNOWN_ITEM, 0):
+            warn_near_ids(tagged_behaviors.where(F.col(UNKNOWN_ITEM)), delta.read_table(spark, refs("items")[0]))
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})

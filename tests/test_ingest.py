@@ -192,33 +192,39 @@ def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_p
 
 
 @pytest.mark.parametrize("policy", ["keep", "reject"])
-def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ns_is_read(spark, make_config, tmp_path, policy):
+def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ns_is_read(
+    spark, make_config, tmp_path, policy, capsys
+):
     behaviors = spark.createDataFrame(
         [
             ("a", "x", "click", 1_700_000_000_123),  # epoch milliseconds
             ("b", "gone", "click", 1_700_000_000),  # an item the catalogue does not have
             ("c", "gone", "teleport", 1_700_000_000),  # already bad: counted under its own reason only
             ("d", "x", "click", 1_700_000_000_123_456_789),  # epoch nanoseconds, by its size
+            ("e", "007", "click", 1_700_000_000),  # the catalogue says "7": unknown, and warned of
         ],
         "user_id string, item_id string, event_type string, ts long",
     )
-    items = spark.createDataFrame([("x", "Red shoes")], "item_id string, title string")
+    items = spark.createDataFrame([("x", "Red shoes"), ("7", "Blue hat")], "item_id string, title string")
     overrides = table_source(spark, tmp_path, behaviors, items, f"ingest.unknown_items={policy}")
     cfg = make_config(*overrides)
+    capsys.readouterr()
     counts = run_ingest(cfg, overrides)["behaviors"]
+    assert "1 unknown item id(s) of the behaviours match a catalogue id but for leading zeros or spaces, e.g. '007' " \
+           "vs '7'" in capsys.readouterr().err  # fmt: skip
 
-    assert counts.read == 4 == counts.written + counts.rejected
-    assert counts.flagged == {"unknown_item": 1}
+    assert counts.read == 5 == counts.written + counts.rejected
+    assert counts.flagged == {"unknown_item": 2}
     written = {r["user_id"]: r["ts"] for r in read(spark, cfg, "behaviors").collect()}
     assert written["a"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123000)
     assert written["d"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123457)
     assert ("b" in written) == (policy == "keep")
     rejected = {r["user_id"]: r["reason"] for r in read(spark, cfg, "rejected_behaviors").collect()}
-    expected = {"c": "unknown_event_type"} | ({"b": "unknown_item"} if policy == "reject" else {})
+    expected = {"c": "unknown_event_type"} | ({"b": "unknown_item", "e": "unknown_item"} if policy == "reject" else {})
     assert rejected == expected
     m = metrics(spark, cfg)
-    assert m["behaviors_unknown_item"] == 1
-    assert m.get("behaviors_rejected_unknown_item", 0) == (policy == "reject")
+    assert m["behaviors_unknown_item"] == 2
+    assert m.get("behaviors_rejected_unknown_item", 0) == 2 * (policy == "reject")
     assert m["behaviors_read"] == m["behaviors_written"] + m["behaviors_rejected"]
 
 
