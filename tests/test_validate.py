@@ -47,6 +47,9 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
         ("u3", "i1", "view", None, "0001-01-01", None),  # a placeholder date
         ("u3", "i1", "view", None, "20240501", None),  # yyyyMMdd without ts_format: epoch seconds, August 1970
         ("u2", "i1", "rating", "3", "881250949", None),  # same key as row 3, lower rating: the duplicate
+        # A blank rating is no rating, as a CSV reader reads it (it was invalid_rating from a Delta source).
+        ("u4", "i1", "rating", " ", "881250949", None),
+        ("u4", "i2", "view", "", "881250949", None),
     ]
     tagged = tag_behaviors(raw_behaviors(spark, rows), EVENTS, 1.0, 5.0, earliest=dt.datetime(1971, 1, 1))
 
@@ -55,6 +58,7 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
             ("u1", "i1", "rating", 4.0, dt.datetime(1997, 12, 4, 15, 55, 49), None),
             ("u1", "i2", "view", None, dt.datetime(2024, 1, 2, 3, 4, 5), "searched: space"),
             ("u2", "i1", "rating", 4.0, dt.datetime(1997, 12, 4, 15, 55, 49), None),
+            ("u4", "i2", "view", None, dt.datetime(1997, 12, 4, 15, 55, 49), None),
         ],
         BEHAVIORS,
     )
@@ -76,6 +80,7 @@ def test_every_bad_row_gets_its_reason_and_good_rows_are_typed(spark):
             ("u3", "i1", "view", None, "0001-01-01", None, "early_ts"),
             ("u3", "i1", "view", None, "20240501", None, "early_ts"),
             ("u2", "i1", "rating", "3", "881250949", None, "duplicate_event"),
+            ("u4", "i1", "rating", " ", "881250949", None, "missing_rating"),
         ],
         rejected_schema(BEHAVIOR_COLUMNS),
     )
