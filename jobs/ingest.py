@@ -300,7 +300,10 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})
-        metrics.update({f"{c.table}_already_present": c.present} if append else {})
+        # A retry of a day writes nothing (the first attempt did) and replaces the day's metrics: `in_table` says the
+        # batch's valid rows are there either way, so a retried day does not read as a day that loaded nothing.
+        metrics.update({f"{c.table}_already_present": c.present, f"{c.table}_batch_in_table": c.written + c.present}
+                       if append else {})  # fmt: skip
         metrics.update({f"{c.table}_rejected_{reason}": n for reason, n in c.reasons.items()})
         metrics.update({f"{c.table}_{flag}": n for flag, n in c.flagged.items()})
     write_metrics(spark, cfg, "ingest", metrics)

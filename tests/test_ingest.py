@@ -180,7 +180,7 @@ def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_p
         assert_df_equality(read(spark, cfg, name), spark.createDataFrame(rows, read(spark, cfg, name).schema),
                            ignore_row_order=True)  # fmt: skip
     m = metrics(spark, cfg, "2026-12-02")
-    assert m["behaviors_already_present"] == 3
+    assert m["behaviors_already_present"] == 3 and m["behaviors_batch_in_table"] == 3
     capfd.readouterr()
     with pytest.raises(InputContractError, match=r"ingest.behaviors_where 'dya = 1' cannot be applied.*'day'"):
         run_ingest(cfg, [*day2[:-1], "ingest.behaviors_where=dya = 1"])
