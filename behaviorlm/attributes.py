@@ -8,6 +8,7 @@ slice's micro-F1 is reported beside the best F1 of giving every item the same mo
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -16,11 +17,13 @@ from behaviorlm.constants import BLOCK_SIZE, SEED
 from behaviorlm.errors import ConfigError
 from behaviorlm.metrics import hashed_share
 from behaviorlm.neighbors import exact_top_k
+from behaviorlm.summaries import smallest_by_hash
 
 # What `fill_attribute` returns (its first frame).
 FILLED = "item_id string, attribute string, value string, confidence double, n_support int, method string"
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)  # vote shares `choose_label_threshold` tries
 VALIDATION_SHARE = 0.1  # of the items with the attribute, held out to choose the threshold
+MAX_VALIDATION = 5000  # at most this many of them (a seeded pick): the search over them costs held x rest
 MIN_VALIDATION = 20  # validation items needed to choose; fewer: DEFAULT_THRESHOLD
 DEFAULT_THRESHOLD = 0.25
 
@@ -112,7 +115,8 @@ def choose_label_threshold(
     values (m from 1 to 20): a validation_f1 not above it means the text says nothing of the attribute. Ties go to
     the higher share (fewer values); with fewer than MIN_VALIDATION items, DEFAULT_THRESHOLD and no F1."""
     items = known.select("item_id").distinct()
-    held = items.where(hashed_share("item_id", 0.0, VALIDATION_SHARE, seed + 1)).localCheckpoint()
+    share = items.where(hashed_share("item_id", 0.0, VALIDATION_SHARE, seed + 1))
+    held = smallest_by_hash(share, MAX_VALIDATION, F.xxhash64("item_id", F.lit(seed)), "item_id").localCheckpoint()
     n_held = held.count()
     if n_held < MIN_VALIDATION:
         return DEFAULT_THRESHOLD, {"label_threshold": DEFAULT_THRESHOLD, "validation_items": float(n_held)}
@@ -120,13 +124,19 @@ def choose_label_threshold(
     votes = predict_labels(rest, vectors.join(held, "item_id"), vectors.join(rest.select("item_id").distinct(),
                            "item_id"), k, min(THRESHOLDS), block, power).toPandas()  # fmt: skip
     truth = {(r["item_id"], r["value"]) for r in known.join(held, "item_id").collect()}
-    top = set(votes.sort_values(["confidence", "value"], ascending=[False, True]).groupby("item_id").head(1).index)
-    scores = {t: _f1({(r.item_id, r.value) for i, r in votes.iterrows() if r.confidence >= t or i in top}, truth)
+    votes["top"] = votes.index.isin(votes.sort_values(["confidence", "value"], ascending=[False, True])
+                                    .groupby("item_id").head(1).index)  # fmt: skip
+    pairs = list(zip(votes["item_id"], votes["value"]))
+    scores = {t: _f1({p for p, keep in zip(pairs, (votes["confidence"] >= t) | votes["top"]) if keep}, truth)
               for t in THRESHOLDS}  # fmt: skip
     best = max(THRESHOLDS, key=lambda t: (scores[t], t))
+    # The same m most frequent values (by the other items) for every held item: hits are those values' counts among
+    # the held items' truth, so no (item, value) pair is formed.
     frequent = [r["value"] for r in rest.groupBy("value").count().orderBy(F.desc("count"), "value").limit(20).collect()]
-    held_ids = [r["item_id"] for r in held.collect()]
-    frequency = max(_f1({(i, v) for i in held_ids for v in frequent[:m]}, truth) for m in range(1, len(frequent) + 1))
+    held_counts = Counter(value for _, value in truth)
+    frequency = max(
+        2 * sum(held_counts[v] for v in frequent[:m]) / (m * n_held + len(truth)) for m in range(1, len(frequent) + 1)
+    )
     return best, {"label_threshold": best, "validation_items": float(n_held), "validation_f1": scores[best],
                   "frequency_f1": frequency}  # fmt: skip
 

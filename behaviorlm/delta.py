@@ -61,7 +61,7 @@ def table_exists(spark: SparkSession, ref: TableRef) -> bool:
     try:
         return spark.catalog.tableExists(ref.location)
     except AnalysisException as exc:  # e.g. a three-part name where the catalog takes two
-        raise TableNotFoundError(f"catalog table {ref}: {_first_line(exc)}") from None
+        raise TableNotFoundError(f"catalog table {ref}: {first_line(exc)}") from None
 
 
 def _check_schema(spark: SparkSession, ref: TableRef) -> None:
@@ -71,7 +71,7 @@ def _check_schema(spark: SparkSession, ref: TableRef) -> None:
     try:
         found = spark.catalog.databaseExists(schema)
     except AnalysisException as exc:
-        raise TableNotFoundError(f"catalog table {ref}: {_first_line(exc)}") from None
+        raise TableNotFoundError(f"catalog table {ref}: {first_line(exc)}") from None
     if not found:
         raise TableNotFoundError(f"cannot write {ref}: schema {schema!r} does not exist (CREATE SCHEMA {schema})")
 
@@ -83,7 +83,7 @@ def check_schemas(spark: SparkSession, tables: TablesConfig) -> None:
         _check_schema(spark, ref)
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     # The first line says what is wrong; the rest is the JVM's stack trace, of no use to the reader.
     return str(exc).strip().splitlines()[0]
 
@@ -159,7 +159,7 @@ def read_source(
             given = csv_options(spark, ref.location, given)
         return spark.read.format(fmt).options(**given).load(ref.location)
     except AnalysisException as exc:
-        raise TableNotFoundError(f"cannot read {setting} {location!r} as {fmt}: {_first_line(exc)}") from None
+        raise TableNotFoundError(f"cannot read {setting} {location!r} as {fmt}: {first_line(exc)}") from None
 
 
 def csv_options(spark: SparkSession, location: str, options: Mapping[str, object]) -> dict[str, object]:

@@ -16,6 +16,8 @@ Vectors given to these functions must be valid (non-null, non-zero, one length: 
 
 from __future__ import annotations
 
+import math
+
 from pyspark.ml.clustering import BisectingKMeans, KMeans
 from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.ml.feature import IDF, CountVectorizer, RegexTokenizer, StopWordsRemover
@@ -99,13 +101,15 @@ def choose_k(
     # `cluster_items` fits an uncached one.
     picked = _features(_sample(item_vectors, sample, seed, id_col), id_col, vector_col)
     n = picked.count()
+    # A sample of a tenth of the items holds a tenth of each segment: the minimum shrinks with it.
+    sampled_min = math.ceil(min_size * n / max(item_vectors.count(), 1))
     scores: dict[int, float] = {}
     for k in _ks(k_grid, n, min_size):
         if k < 2:
             scores[k] = 0.0
             continue
         fitted = _estimator(k, seed, algorithm, max_iter).fit(picked).transform(picked)
-        scores[k] = _silhouette(_merged(fitted, min_size, id_col, vector_col))
+        scores[k] = _silhouette(_merged(fitted, sampled_min, id_col, vector_col))
     return max(scores, key=lambda k: (scores[k], -k)), scores
 
 
@@ -133,6 +137,8 @@ def _merged(assigned: DataFrame, min_size: int, id_col: str, vector_col: str) ->
     """`assigned` (id, vector, _cluster, ...) with the items of every cluster smaller than `min_size` moved to the
     cluster, among those of at least `min_size` items (the largest alone if none is), whose centroid is closest by
     cosine. k-means leaves such clusters (an outlier item, a few near-duplicates); a segment of one item is noise."""
+    if min_size <= 1:
+        return assigned
     sizes = {r[_CLUSTER]: r["_n"] for r in assigned.groupBy(_CLUSTER).agg(F.count("*").alias("_n")).collect()}
     largest = max(sizes, key=lambda c: (sizes[c], -c))
     small = [c for c, n in sizes.items() if n < min_size and c != largest]

@@ -62,10 +62,16 @@ def timeline(
     return ranked.withColumn("_start", starts).withColumn("session", F.sum("_start").over(by_pos)).drop("_start")
 
 
-def tied_share(tl: DataFrame) -> float:
-    """The share of a `timeline`'s items that share their user's timestamp with another item: how much of the
-    order is the tie-break's rather than the log's (0.0 for an empty timeline)."""
-    row = tl.agg(F.count("*").alias("n"), F.sum((F.col("same_time") > 0).cast("long")).alias("tied")).first()
+def tied_share(
+    behaviors: DataFrame, col_user: str = USER_COL, col_item: str = ITEM_COL, col_time: str = TIME_COL
+) -> float:
+    """The share of the users' items (at their first behaviour, as `timeline` has them) that share their user's
+    timestamp with another item: how much of the order is the tie-break's rather than the log's (0.0 for none).
+    Two aggregations, no window: it is a metric."""
+    known = F.col(col_user).isNotNull() & F.col(col_item).isNotNull() & F.col(col_time).isNotNull()
+    firsts = behaviors.where(known).groupBy(col_user, col_item).agg(F.min(col_time).alias(col_time))
+    per_time = firsts.groupBy(col_user, col_time).agg(F.count("*").alias("_n"))
+    row = per_time.agg(F.sum("_n").alias("n"), F.sum(F.when(F.col("_n") > 1, F.col("_n"))).alias("tied")).first()
     return (row["tied"] or 0) / row["n"] if row["n"] else 0.0
 
 
@@ -155,7 +161,8 @@ def transition_scores(
     last session vote), the sum of decay ** (back - 1) x P(item | history item), `back` counting distinct times
     (`timeline`: items chosen at one time vote alike). `via_*` describe the strongest
     single vote (ties: the more recent history item, then item id). A user whose latest items have no successors
-    anywhere simply has no rows."""
+    anywhere simply has no rows. `via_same_time` counts the user's other items at the voting item's time.
+    Which items vote is decided by position: of more than `history` items at one time, the tie-break picks."""
     voters = tl
     if last_session:
         last = tl.withColumn("_last", F.max("session").over(Window.partitionBy(col_user)))

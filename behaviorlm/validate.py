@@ -248,7 +248,7 @@ def tag_behaviors(
             (F.col("ts").isNull(), "invalid_ts"),
             (early, "early_ts"),
             (future, "future_ts"),
-            (F.coalesce(F.trim("raw_rating") != "", F.lit(False)) & F.col("rating").isNull(), "invalid_rating"),
+            (_blank_to_null(F.col("raw_rating")).isNotNull() & F.col("rating").isNull(), "invalid_rating"),
             ((F.col("event_type") == "rating") & F.col("rating").isNull(), "missing_rating"),
             (~F.col("rating").between(rating_min, rating_max), "rating_out_of_range"),
         ]

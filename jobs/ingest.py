@@ -94,18 +94,13 @@ def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, Dat
     return behaviors, items
 
 
-def _first_line(exc: Exception) -> str:
-    """The first non-blank line of an error's text (a ParseException's starts with a line break)."""
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-
-
 def _where(df: DataFrame, condition: str, table: str) -> DataFrame:
     """`df` filtered by the SQL `condition`, or an error naming the table and the setting."""
     try:
         return df.where(condition)
     except (AnalysisException, ParseException) as exc:
         raise InputContractError(
-            f"table {table!r}: ingest.behaviors_where {condition!r} cannot be applied: {_first_line(exc)}; "
+            f"table {table!r}: ingest.behaviors_where {condition!r} cannot be applied: {delta.first_line(exc)}; "
             f"columns present: {sorted(df.columns)}"
         ) from None
 
@@ -254,17 +249,32 @@ def warn_if_empty(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: b
     )  # fmt: skip
 
 
-def warn_near_ids(unknown: DataFrame, items: DataFrame) -> None:
-    """Warn when behaviours' unknown item ids match catalogue ids once leading zeros and spaces are dropped ('007'
-    and '7'): ids are text, so such rows count as unknown items, in silence but for a count."""
-    key = F.regexp_replace(F.trim(F.col("item_id")), "^0+(?=.)", "")
-    catalogue = items.select(F.col("item_id").alias("_catalogue_id"), key.alias("_key"))
-    near = unknown.select("item_id", key.alias("_key")).distinct().join(catalogue, "_key")
-    if found := near.orderBy("item_id").limit(3).collect():
+def warn_near_ids(
+    spark: SparkSession, cfg: Config, behaviors: tuple[delta.TableRef, delta.TableRef], items: delta.TableRef
+) -> None:
+    """Warn when behaviours' unknown item ids match catalogue ids once leading zeros are dropped ('007' and '7'):
+    ids are text, so such rows count as unknown items, in silence but for a count. The ids are read from what was
+    written (kept ones in `behaviors`, rejected ones of this run), not from the source again."""
+    catalogue = delta.read_table(spark, items).select("item_id")
+    kept = delta.read_table(spark, behaviors[0]).select("item_id").distinct().join(catalogue, "item_id", "left_anti")
+    rejected = (
+        delta.read_table(spark, behaviors[1])
+        .where((F.col("run_id") == cfg.run_id) & (F.col(REASON) == UNKNOWN_ITEM))
+        .select("item_id")
+    )
+    key = F.regexp_replace(F.col("item_id"), "^0+(?=.)", "")
+    near = (
+        kept.unionByName(rejected)
+        .select("item_id", key.alias("_key"))
+        .distinct()
+        .join(catalogue.select(F.col("item_id").alias("_catalogue_id"), key.alias("_key")), "_key")
+        .localCheckpoint()
+    )
+    if found := near.orderBy("item_id", "_catalogue_id").limit(3).collect():
         pairs = ", ".join(f"{r['item_id']!r} vs {r['_catalogue_id']!r}" for r in found)
-        log.warning("%d unknown item id(s) of the behaviours match a catalogue id but for leading zeros or spaces, "
-                    "e.g. %s: ids are text, so these behaviours name no catalogue item; spell the ids alike in both "
-                    "sources", near.count(), pairs)  # fmt: skip
+        log.warning("%d unknown item id(s) of the behaviours match a catalogue id but for leading zeros, e.g. %s: ids "
+                    "are text, so these behaviours name no catalogue item; spell the ids alike in both sources",
+                    near.select("item_id").distinct().count(), pairs)  # fmt: skip
 
 
 def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_items: DataFrame) -> list[LoadCounts]:
@@ -296,7 +306,7 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
             log.warning("%d of the %d behaviours written name an item_id the items table does not hold: compare "
                         "the two sources' item ids", c.flagged[UNKNOWN_ITEM], c.written)  # fmt: skip
         if c.flagged.get(UNKNOWN_ITEM, 0):
-            warn_near_ids(tagged_behaviors.where(F.col(UNKNOWN_ITEM)), delta.read_table(spark, refs("items")[0]))
+            warn_near_ids(spark, cfg, refs("behaviors"), refs("items")[0])
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})

@@ -153,8 +153,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     save_run(found, cfg, "message_intents")
     encoded.unpersist()
     own = params.table(spark, cfg, "message_intents").where(F.col("run_id") == cfg.run_id)
-    metrics |= counts | message_metrics(messages, own)
-    if templates is not None and metrics["messages_unanswered"]:
+    metrics |= counts | message_metrics(messages, own, templates is not None)
+    if metrics["messages_unanswered"]:
         log.warning("intents: %d matched message(s) got no answer: their intent has no template, or every sentence of "
                     "it names {user_id} or {interest} and the message has no user or the user no interest",
                     metrics["messages_unanswered"])  # fmt: skip
@@ -163,17 +163,18 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     return metrics
 
 
-def message_metrics(messages: DataFrame, written: DataFrame) -> dict[str, float]:
+def message_metrics(messages: DataFrame, written: DataFrame, answering: bool = True) -> dict[str, float]:
     """Messages matched, skipped (a duplicate or no id), blank, out of scope, answered, and matched (in scope) but
-    left without an answer."""
+    left without an answer (0 when not `answering`: there is no answers table to answer from)."""
     read = messages.agg(F.count("*").alias("rows"), F.sum((F.col("_n") == 1).cast("int")).alias("ids")).first()
     out = written.agg(F.count("*").alias("n"), F.sum(F.col("fallback").cast("int")).alias("fallback"),
                       F.sum(F.col("confidence").isNull().cast("int")).alias("blank"),
                       F.count("answer").alias("answered")).first()  # fmt: skip
+    unanswered = (out["n"] or 0) - (out["fallback"] or 0) - out["answered"] if answering else 0
     return {"messages": out["n"], "messages_skipped": read["rows"] - (read["ids"] or 0),
             "messages_blank": out["blank"] or 0, "messages_fallback": out["fallback"] or 0,
             "messages_answered": out["answered"],
-            "messages_unanswered": (out["n"] or 0) - (out["fallback"] or 0) - out["answered"]}  # fmt: skip
+            "messages_unanswered": unanswered}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

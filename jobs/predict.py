@@ -22,7 +22,7 @@ from behaviorlm.metrics import leave_last_out
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.predict import SOURCES, Inputs, Settings, candidates, predict, tune_on_last
 from behaviorlm.text import display_titles
-from behaviorlm.transitions import tied_share, timeline
+from behaviorlm.transitions import tied_share
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
@@ -110,7 +110,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     save_run(predict(cands, inp, s, weights).select(columns), cfg, "next_behaviors")
     table = params.table(spark, cfg, "next_behaviors").where(F.col("run_id") == cfg.run_id)
     weighed = {f"weight_{src}": weights.get(src, 0.0) for src in SOURCES}
-    tied = tied_share(timeline(inp.behaviors, s.seed))
+    tied = tied_share(inp.behaviors)
     if tied > TIED_WARNING:
         log.warning("%.0f%% of the users' items share their timestamp with another of theirs: their order is unknown, "
                     "so reasons say 'one of N chosen at your latest time' and what follows what is learnt both ways",

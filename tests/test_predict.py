@@ -74,7 +74,7 @@ def test_timestamp_ties_follow_the_seeded_hash_like_leave_last_out(spark):
     tl = timeline(df)
     pairs = {(r["item_id"], r["next_item_id"]) for r in transitions(tl, window=1).collect()}
     assert all((b, a) in pairs for a, b in pairs)
-    assert {(r["back"], r["same_time"]) for r in tl.collect()} == {(1, 5)} and tied_share(tl) == 1.0
+    assert {(r["back"], r["same_time"]) for r in tl.collect()} == {(1, 5)} and tied_share(df) == 1.0
 
 
 def test_reasons_say_which_latest_and_whether_it_was_chosen_with_others(spark):
