@@ -172,10 +172,12 @@ def onboarding_top(
     """(the thin users' start vectors, the fitted part, each thin user's `model.candidates` best items with their
     raw score in `content`), from one blocked product as the content part's; None (nothing fitted) when no user of
     `seen_counts` (user_id, n_seen) has between 1 and `model.first` items, or fewer than `model.min_users` have more."""
-    thin_users = seen_counts.where(F.col("n_seen").between(1, model.first)).select("user_id")
-    if thin_users.isEmpty():
+    thin = F.col("n_seen").between(1, model.first)
+    # One pass for both counts: users to serve, and users to learn from.
+    counts = seen_counts.agg(F.count_if(thin).alias("thin"), F.count_if(F.col("n_seen") > model.first).alias("warm"))
+    n_thin, warm = counts.first()
+    if not n_thin:
         return None
-    warm = seen_counts.where(F.col("n_seen") > model.first).count()
     if warm < model.min_users:
         log.info("onboarding: %d users with more than %d items, fewer than %d: the part is not used", warm,
                  model.first, model.min_users)  # fmt: skip
@@ -184,8 +186,8 @@ def onboarding_top(
         model, _ = settle(behaviors, item_vectors, model, block)
     starts, later = _starts(behaviors, item_vectors, model)
     fitted = fit(starts, later, model.reg)
-    thin = starts.join(thin_users, "user_id")
-    return thin, fitted, _ranked(thin, fitted, model.candidates, block)
+    thin_starts = starts.join(seen_counts.where(thin).select("user_id"), "user_id")
+    return thin_starts, fitted, _ranked(thin_starts, fitted, model.candidates, block)
 
 
 def onboarding_column(keys: DataFrame, thin: DataFrame, fitted: DataFrame, top: DataFrame) -> DataFrame:
