@@ -37,6 +37,7 @@ from behaviorlm.validate import (
     accepted,
     check_columns,
     check_types,
+    near_ids,
     rejected,
     rename_to_canonical,
     tag_behaviors,
@@ -249,12 +250,20 @@ def warn_if_empty(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: b
     )  # fmt: skip
 
 
+def _warn_near(near: DataFrame, col: str, what: str, fix: str) -> None:
+    """Warn of `validate.near_ids` pairs, with up to three examples."""
+    if found := near.orderBy(col, "other").limit(3).collect():
+        pairs = ", ".join(f"{r[col]!r} vs {r['other']!r}" for r in found)
+        log.warning("%d %s but for leading zeros, e.g. %s: ids are text, so %s", near.select(col).distinct().count(),
+                    what, pairs, fix)  # fmt: skip
+
+
 def warn_near_ids(
     spark: SparkSession, cfg: Config, behaviors: tuple[delta.TableRef, delta.TableRef], items: delta.TableRef
 ) -> None:
     """Warn when behaviours' unknown item ids match catalogue ids once leading zeros are dropped ('007' and '7'):
-    ids are text, so such rows count as unknown items, in silence but for a count. The ids are read from what was
-    written (kept ones in `behaviors`, rejected ones of this run), not from the source again."""
+    such rows count as unknown items, in silence but for a count. The ids are read from what was written (kept ones
+    in `behaviors`, rejected ones of this run), not from the source again."""
     catalogue = delta.read_table(spark, items).select("item_id")
     kept = delta.read_table(spark, behaviors[0]).select("item_id").distinct().join(catalogue, "item_id", "left_anti")
     rejected = (
@@ -262,19 +271,18 @@ def warn_near_ids(
         .where((F.col("run_id") == cfg.run_id) & (F.col(REASON) == UNKNOWN_ITEM))
         .select("item_id")
     )
-    key = F.regexp_replace(F.col("item_id"), "^0+(?=.)", "")
-    near = (
-        kept.unionByName(rejected)
-        .select("item_id", key.alias("_key"))
-        .distinct()
-        .join(catalogue.select(F.col("item_id").alias("_catalogue_id"), key.alias("_key")), "_key")
-        .localCheckpoint()
-    )
-    if found := near.orderBy("item_id", "_catalogue_id").limit(3).collect():
-        pairs = ", ".join(f"{r['item_id']!r} vs {r['_catalogue_id']!r}" for r in found)
-        log.warning("%d unknown item id(s) of the behaviours match a catalogue id but for leading zeros, e.g. %s: ids "
-                    "are text, so these behaviours name no catalogue item; spell the ids alike in both sources",
-                    near.select("item_id").distinct().count(), pairs)  # fmt: skip
+    near = near_ids(kept.unionByName(rejected), catalogue, "item_id").localCheckpoint()
+    _warn_near(near, "item_id", "unknown item id(s) of the behaviours match a catalogue id",
+               "these behaviours name no catalogue item; spell the ids alike in both sources")  # fmt: skip
+
+
+def warn_near_users(spark: SparkSession, behaviors: delta.TableRef) -> None:
+    """Warn when user ids of the behaviours table differ only in leading zeros ('0104' and '104'): they are counted
+    as two users, which an appended batch whose ids came as text after numbers makes silently."""
+    users = delta.read_table(spark, behaviors).select("user_id")
+    near = near_ids(users.where(F.col("user_id").startswith("0")), users, "user_id").localCheckpoint()
+    _warn_near(near, "user_id", "user id(s) of the behaviours match another user id",
+               "they are counted as different users; spell the ids alike in every batch")  # fmt: skip
 
 
 def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_items: DataFrame) -> list[LoadCounts]:
@@ -307,6 +315,7 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
                         "the two sources' item ids", c.flagged[UNKNOWN_ITEM], c.written)  # fmt: skip
         if c.flagged.get(UNKNOWN_ITEM, 0):
             warn_near_ids(spark, cfg, refs("behaviors"), refs("items")[0])
+    warn_near_users(spark, refs("behaviors")[0])
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})

@@ -202,6 +202,8 @@ def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ns_is_read(
             ("c", "gone", "teleport", 1_700_000_000),  # already bad: counted under its own reason only
             ("d", "x", "click", 1_700_000_000_123_456_789),  # epoch nanoseconds, by its size
             ("e", "007", "click", 1_700_000_000),  # the catalogue says "7": unknown, and warned of
+            ("0104", "x", "click", 1_700_000_000),  # beside user "104": two users, warned of
+            ("104", "x", "click", 1_700_000_001),
         ],
         "user_id string, item_id string, event_type string, ts long",
     )
@@ -210,10 +212,11 @@ def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ns_is_read(
     cfg = make_config(*overrides)
     capsys.readouterr()
     counts = run_ingest(cfg, overrides)["behaviors"]
-    assert "1 unknown item id(s) of the behaviours match a catalogue id but for leading zeros, e.g. '007' vs " \
-           "'7'" in capsys.readouterr().err  # fmt: skip
+    err = capsys.readouterr().err
+    assert "1 unknown item id(s) of the behaviours match a catalogue id but for leading zeros, e.g. '007' vs '7'" in err
+    assert "1 user id(s) of the behaviours match another user id but for leading zeros, e.g. '0104' vs '104'" in err
 
-    assert counts.read == 5 == counts.written + counts.rejected
+    assert counts.read == 7 == counts.written + counts.rejected
     assert counts.flagged == {"unknown_item": 2}
     written = {r["user_id"]: r["ts"] for r in read(spark, cfg, "behaviors").collect()}
     assert written["a"] == datetime.datetime(2023, 11, 14, 22, 13, 20, 123000)
