@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from behaviorlm.errors import BehaviorLMError
 from behaviorlm.vectors import concat_unit
 from udfs import multilingual
-from udfs.embed import PidCounts, embed_udf
+from udfs.embed import PidCounts, embed_udf, known_words_udf
 
 log = logging.getLogger(__name__)
 TRANSFORMERS, MULTILINGUAL = "transformers", multilingual.NAME
@@ -127,9 +127,14 @@ class EmbedFn:
     model: str = ""
     dim: int = 0
     auto_unknown_token_share: float | None = None
+    words: object = None
 
     def __call__(self, text: Column) -> Column:
         return self.udf(text)
+
+    def known_words(self, text: Column) -> Column:
+        """How many words of `text` the encoder knows (`udfs.words`): 0 for text it cannot read."""
+        return self.words(text)
 
     def encode(self, frame: DataFrame, text_col: str, out_col: str) -> DataFrame:
         """`frame` with `out_col` = the vector of `text_col`."""
@@ -174,7 +179,8 @@ def make_embed_fn(
     loads = spark.sparkContext.accumulator({}, PidCounts())
     devices = spark.sparkContext.accumulator({}, PidCounts())
     udf = embed_udf(model_path, max_length, pooling, dtype, batch_size, empty_text, loads, devices, backend)
-    return EmbedFn(udf, loads, devices, backend, model, dim, auto_unknown_token_share)
+    words = known_words_udf(model_path, backend)
+    return EmbedFn(udf, loads, devices, backend, model, dim, auto_unknown_token_share, words)
 
 
 @dataclass
@@ -191,6 +197,11 @@ class EmbedConcat:
         for name, part in zip(names, self.parts):
             frame = part.encode(frame, text_col, name)
         return frame.withColumn(out_col, concat_unit([F.col(n) for n in names])).drop(*names)
+
+    def known_words(self, text: Column) -> Column:
+        """The most words of `text` any part knows: readable by one is enough."""
+        counts = [part.known_words(text) for part in self.parts]
+        return F.greatest(*counts) if len(counts) > 1 else counts[0]
 
     @property
     def model(self) -> str:

@@ -5,7 +5,9 @@ A query is encoded by the same encoder as the items. Without a user its score is
 (a `user_id` that has a valid vector) it is (1 - w) x cosine(query, item) + w x cosine(user, item): one dot product
 of the item with the blended vector (1 - w) q + w u, so the blend runs through the same kernel; and the items that
 user interacted with are removed. A blank query (null, empty, only whitespace or invisible characters) is never
-encoded: it gets one row with no item and the reason `EMPTY_QUERY`; so does a query nothing is left for (`ALL_SEEN`,
+encoded: it gets one row with no item and the reason `EMPTY_QUERY`; so does a query with no word the model knows
+(`NO_WORDS`: only emoji the vocabulary lacks, or punctuation; `udfs.words`), whose vector would mean nothing, and
+a query nothing is left for (`ALL_SEEN`,
 `NO_ITEMS`). The audience of a query is the users whose
 vectors are closest to it.
 
@@ -36,6 +38,7 @@ PERSONAL_WEIGHT = 0.3
 # match of a small catalogue can be as low as 0.05 (tests/test_search.py's war films).
 WEAK_MATCH = 0.0
 EMPTY_QUERY = "empty query: nothing to match"
+NO_WORDS = "no word the model knows (only emoji, punctuation or unknown script?): nothing to match"
 ALL_SEEN = "nothing left to suggest: you have interacted with every item"
 NO_ITEMS = "nothing to suggest: there are no item vectors to search"
 # Where `make demo` writes item vectors: what `top_items` searches when it is given no frame.
@@ -78,11 +81,17 @@ def is_blank(text: Column) -> Column:
     return F.coalesce(~text.rlike(_VISIBLE), F.lit(True))
 
 
-def encode_texts(texts: DataFrame, embed: Embedder, text_col: str = TEXT_COL) -> tuple[DataFrame, DataFrame]:
-    """(encoded: the rows with a non-blank text plus `embedding`, blank: the other rows, never sent to the encoder)."""
-    blank = is_blank(F.col(text_col))
-    encoded = embed.encode(texts.where(~blank), text_col, VECTOR_COL)
-    return encoded, texts.where(blank)
+def encode_texts(
+    texts: DataFrame, embed: Embedder, text_col: str = TEXT_COL, need_words: bool = False
+) -> tuple[DataFrame, DataFrame]:
+    """(encoded: the rows with a non-blank text plus `embedding`, skipped: the other rows, never sent to the encoder,
+    with `_why`, the reason). With `need_words`, a text with no word the encoder knows is skipped too (`NO_WORDS`)."""
+    why = F.when(is_blank(F.col(text_col)), F.lit(EMPTY_QUERY))
+    if need_words:
+        why = why.when(embed.known_words(F.col(text_col)) == 0, F.lit(NO_WORDS))
+    tagged = texts.withColumn("_why", why)
+    encoded = embed.encode(tagged.where(F.col("_why").isNull()).drop("_why"), text_col, VECTOR_COL)
+    return encoded, tagged.where(F.col("_why").isNotNull())
 
 
 def dot(a: Column, b: Column) -> Column:
@@ -172,13 +181,13 @@ def search_items(
 
 
 def blank_results(blank: DataFrame, query_col: str = QUERY_COL, item_col: str = ITEM_COL) -> DataFrame:
-    """One row per blank query: no item, no rank, no score, the reason `EMPTY_QUERY`."""
+    """One row per query `encode_texts` skipped: no item, no rank, no score, the reason it was skipped for."""
     return blank.select(
         F.col(query_col).cast("string").alias(query_col),
         F.lit(None).cast("string").alias(item_col),
         F.lit(None).cast("int").alias("rank"),
         F.lit(None).cast("double").alias("score"),
-        F.lit(EMPTY_QUERY).alias("reason"),
+        F.col("_why").alias("reason"),
     )
 
 
@@ -220,7 +229,7 @@ def top_items(
     owners = user_ids or [None] * len(texts)
     rows = [(str(n), text, user) for n, (text, user) in enumerate(zip(texts, owners, strict=True))]
     queries = spark.createDataFrame(rows, f"{QUERY_COL} string, {TEXT_COL} string, {USER_COL} string")
-    encoded, blank = encode_texts(queries, embed)
+    encoded, blank = encode_texts(queries, embed, need_words=True)
     vectors = items.select(ITEM_COL, VECTOR_COL)
     if center_items:
         encoded, vectors = center(encoded, reference=vectors), center(vectors)

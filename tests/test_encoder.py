@@ -16,7 +16,7 @@ from transformers import AutoModel, AutoTokenizer
 from behaviorlm.assets import model_dir
 from behaviorlm.embedding import backend_of, model_digest, model_info
 from udfs import encoder as encoder_module
-from udfs import multilingual
+from udfs import multilingual, words
 from udfs.device import DriverCallError, GpuAddressError, task_device, visible_ordinal
 from udfs.encoder import get_encoder, load_count
 
@@ -167,7 +167,21 @@ def test_the_multilingual_model_is_cached_per_process_with_the_transformers_one(
 def test_the_multilingual_core_has_no_spark():
     from tests.test_layout import imports
 
-    assert not {i for i in imports(Path(multilingual.__file__)) if i.startswith("pyspark")}
+    for module in (multilingual, words):
+        assert not {i for i in imports(Path(module.__file__)) if i.startswith("pyspark")}
+
+
+@pytest.mark.parametrize("backend", ["transformers", multilingual.NAME])
+def test_known_words_leave_out_unknown_tokens_punctuation_and_spacing(backend):
+    tokenize, unknown = words.tokenizer(backend, str(model_dir()))
+    counts = dict(zip(TEXTS[:5], words.known_words(TEXTS[:5], tokenize, unknown)))
+    nothing = words.known_words(["?!? ... --", "", "  ", "🍿🎬"], tokenize, unknown)
+    chinese = words.known_words(["卧虎藏龙"], tokenize, unknown)[0]
+    assert counts["GoldenEye"] > 0 and counts["🎬🍿 movie night with friends 🎉"] >= 4 and counts[""] == 0
+    # Punctuation and spacing are no words (nor SentencePiece's lone word-start mark); MiniLM knows no emoji, and
+    # none of this Chinese, which the multilingual backend reads.
+    assert nothing == [0, 0, 0, 0]
+    assert (chinese > 0) == (backend == multilingual.NAME) and counts["卧虎藏龙 (2000) 武侠电影"] > 0  # the year
 
 
 def test_the_multilingual_model_id_names_the_backend_and_its_weights():

@@ -17,7 +17,7 @@ from behaviorlm.embedding import make_embed_fn
 from behaviorlm.errors import InputContractError, TableNotFoundError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.search import EMPTY_QUERY, match_reason, one_per_id, top_items
+from behaviorlm.search import EMPTY_QUERY, NO_WORDS, match_reason, one_per_id, top_items
 from behaviorlm.text import item_texts
 from behaviorlm.vectors import center
 from jobs import search
@@ -36,7 +36,7 @@ QUERIES = [
     ("q1", "the second row of id q1: never searched", None),
     ("q2", "a funny animated film for kids", "u1"),
     ("q3", " \t\u200b ", "u1"),
-    ("q4", "🎬🍿😂", None),
+    ("q4", "🎬🍿😂 ?!", None),
     ("q5", "war " * 2500, None),
     ("q6", "a war movie", "ghost"),
     (None, "a query without an id", None),
@@ -86,6 +86,7 @@ def test_plain_personal_blank_and_odd_queries_and_rerun(spark, tables):
     metrics = search.main(job_args(cfg, *BASE))
     got = results(spark, cfg)
     assert metrics["queries"] == 6 and metrics["queries_blank"] == 1 and metrics["queries_personal"] == 3
+    assert metrics["queries_no_known_word"] == 1
     assert metrics["queries_duplicate_id"] == 1 and metrics["queries_without_id"] == 1
     # War films first for the war query; the duplicate id's text was never searched.
     war = ranked(got, "q1")
@@ -107,15 +108,17 @@ def test_plain_personal_blank_and_odd_queries_and_rerun(spark, tables):
     assert [(r["item_id"], r["rank"], r["reason"]) for r in got.where("query_id = 'q3'").collect()] == [
         (None, None, EMPTY_QUERY)
     ]
-    # Emoji and 10,000 characters are queries like any other.
-    assert len(ranked(got, "q4")) == 3 and len(ranked(got, "q5")) == 3
+    # Emoji the vocabulary lacks and punctuation: nothing the model can read, so nothing arbitrary is returned.
+    assert ranked(got, "q4") == [(None, None, NO_WORDS)]
+    # 10,000 characters are a query like any other.
+    assert len(ranked(got, "q5")) == 3
     # An unknown user: the plain results, nothing personal in the reason.
     unknown = ranked(got, "q6")
     assert [i for i, _, _ in unknown] == [i for i, _, _ in war]
     assert [s for _, s, _ in unknown] == pytest.approx([s for _, s, _ in war], abs=1e-5)
     assert all("liked" not in reason for _, _, reason in unknown)
     audience = results(spark, cfg, "query_audience")
-    assert audience.groupBy("query_id").count().where("count = 2").count() == 5
+    assert audience.groupBy("query_id").count().where("count = 2").count() == 4
     assert audience.where("query_id = 'q2' and rank = 1").first()["user_id"] == "u1"
     # The same run id again: the same rows, not twice as many.
     search.main(job_args(cfg, *BASE))

@@ -21,9 +21,9 @@ import pandas as pd
 from pyspark import TaskContext
 from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import ArrayType, FloatType
+from pyspark.sql.types import ArrayType, FloatType, IntegerType
 
-from udfs import multilingual
+from udfs import multilingual, words
 from udfs.device import device_choice
 from udfs.encoder import Encoder, get_encoder
 
@@ -88,3 +88,16 @@ def embed_udf(
             yield pd.Series(list(vectors))
 
     return embed
+
+
+def known_words_udf(model_path: str, backend: str = "transformers"):
+    """A pandas UDF mapping a string column to the number of its words the encoder of `backend` knows
+    (`udfs.words`); null text has none. The tokenizer loads once per Python worker."""
+
+    @pandas_udf(IntegerType())
+    def count(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        for texts in batches:
+            tokenize, unknown = words.tokenizer(backend, model_path)
+            yield pd.Series(words.known_words(texts.fillna("").astype(str).tolist(), tokenize, unknown))
+
+    return count

