@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -127,13 +128,15 @@ class EmbedFn:
     model: str = ""
     dim: int = 0
     auto_unknown_token_share: float | None = None
-    words: object = None
+    words: Callable[[Column], Column] | None = None
 
     def __call__(self, text: Column) -> Column:
         return self.udf(text)
 
     def known_words(self, text: Column) -> Column:
         """How many words of `text` the encoder knows (`udfs.words`): 0 for text it cannot read."""
+        if self.words is None:
+            raise BehaviorLMError(f"no word counter for {self.model or 'this encoder'}: build it with make_embed_fn")
         return self.words(text)
 
     def encode(self, frame: DataFrame, text_col: str, out_col: str) -> DataFrame:
@@ -179,7 +182,7 @@ def make_embed_fn(
     loads = spark.sparkContext.accumulator({}, PidCounts())
     devices = spark.sparkContext.accumulator({}, PidCounts())
     udf = embed_udf(model_path, max_length, pooling, dtype, batch_size, empty_text, loads, devices, backend)
-    words = known_words_udf(model_path, backend)
+    words = known_words_udf(model_path, max_length, backend)
     return EmbedFn(udf, loads, devices, backend, model, dim, auto_unknown_token_share, words)
 
 

@@ -112,8 +112,7 @@ def candidates(
     seen = inp.behaviors.select("user_id", "item_id").distinct()
     seen_counts = inp.users.join(seen.groupBy("user_id").agg(F.count("*").alias("n_seen")), "user_id", "left")
     seen_counts = seen_counts.fillna(0, ["n_seen"])
-    # Read by the proposed pairs, the content part's room check and the final join: its votes (neighbours x their
-    # items) are summed once.
+    # Read by the proposed pairs and the final join: its votes (neighbours x their items) are summed once.
     cf = neighbor_scores(inp.neighbors, strengths, power, seen).localCheckpoint()
     pop = popularity(strengths)
     items = item_part(strengths, item_model)
@@ -130,6 +129,7 @@ def candidates(
         ob_parts = onboarding_top(inp.behaviors, inp.item_vectors, seen_counts, onboarding, block_size)
     if ob_parts is not None:
         proposed = proposed.unionByName(ob_parts[2].select("user_id", "item_id"))
+    # Read by the content part (its `wanted` pairs and its room check) and by the keys.
     proposed = proposed.join(seen, ["user_id", "item_id"], "left_anti").distinct().localCheckpoint()
     content = content_with_room(
         inp.user_vectors, inp.item_vectors, proposed, seen, seen_counts, content_candidates, k, block_size

@@ -145,15 +145,6 @@ def parse_id(c: Column, dtype: T.DataType) -> Column:
     return _blank_to_null(c)
 
 
-def near_ids(ids: DataFrame, others: DataFrame, col: str) -> DataFrame:
-    """(`col`, other): the distinct ids of `ids` that differ from an id of `others` (both with a column `col`) only
-    in leading zeros ('007' and '7'). Ids are text, so each such pair names two things, which is rarely meant."""
-    unpadded = F.regexp_replace(F.col(col), "^0+(?=.)", "")
-    left = ids.select(col).distinct().select(col, unpadded.alias("_key"))
-    right = others.select(col).distinct().select(F.col(col).alias("other"), unpadded.alias("_key"))
-    return left.join(right, "_key").where(F.col(col) != F.col("other")).select(col, "other")
-
-
 def _epoch(number: Column, unit: str) -> Column:
     """Epoch time in `unit` to a timestamp (auto: the unit by magnitude, see _MICROS_PER); out of range -> null."""
     if unit == "auto":

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from behaviorlm import delta
+from behaviorlm import delta, idcheck
 from behaviorlm.config import Config, IngestConfig
 from behaviorlm.errors import BehaviorLMError, InputContractError
 from behaviorlm.schemas import (
@@ -37,7 +37,6 @@ from behaviorlm.validate import (
     accepted,
     check_columns,
     check_types,
-    near_ids,
     rejected,
     rename_to_canonical,
     tag_behaviors,
@@ -250,14 +249,6 @@ def warn_if_empty(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: b
     )  # fmt: skip
 
 
-def _warn_near(near: DataFrame, col: str, what: str, fix: str) -> None:
-    """Warn of `validate.near_ids` pairs, with up to three examples."""
-    if found := near.orderBy(col, "other").limit(3).collect():
-        pairs = ", ".join(f"{r[col]!r} vs {r['other']!r}" for r in found)
-        log.warning("%d %s but for leading zeros, e.g. %s: ids are text, so %s", near.select(col).distinct().count(),
-                    what, pairs, fix)  # fmt: skip
-
-
 def warn_near_ids(
     spark: SparkSession, cfg: Config, behaviors: tuple[delta.TableRef, delta.TableRef], items: delta.TableRef
 ) -> None:
@@ -271,18 +262,21 @@ def warn_near_ids(
         .where((F.col("run_id") == cfg.run_id) & (F.col(REASON) == UNKNOWN_ITEM))
         .select("item_id")
     )
-    near = near_ids(kept.unionByName(rejected), catalogue, "item_id").localCheckpoint()
-    _warn_near(near, "item_id", "unknown item id(s) of the behaviours match a catalogue id",
-               "these behaviours name no catalogue item; spell the ids alike in both sources")  # fmt: skip
+    idcheck.warn_near_ids(kept.unionByName(rejected), catalogue, "item_id",
+                          "unknown item id(s) of the behaviours match a catalogue id",
+                          "these behaviours name no catalogue item; spell the ids alike in both sources")  # fmt: skip
 
 
 def warn_near_users(spark: SparkSession, behaviors: delta.TableRef) -> None:
     """Warn when user ids of the behaviours table differ only in leading zeros ('0104' and '104'): they are counted
-    as two users, which an appended batch whose ids came as text after numbers makes silently."""
+    as two users, which an appended batch whose ids came as text after numbers makes silently. The whole table is
+    read, so the warning repeats with each batch until the ids are respelt: the table holds both all along."""
     users = delta.read_table(spark, behaviors).select("user_id")
-    near = near_ids(users.where(F.col("user_id").startswith("0")), users, "user_id").localCheckpoint()
-    _warn_near(near, "user_id", "user id(s) of the behaviours match another user id",
-               "they are counted as different users; spell the ids alike in every batch")  # fmt: skip
+    padded = users.where(F.col("user_id").startswith("0"))
+    if padded.isEmpty():  # the usual case: one pass over one column, no join of every user id
+        return
+    idcheck.warn_near_ids(padded, users, "user_id", "user id(s) of the behaviours match another user id",
+                          "they are counted as different users; spell the ids alike in every batch")  # fmt: skip
 
 
 def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_items: DataFrame) -> list[LoadCounts]:

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from behaviorlm import delta
 from behaviorlm.assets import movielens_dir
 from behaviorlm.errors import InputContractError, TableNotFoundError
+from behaviorlm.idcheck import near_ids
 from behaviorlm.sources.movielens import MovieLensNotFoundError
 from jobs import cli, ingest, report
 
@@ -189,6 +190,14 @@ def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_p
     with pytest.raises(InputContractError, match=r"'day = = 1' cannot be applied: \[PARSE_SYNTAX_ERROR\]"):
         run_ingest(cfg, [*day2[:-1], "ingest.behaviors_where=day = = 1"])
     assert "org.apache.spark" not in capfd.readouterr().err
+
+
+def test_near_ids_pair_ids_that_differ_only_in_leading_zeros(spark):
+    ids = spark.createDataFrame([("0104",), ("007",), ("0",), ("00",), ("0104",)], "user_id string")
+    others = spark.createDataFrame([("104",), ("7",), ("0",), ("1040",), ("007",)], "user_id string")
+    # "007" is not near itself.
+    expected = spark.createDataFrame([("0104", "104"), ("007", "7"), ("00", "0")], "user_id string, other string")
+    assert_df_equality(near_ids(ids, others, "user_id"), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 @pytest.mark.parametrize("policy", ["keep", "reject"])

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import search as search_lib
 from behaviorlm.assets import model_dir
-from behaviorlm.embedding import make_embed_fn
+from behaviorlm.embedding import EmbedConcat, make_embed_fn
 from behaviorlm.errors import InputContractError, TableNotFoundError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.schemas import BEHAVIORS, ITEMS
@@ -178,10 +178,15 @@ def test_reasons_do_not_claim_a_match_or_a_liking_that_is_not_there(spark):
 def test_notebook_api(spark, vectors):
     embed, items = vectors
     frame = spark.createDataFrame(items, "item_id string, embedding array<float>, model string")
-    got = top_items(spark, ["a war movie", ""], k=2, items=frame, embed=embed).collect()
+    got = top_items(spark, ["a war movie", "", "🍿🎬!"], k=2, items=frame, embed=embed).collect()
     war = [r["item_id"] for r in got if r["query_id"] == "0"]
     assert len(war) == 2 and set(war) <= {"i2", "i5", "i6"}
-    assert [(r["text"], r["item_id"], r["reason"]) for r in got if r["query_id"] == "1"] == [("", None, EMPTY_QUERY)]
+    assert [(r["text"], r["item_id"], r["reason"]) for r in got if r["query_id"] != "0"] == [
+        ("", None, EMPTY_QUERY), ("🍿🎬!", None, NO_WORDS)]  # fmt: skip
+    # Two encoders as one (intents' features): a text is readable when either part reads it.
+    texts = spark.createDataFrame([("🍿🎬!",), ("war, war",)], "t string")
+    counted = texts.select(EmbedConcat([embed, embed]).known_words(F.col("t")).alias("n")).collect()
+    assert [r["n"] for r in counted] == [0, 2]
 
 
 def test_a_heavy_user_lengthens_only_its_own_list(spark, monkeypatch):

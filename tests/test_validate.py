@@ -14,7 +14,6 @@ from behaviorlm.validate import (
     accepted,
     check_columns,
     check_types,
-    near_ids,
     rejected,
     rename_to_canonical,
     tag_behaviors,
@@ -269,16 +268,6 @@ def test_ids_lose_edge_whitespace_of_every_kind_and_blank_ids_are_null(spark):
     )
     items = spark.createDataFrame([("\t\n", "Blank")], "item_id string, title string")
     assert tag_items(rename_to_canonical(items, {}, ITEM_COLUMNS)).first()[REASON] == "null_item_id"
-
-
-def test_near_ids_pair_ids_that_differ_only_in_leading_zeros(spark):
-    ids = spark.createDataFrame([("0104",), ("007",), ("0",), ("00",), ("0104",)], "user_id string")
-    others = spark.createDataFrame([("104",), ("7",), ("0",), ("1040",), ("007",)], "user_id string")
-    expected = spark.createDataFrame(
-        [("0104", "104"), ("007", "7"), ("00", "0")],
-        "user_id string, other string",  # "007" is not near itself
-    )
-    assert_df_equality(near_ids(ids, others, "user_id"), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 EPOCH = dt.datetime(1970, 1, 1)

@@ -15,7 +15,7 @@ prove "one load per worker".
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 from pyspark import TaskContext
@@ -90,14 +90,16 @@ def embed_udf(
     return embed
 
 
-def known_words_udf(model_path: str, backend: str = "transformers"):
+def known_words_udf(model_path: str, max_length: int = 128, backend: str = "transformers") -> Callable:
     """A pandas UDF mapping a string column to the number of its words the encoder of `backend` knows
-    (`udfs.words`); null text has none. The tokenizer loads once per Python worker."""
+    (`udfs.words`) among the tokens it reads (`max_length` less the two special ones; the multilingual backend cuts
+    by characters itself); null text has none. The tokenizer loads once per Python worker."""
+    limit = None if backend == multilingual.NAME else max(1, max_length - 2)
 
     @pandas_udf(IntegerType())
     def count(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        tokenize, unknown = words.tokenizer(backend, model_path)
         for texts in batches:
-            tokenize, unknown = words.tokenizer(backend, model_path)
-            yield pd.Series(words.known_words(texts.fillna("").astype(str).tolist(), tokenize, unknown))
+            yield pd.Series(words.known_words(texts.fillna("").astype(str).tolist(), tokenize, unknown, limit))
 
     return count

@@ -24,9 +24,12 @@ def is_word(token: str, unknown: str) -> bool:
     return token != unknown and any(unicodedata.category(ch)[0] in "LNS" and ch != SPACE_MARK for ch in token)
 
 
-def known_words(texts: list[str], tokenize: Callable[[str], list[str]], unknown: str) -> list[int]:
-    """The number of `is_word` tokens of each text."""
-    return [sum(is_word(token, unknown) for token in tokenize(text)) for text in texts]
+def known_words(
+    texts: list[str], tokenize: Callable[[str], list[str]], unknown: str, limit: int | None = None
+) -> list[int]:
+    """The number of `is_word` tokens of each text among its first `limit` tokens (None: all), what the encoder
+    reads of it."""
+    return [sum(is_word(token, unknown) for token in tokenize(text)[:limit]) for text in texts]
 
 
 @lru_cache(maxsize=4)
