@@ -6,6 +6,9 @@
   the cluster and only add the Delta SQL settings;
 - otherwise (laptop, local tests) -> local mode with Delta configured from the jars that `behaviorlm setup` cached,
   so no network is needed at run time.
+A Spark Connect session (Databricks serverless or standard access mode, databricks-connect, `SPARK_REMOTE`) is
+refused with `SparkConnectNotSupportedError` before any stage starts: the stages use the JVM (Hadoop file checks,
+broadcasts, accumulators, RDD numbering), and would otherwise fail midway with PySpark's attribute error.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql.utils import is_remote
 
 from behaviorlm.config import SparkConfig, cache_dir
 from behaviorlm.errors import BehaviorLMError
@@ -37,6 +41,22 @@ DELTA_SQL_CONF = {
 
 class DeltaNotAvailableError(BehaviorLMError, RuntimeError):
     """The Delta Lake jars are not on the session's classpath."""
+
+
+class SparkConnectNotSupportedError(BehaviorLMError, RuntimeError):
+    """The session is (or would be) a Spark Connect client, which has no JVM on this side."""
+
+
+def check_classic() -> None:
+    """Raise `SparkConnectNotSupportedError` when this process runs Spark Connect: a remote session exists
+    (pyspark marks it with SPARK_CONNECT_MODE_ENABLED) or SPARK_REMOTE would make the next session one."""
+    if is_remote() or os.environ.get("SPARK_REMOTE"):
+        raise SparkConnectNotSupportedError(
+            "behaviorlm needs a classic Spark session (its stages use the JVM: Hadoop file checks, broadcasts, "
+            "accumulators), and this one is Spark Connect (Databricks serverless or standard/shared access mode, "
+            "databricks-connect, or SPARK_REMOTE set). On Databricks use a cluster in dedicated (single user) access "
+            "mode; elsewhere unset SPARK_REMOTE."
+        )
 
 
 def delta_jars_dir() -> Path:
@@ -66,6 +86,7 @@ SESSION_DEFAULTS = {"spark.ui.showConsoleProgress": "false", "spark.sql.codegen.
 
 def get_spark(conf: SparkConfig) -> SparkSession:
     """Return the session for this process: the active one, a spark-submit one, or a local one with Delta."""
+    check_classic()
     active = SparkSession.getActiveSession()
     if active is not None:
         _apply_to_active(active, conf.conf)

@@ -33,6 +33,17 @@ def test_user_errors_exit_2_with_the_message_not_a_traceback(capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("variable, value", [("SPARK_CONNECT_MODE_ENABLED", "1"), ("SPARK_REMOTE", "sc://host:15002")])
+def test_a_spark_connect_session_is_refused_before_any_stage(capsys, monkeypatch, variable, value):
+    """What pyspark sets once a remote session exists (a Databricks serverless notebook), and what makes the next
+    session remote: either way one line saying what to use instead, not an attribute error halfway through a run."""
+    monkeypatch.setenv(variable, value)
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a classic Spark session" in err and "dedicated (single user) access mode" in err
+    assert "Traceback" not in err
+
+
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)

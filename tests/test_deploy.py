@@ -31,6 +31,7 @@ def test_databricks_bundle_runs_the_wheel_entry_point_on_gpus():
         assert wheel["parameters"][0] in COMMANDS and "--run-id" in wheel["parameters"]
     cluster = job["job_clusters"][0]["new_cluster"]
     assert "gpu" in cluster["spark_version"] and float(cluster["spark_conf"]["spark.task.resource.gpu.amount"]) < 1
+    assert cluster["data_security_mode"] == "SINGLE_USER"  # a classic session: behaviorlm refuses Spark Connect
 
 
 def test_gpu_properties_and_discovery_script():
