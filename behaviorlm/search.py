@@ -87,12 +87,13 @@ def encode_texts(
     """(encoded: the rows with a non-blank text plus `embedding`, skipped: the other rows, never sent to the encoder,
     with `_why`, the reason). With `need_words`, a text with no word the encoder knows is skipped too (`NO_WORDS`)."""
     why = F.when(is_blank(F.col(text_col)), F.lit(EMPTY_QUERY))
+    if need_words:
+        why = why.when(embed.known_words(F.col(text_col)) == 0, F.lit(NO_WORDS))
     tagged = texts.withColumn("_why", why)
     if need_words:
         # Counted once and cut from the plan: both branches read `_why`, and the encoder's UDF must not share a
         # task with the counting one (each Python UDF node runs its own worker, and either may then load the model).
-        known = embed.known_words(F.col(text_col))
-        tagged = texts.withColumn("_why", why.when(known == 0, F.lit(NO_WORDS))).localCheckpoint()
+        tagged = tagged.localCheckpoint()
     encoded = embed.encode(tagged.where(F.col("_why").isNull()).drop("_why"), text_col, VECTOR_COL)
     return encoded, tagged.where(F.col("_why").isNotNull())
 
