@@ -4,8 +4,9 @@ B = -P / diag(P) with P = (XᵀX + λI)⁻¹, B's diagonal 0. A user's score for
 B[i, j] (or, with a weight per behaviour, the weighted sum: `predict` weighs recent ones more); the history item with
 the largest (weighted) B[i, j] is the reason ("because you chose Fargo").
 
-X is binary (user, item) interactions. XᵀX is computed on the cluster by MLlib's `RowMatrix.computeGramianMatrix`
-(per-partition partial sums, tree-aggregated), so only the catalogue² matrix reaches the driver: this path is for
+X is binary (user, item) interactions. XᵀX is computed on the cluster, each partition counting its users' item pairs
+and the driver adding the partitions' counts one at a time (`behaviorlm.partials`; DataFrame API only, no RDD), so
+only the catalogue² matrix reaches the driver: this path is for
 catalogues up to a setting (`recommend.item_model.max_items`). Scoring broadcasts B and scores a batch of users per
 BLAS call on the executors. Above the setting, the pruned top-K co-occurrence model of `behaviorlm.cooccurrence`
 (joins and aggregations only) gives the same columns.
@@ -18,13 +19,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-from pyspark.mllib.linalg import SparseVector
-from pyspark.mllib.linalg.distributed import RowMatrix
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from behaviorlm.cooccurrence import cooccurrence_scores
 from behaviorlm.indexing import id_index
+from behaviorlm.partials import co_counts, summed
 
 log = logging.getLogger(__name__)
 SCORES = "user_id string, ix int, raw float, because int"
@@ -41,9 +41,21 @@ def histories(pairs: DataFrame, index: DataFrame, weight: str | None = None) -> 
 
 
 def gram(history: DataFrame, n_items: int) -> np.ndarray:
-    """XᵀX (co-occurrence counts) of the binary user x item matrix, computed on the cluster."""
-    rows = history.rdd.map(lambda r: SparseVector(n_items, r["items"], [1.0] * len(r["items"])))
-    return RowMatrix(rows, numCols=n_items).computeGramianMatrix().toArray()
+    """XᵀX (co-occurrence counts) of the binary user x item matrix, computed on the cluster: each partition counts
+    its users' item pairs (`partials.co_counts`), the driver adds the partitions' counts (`partials.summed`)."""
+
+    def partial(batches: Iterator[pd.DataFrame]) -> list[np.ndarray] | None:
+        rows = []
+
+        def lists() -> Iterator[list[int]]:
+            for batch in batches:
+                rows.append(len(batch))
+                yield from batch["items"]
+
+        counts = co_counts(lists(), n_items)  # one n x n array per partition, not one per Arrow batch
+        return [counts] if sum(rows) else None
+
+    return summed(history.select("items"), partial, 1)[0].reshape(n_items, n_items)
 
 
 def ease(gram_matrix: np.ndarray, reg: float) -> np.ndarray:
@@ -91,7 +103,7 @@ def item_scores(
         log.info("items part: %d items with interactions > %s=%d: pruned co-occurrence model, %d neighbours per item",
                  n_items, setting, max_items, neighbors)  # fmt: skip
         return cooccurrence_scores(pairs, m, reg, weight, neighbors)
-    if n_items == 0:  # MLlib's Gramian cannot size it
+    if n_items == 0:  # no X'X to size
         return pairs.sparkSession.createDataFrame([], OUTPUT)
     history = histories(pairs, index, weight).localCheckpoint()
     weights = pairs.sparkSession.sparkContext.broadcast(ease(gram(history, n_items), reg))

@@ -25,6 +25,7 @@ users can be held out).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -38,11 +39,11 @@ from pyspark.sql import functions as F
 from behaviorlm.constants import SEED
 from behaviorlm.content import content_scores
 from behaviorlm.metrics import first_n_split, hashed_share, rank_by_score, ranking_metrics
+from behaviorlm.partials import summed
 from behaviorlm.users import weighted_mean_vectors
 from behaviorlm.vectors import in_sum_order
 
 log = logging.getLogger(__name__)
-GRAM_PARTIALS = 64  # X'X partials fetched by the driver, one job each (`_gram`)
 HELD_K = 10  # `auto` compares the two maps by the held-out users' nDCG at this depth
 MIN_HELD, MAX_HELD = 20, 5000  # held-out users `auto` needs to compare (fewer: the text map) and reads at most
 Features = Literal["text", "ids", "auto"]
@@ -127,28 +128,18 @@ def fit(starts: DataFrame, later: DataFrame, reg: float) -> DataFrame:
 
 
 def _gram(x: DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(X'X, the sum of X's rows) of the `embedding` column, DataFrame only (so it runs where RDDs are not allowed,
-    e.g. Spark Connect): one partial product per partition (at most GRAM_PARTIALS), computed in parallel and
-    checkpointed, then fetched one at a time as float64 bytes and summed on the driver, which holds two d x d
-    matrices however many partitions there are. (Collected as array<double> rows, the partials were Python float
-    lists of about 250 MB each at d = 2,001: 0.9 GB with 4 partitions.)"""
+    """(X'X, the sum of X's rows) of the `embedding` column: one partial product per partition, summed on the driver
+    one at a time (`partials.summed`: two d x d matrices there however many partitions there are)."""
 
-    def partial(batches):
+    def partial(batches: Iterator[pd.DataFrame]) -> list[np.ndarray] | None:
         gram, total = 0.0, 0.0
         for pdf in batches:
             rows = np.stack(pdf["embedding"].to_numpy()).astype(np.float64)
             gram, total = gram + rows.T @ rows, total + rows.sum(axis=0)
-        if not np.isscalar(total):
-            yield pd.DataFrame({"gram": [gram.tobytes()], "total": [total.tobytes()]})
+        return None if np.isscalar(total) else [gram, total]
 
-    # At most GRAM_PARTIALS partials (a narrow coalesce, no shuffle): each is one more job for the driver to fetch.
-    parts = x.select("embedding").coalesce(GRAM_PARTIALS).mapInPandas(partial, "gram binary, total binary")
-    parts = parts.localCheckpoint()
-    gram, total = 0.0, 0.0
-    for row in parts.toLocalIterator(prefetchPartitions=False):
-        gram = gram + np.frombuffer(row["gram"], dtype=np.float64)
-        total = total + np.frombuffer(row["total"], dtype=np.float64)
-    return np.asarray(gram).reshape(len(total), len(total)), np.asarray(total)
+    gram, total = summed(x.select("embedding"), partial, 2)
+    return gram.reshape(len(total), len(total)), total
 
 
 def with_bias(starts: DataFrame) -> DataFrame:

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import LongType, StructField, StructType
 
 from behaviorlm.content import content_with_room
 from behaviorlm.item_model import item_scores
 from behaviorlm.onboarding import Onboarding, onboarding_column, onboarding_top
+from behaviorlm.partials import positions
 from behaviorlm.votes import Strength, interaction_strength, neighbor_scores, strongest_voters
 from udfs.topk import closest_rows
 
@@ -80,9 +80,7 @@ def popularity(strengths: DataFrame) -> DataFrame:
     scaled = counts.crossJoin(F.broadcast(top)).withColumn("popularity", F.log1p("pop_users") / F.log1p("_max"))
     # A global rank without a one-partition window: a distributed sort, then each row's position in it.
     ordered = scaled.orderBy(F.col("pop_users").desc(), F.col("item_id")).drop("_max")
-    ranked = ordered.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1] + 1))
-    schema = StructType([*ordered.schema.fields, StructField("pop_rank", LongType(), False)])
-    return ordered.sparkSession.createDataFrame(ranked, schema)
+    return positions(ordered, "pop_rank", start=1)
 
 
 def popular_candidates(seen_counts: DataFrame, pop: DataFrame, k: int) -> DataFrame:

@@ -8,7 +8,7 @@
   so no network is needed at run time.
 A Spark Connect session (Databricks serverless or standard access mode, databricks-connect, `SPARK_REMOTE`) is
 refused with `SparkConnectNotSupportedError` before any stage starts: the stages use the JVM (Hadoop file checks,
-broadcasts, accumulators, RDD numbering), and would otherwise fail midway with PySpark's attribute error.
+broadcasts, accumulators, the status tracker), and would otherwise fail midway with PySpark's attribute error.
 """
 
 from __future__ import annotations
