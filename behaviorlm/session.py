@@ -59,6 +59,12 @@ def check_classic() -> None:
         )
 
 
+def is_connect(spark: SparkSession) -> bool:
+    """Whether `spark` is a Spark Connect client: no JVM on this side, so no broadcast variables, accumulators or
+    RDDs."""
+    return getattr(spark, "_jvm", None) is None
+
+
 def delta_jars_dir() -> Path:
     """Folder where `behaviorlm setup` caches the Delta jars for this delta-spark version."""
     return cache_dir() / "jars" / f"delta-{DELTA_VERSION}"
@@ -134,9 +140,9 @@ def _apply_to_active(spark: SparkSession, conf: dict[str, str]) -> None:
 
 
 def _check_delta(spark: SparkSession) -> None:
-    jvm = getattr(spark, "_jvm", None)
-    if jvm is None:  # Spark Connect (e.g. Databricks serverless): Delta is built in.
+    if is_connect(spark):  # e.g. Databricks serverless: Delta is built in.
         return
+    jvm = spark._jvm
     try:
         jvm.org.apache.spark.util.Utils.classForName("io.delta.tables.DeltaTable", True, False)
     except Exception as exc:  # py4j wraps ClassNotFoundException

@@ -1,0 +1,26 @@
+"""Spark Connect, first parts: ids, popularity ranks, the EASE item model and the approximate neighbour search give
+the same answer on a real local Spark Connect server (pyspark's own, started by `tests/connect_probe.py` in a process
+of its own) as on the classic session. They used RDDs, MLlib's RowMatrix and broadcast variables, none of which
+Spark Connect has."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+from tests.connect_probe import results
+
+
+def test_library_parts_give_the_same_answer_on_spark_connect(spark):
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "tests.connect_probe", "local[2]"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    remote = json.loads(done.stdout.strip().splitlines()[-1])
+    classic = json.loads(json.dumps(results(spark)))  # tuples as lists, as they came back
+    assert remote.pop("connect") and not classic.pop("connect")
+    assert remote == classic
+    assert len(remote["items"]) == 12 and len(remote["neighbours"]) == 24  # not the same nothing on both sides
