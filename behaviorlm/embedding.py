@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm.errors import BehaviorLMError
+from behaviorlm.session import is_connect
 from behaviorlm.vectors import concat_unit
 from udfs import multilingual
 from udfs.embed import PidCounts, embed_udf, known_words_udf
@@ -118,8 +119,8 @@ def stored_backend(vectors: DataFrame) -> str | None:
 @dataclass
 class EmbedFn:
     """The UDF for one job run, the id and dimension of the vectors it makes, and its {pid: loads} and
-    {device choice: tasks} accumulators. `auto_unknown_token_share` is what `model.backend: auto` measured, if it
-    measured."""
+    {device choice: tasks} accumulators (None on Spark Connect). `auto_unknown_token_share` is what `model.backend:
+    auto` measured, if it measured."""
 
     udf: object
     loads: object
@@ -144,21 +145,24 @@ class EmbedFn:
         return frame.withColumn(out_col, self.udf(F.col(text_col)))
 
     def report(self) -> dict[str, int]:
-        counts = dict(self.loads.value)
-        # A worker reused from an earlier job in the same session may hold the model already (0 loads); more than
-        # one load in any worker would mean the cache failed.
-        result = {"model_loads": sum(counts.values()), "python_workers": len(counts),
-                  "max_loads_per_worker": max(counts.values(), default=0)}  # fmt: skip
-        devices = dict(self.devices.value)
-        result["gpu_tasks"] = sum(n for k, n in devices.items() if "-> cuda" in k)
+        """Model loads per Python worker and GPU tasks (not on Spark Connect, which has no accumulators), and the
+        backend used."""
+        result: dict[str, int] = {}
+        if self.loads is not None:
+            counts, devices = dict(self.loads.value), dict(self.devices.value)
+            # A worker reused from an earlier job in the same session may hold the model already (0 loads); more
+            # than one load in any worker would mean the cache failed.
+            result = {"model_loads": sum(counts.values()), "python_workers": len(counts),
+                      "max_loads_per_worker": max(counts.values(), default=0),
+                      "gpu_tasks": sum(n for k, n in devices.items() if "-> cuda" in k)}  # fmt: skip
+            # On a CPU-only machine the device line says nothing new; where GPUs were assigned it is the proof.
+            level = logging.INFO if any(not k.startswith("gpu None") for k in devices) else logging.DEBUG
+            log.log(level, "model loads %d across %d Python worker(s) %s; encoder devices (tasks per Spark GPU "
+                    "address -> device used): %s", result["model_loads"], len(counts), counts, devices)  # fmt: skip
         # The backend a stage used, in run_metrics beside its counts: `auto` may have picked either.
         result["backend_use_multilingual"] = int(self.backend == MULTILINGUAL)
         if self.auto_unknown_token_share is not None:
             result["auto_unknown_token_share"] = self.auto_unknown_token_share
-        # On a CPU-only machine the device line says nothing new; where GPUs were assigned it is the proof.
-        level = logging.INFO if any(not k.startswith("gpu None") for k in devices) else logging.DEBUG
-        log.log(level, "model loads %d across %d Python worker(s) %s; encoder devices (tasks per Spark GPU address "
-                "-> device used): %s", result["model_loads"], len(counts), counts, devices)  # fmt: skip
         return result
 
 
@@ -179,8 +183,10 @@ def make_embed_fn(
     runs."""
     model, dim = model_info(model_path, pooling, max_length, dtype, backend)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
-    loads = spark.sparkContext.accumulator({}, PidCounts())
-    devices = spark.sparkContext.accumulator({}, PidCounts())
+    loads = devices = None
+    if not is_connect(spark):  # Spark Connect has no accumulators: no model-load counts there
+        loads = spark.sparkContext.accumulator({}, PidCounts())
+        devices = spark.sparkContext.accumulator({}, PidCounts())
     udf = embed_udf(model_path, max_length, pooling, dtype, batch_size, empty_text, loads, devices, backend)
     words = known_words_udf(model_path, max_length, backend)
     return EmbedFn(udf, loads, devices, backend, model, dim, auto_unknown_token_share, words)

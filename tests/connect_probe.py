@@ -11,6 +11,8 @@ import sys
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from behaviorlm.assets import model_dir
+from behaviorlm.embedding import make_embed_fn
 from behaviorlm.indexing import id_index
 from behaviorlm.item_model import item_scores
 from behaviorlm.neighbors import top_k
@@ -26,13 +28,17 @@ VECTORS = [(f"v{n}", [1.0, n / 100, 0.0]) for n in range(6)] + [(f"w{n}", [0.0, 
 
 def results(spark: SparkSession) -> dict:
     """Dense ids, popularity ranks, EASE scores with their reasons (X'X summed from partitions, B shipped to the
-    executors) and approximate neighbours (k-means cells, centroids shipped to the executors)."""
+    executors), approximate neighbours (k-means cells, centroids shipped to the executors) and text vectors of the
+    real encoder (its pandas UDF, with no accumulator on Connect), rounded to 5 decimals."""
     pairs = spark.createDataFrame(PAIRS, "user_id string, item_id string")
     vectors = spark.createDataFrame(VECTORS, "user_id string, embedding array<float>")
     unit = vectors.select("user_id", F.transform("embedding", lambda x: x / F.sqrt(F.aggregate(
         "embedding", F.lit(0.0), lambda a, y: a + y * y))).cast("array<float>").alias("embedding"))  # fmt: skip
     scores = item_scores(pairs, reg=1.0, m=3)
     near = top_k(unit, 2, cells=2, nprobe=1, kmeans_iters=3)
+    texts = spark.createDataFrame([("t1", "a funny movie for kids"), ("t2", None)], "id string, text string")
+    embed = make_embed_fn(spark, str(model_dir()))
+    encoded = embed.encode(texts, "text", "embedding").orderBy("id").collect()
     return {
         "connect": is_connect(spark),
         "ids": sorted(tuple(r) for r in id_index(pairs, "item_id", "ix").collect()),
@@ -41,6 +47,8 @@ def results(spark: SparkSession) -> dict:
             (r["user_id"], r["item_id"], round(r["items"], 6), r["because_item"]) for r in scores.collect()
         ),  # fmt: skip
         "neighbours": sorted((r["user_id"], r["neighbor_id"]) for r in near.collect()),
+        "vectors": [[round(x, 5) for x in r["embedding"]] for r in encoded],
+        "report": sorted(embed.report()),
     }
 
 

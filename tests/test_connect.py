@@ -1,7 +1,7 @@
-"""Spark Connect, first parts: ids, popularity ranks, the EASE item model and the approximate neighbour search give
-the same answer on a real local Spark Connect server (pyspark's own, started by `tests/connect_probe.py` in a process
-of its own) as on the classic session. They used RDDs, MLlib's RowMatrix and broadcast variables, none of which
-Spark Connect has."""
+"""Spark Connect, first parts: ids, popularity ranks, the EASE item model, the approximate neighbour search and the
+encoder give the same answer on a real local Spark Connect server (pyspark's own, started by `tests/connect_probe.py`
+in a process of its own) as on the classic session. They used RDDs, MLlib's RowMatrix, broadcast variables and
+accumulators, none of which Spark Connect has."""
 
 from __future__ import annotations
 
@@ -22,5 +22,8 @@ def test_library_parts_give_the_same_answer_on_spark_connect(spark):
     remote = json.loads(done.stdout.strip().splitlines()[-1])
     classic = json.loads(json.dumps(results(spark)))  # tuples as lists, as they came back
     assert remote.pop("connect") and not classic.pop("connect")
+    # No accumulators on Connect: the encoder reports its backend but no model-load counts.
+    assert remote.pop("report") == ["backend_use_multilingual"] and "model_loads" in classic.pop("report")
     assert remote == classic
     assert len(remote["items"]) == 12 and len(remote["neighbours"]) == 24  # not the same nothing on both sides
+    assert len(remote["vectors"]) == 2 and len(remote["vectors"][0]) == 384
