@@ -8,6 +8,7 @@ bare word, which becomes a path under `tables.root`. Writes are idempotent: a fu
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -233,8 +234,10 @@ def written_rows(spark: SparkSession, ref: TableRef) -> int:
     return int(last_operation_metrics(spark, ref).get("numOutputRows", 0))
 
 
-def _delta_table(spark: SparkSession, ref: TableRef) -> DeltaTable:
-    return DeltaTable.forPath(spark, ref.location) if ref.is_path else DeltaTable.forName(spark, ref.location)
+def _sql_name(ref: TableRef) -> str:
+    """The table as Spark SQL names it: delta.`<path>`, or the catalog name. Merges and history go through SQL, not
+    Delta's Python API: SQL runs on Spark Connect too, where that API needs a server plugin."""
+    return f"delta.`{ref.location.replace('`', '``')}`" if ref.is_path else ref.location
 
 
 def merge(
@@ -261,18 +264,22 @@ def merge(
     if not table_exists(spark, ref):
         overwrite(df.where(F.col(changed)).select(columns) if changed else df, ref)
         return written_rows(spark, ref)
-    values = {c: f"s.`{c}`" for c in columns}
-    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    only = f"s.`{changed}`" if changed else None
-    builder = _delta_table(spark, ref).alias("t").merge(df.alias("s"), condition)
+    named = [f"`{c}`" for c in columns]
+    only = f" AND s.`{changed}`" if changed else ""
     # A matched row is rewritten only where a value differs, so re-running on the same input commits nothing.
     differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in columns if c not in keys)
-    if update and differs:
-        builder = builder.whenMatchedUpdate(condition=f"{only} AND ({differs})" if only else differs, set=values)
-    builder = builder.whenNotMatchedInsert(condition=only, values=values)
+    update_set = ", ".join(f"t.{c} = s.{c}" for c in named)
+    clauses = [f"WHEN MATCHED{only} AND ({differs}) THEN UPDATE SET {update_set}"] if update and differs else []
+    clauses.append(f"WHEN NOT MATCHED{only} THEN INSERT ({', '.join(named)}) VALUES (s.{', s.'.join(named)})")
     if delete_missing:
-        builder = builder.whenNotMatchedBySourceDelete()
-    done = builder.execute().first()
+        clauses.append("WHEN NOT MATCHED BY SOURCE THEN DELETE")
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    source = f"_merge_source_{uuid.uuid4().hex}"
+    df.createOrReplaceTempView(source)
+    try:
+        done = spark.sql(f"MERGE INTO {_sql_name(ref)} t USING {source} s ON {condition} {' '.join(clauses)}").first()
+    finally:
+        spark.catalog.dropTempView(source)
     return int(done["num_inserted_rows"]) + int(done["num_updated_rows"]) if done else 0
 
 
@@ -284,5 +291,5 @@ def offered_rows(spark: SparkSession, ref: TableRef) -> int:
 
 def last_operation_metrics(spark: SparkSession, ref: TableRef) -> dict[str, str]:
     """Delta's own metrics of the latest commit (e.g. `numOutputRows`), used to reconcile row counts."""
-    row = _delta_table(spark, ref).history(1).select("operationMetrics").first()
+    row = spark.sql(f"DESCRIBE HISTORY {_sql_name(ref)} LIMIT 1").select("operationMetrics").first()
     return dict(row["operationMetrics"] or {}) if row else {}
