@@ -24,9 +24,10 @@ from pyspark.sql import functions as F
 
 from behaviorlm.cooccurrence import cooccurrence_scores
 from behaviorlm.indexing import id_index
-from behaviorlm.partials import Shipped, co_counts, summed
+from behaviorlm.partials import PARTIALS, Shipped, co_counts, summed
 
 log = logging.getLogger(__name__)
+GRAM_BYTES = 1 << 31  # X'X partials the driver fetches, in all (`gram`)
 SCORES = "user_id string, ix int, raw float, because int"
 OUTPUT = "user_id string, item_id string, items double, because_item string"
 
@@ -55,7 +56,9 @@ def gram(history: DataFrame, n_items: int) -> np.ndarray:
         counts = co_counts(lists(), n_items)  # one n x n array per partition, not one per Arrow batch
         return [counts] if sum(rows) else None
 
-    return summed(history.select("items"), partial, 1)[0].reshape(n_items, n_items)
+    # Each partial is n² int32: fewer of them for a larger catalogue, so at most GRAM_BYTES pass through the driver.
+    partials = max(1, min(PARTIALS, GRAM_BYTES // (4 * n_items * n_items)))
+    return summed(history.select("items"), partial, 1, partials)[0].reshape(n_items, n_items)
 
 
 def ease(gram_matrix: np.ndarray, reg: float) -> np.ndarray:
@@ -94,8 +97,8 @@ def item_scores(
     learned from binary interactions; with a `weight` column each history item votes with its weight. Above
     `max_items` items (EASE's catalogue² matrix is inverted on the driver) the pruned co-occurrence model with
     `neighbors` per item scores instead (logged with `setting`)."""
-    # The RDD steps below ship their input's lineage with every task: a deep plan (a backtest split's windows and
-    # joins) takes minutes to deserialise per task. Cut it first.
+    # The steps below read `pairs` several times: a deep plan (a backtest split's windows and joins) would be
+    # planned and computed again each time. Cut it first.
     pairs = pairs.localCheckpoint()
     index = id_index(pairs, "item_id", "ix").localCheckpoint()
     n_items = index.count()

@@ -16,45 +16,52 @@ from pyspark.sql import functions as F
 
 from behaviorlm.session import is_connect
 
-PARTIALS = 64  # partials fetched by the driver, one job each (`summed`)
+PARTIALS = 64  # at most this many partials summed by the driver (`summed`)
+CHUNK = 1 << 21  # elements per row a partial is sent in (16 MB of float64: far below Spark Connect's 128 MB messages)
 ROW_BITS = 33  # `monotonically_increasing_id`: the partition in the upper 31 bits, the row within it in the lower 33
-PAIRS_PER_STEP = 1 << 24  # item pairs counted per `np.bincount` in `co_counts` (128 MB of int64 codes)
+PAIRS_PER_STEP = 1 << 22  # item pairs counted per step in `co_counts` (32 MB of int64 codes)
 
 T = TypeVar("T")
 Partial = Callable[[Iterator[pd.DataFrame]], Sequence[np.ndarray] | None]
+_ID = "_partials_row_id"
+PIECES = "k int, size long, start long, dtype string, data binary"
 
 
-def summed(frame: DataFrame, partial: Partial, count: int) -> list[np.ndarray]:
+def summed(frame: DataFrame, partial: Partial, count: int, partials: int = PARTIALS) -> list[np.ndarray]:
     """The `count` arrays `partial(batches)` returns for each partition of `frame` (None for an empty one), summed.
 
-    At most PARTIALS partials (a narrow coalesce, no shuffle), computed in parallel and checkpointed, then fetched
-    one at a time as float64 bytes, in partition order (the same sum on every run), and added up on the driver,
-    which holds two copies of each array however many partitions there are. (Collected as array<double> rows, the
-    partials were Python float lists of about 250 MB each at 2,001 x 2,001: 0.9 GB with 4 partitions.) Arrays come
-    back flat: the caller knows their shapes. Raises ValueError when every partition is empty.
+    At most `partials` partials (a narrow coalesce, no shuffle), computed in parallel and checkpointed, each sent in
+    rows of at most CHUNK elements in its own dtype, fetched one partition at a time in partition order (the same
+    sum on every run) and added into one float64 array per result on the driver. (Collected as array<double> rows,
+    the partials were Python float lists of about 250 MB each at 2,001 x 2,001: 0.9 GB with 4 partitions.) Arrays
+    come back flat: the caller knows their shapes. Raises ValueError when every partition is empty.
     """
-    names = [f"a{n}" for n in range(count)]
 
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        arrays = partial(batches)
-        if arrays is not None:
-            yield pd.DataFrame({name: [np.asarray(a, dtype=np.float64).tobytes()] for name, a in zip(names, arrays)})
+    def pieces(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for k, array in enumerate(partial(batches) or []):
+            flat = np.ascontiguousarray(array).ravel()
+            for start in range(0, max(flat.size, 1), CHUNK):
+                data = flat[start : start + CHUNK].tobytes()
+                yield pd.DataFrame({"k": [k], "size": [flat.size], "start": [start], "dtype": [flat.dtype.str],
+                                    "data": [data]})  # fmt: skip
 
-    parts = frame.coalesce(PARTIALS).mapInPandas(run, ", ".join(f"{name} binary" for name in names))
+    parts = frame.coalesce(partials).mapInPandas(pieces, PIECES).localCheckpoint()
     sums: list = [None] * count
-    for row in parts.localCheckpoint().toLocalIterator(prefetchPartitions=False):
-        arrays = [np.frombuffer(row[name], dtype=np.float64) for name in names]
-        sums = arrays if sums[0] is None else [s + a for s, a in zip(sums, arrays)]
+    for row in parts.toLocalIterator(prefetchPartitions=False):
+        if sums[row["k"]] is None:
+            sums[row["k"]] = np.zeros(row["size"])
+        piece = np.frombuffer(row["data"], dtype=row["dtype"])
+        sums[row["k"]][row["start"] : row["start"] + piece.size] += piece
     if sums[0] is None:
         raise ValueError("summed: no partition holds a row")
     return sums
 
 
 def co_counts(histories: Iterator[Sequence[int]], n: int) -> np.ndarray:
-    """(n, n) float64: how many of `histories` (each a list of distinct ints below n) hold both i and j (the diagonal:
+    """(n, n) int32: how many of `histories` (each a list of distinct ints below n) hold both i and j (the diagonal:
     how many hold i), counted sparsely, as pairs per history: a dense user x item product costs users x n², these
     users x (their items)²."""
-    counts = np.zeros(n * n, dtype=np.float64)
+    counts = np.zeros(n * n, dtype=np.int32)
     codes: list[np.ndarray] = []
     size = 0
     for items in histories:
@@ -62,11 +69,19 @@ def co_counts(histories: Iterator[Sequence[int]], n: int) -> np.ndarray:
         codes.append((ix[:, None] * n + ix[None, :]).ravel())
         size += ix.size**2
         if size >= PAIRS_PER_STEP:
-            counts += np.bincount(np.concatenate(codes), minlength=n * n)
+            _add_pairs(counts, np.concatenate(codes))
             codes, size = [], 0
     if codes:
-        counts += np.bincount(np.concatenate(codes), minlength=n * n)
+        _add_pairs(counts, np.concatenate(codes))
     return counts.reshape(n, n)
+
+
+def _add_pairs(counts: np.ndarray, codes: np.ndarray) -> None:
+    if counts.size <= 2 * codes.size:  # bincount's n² int64 array is no bigger than the codes: the fast way
+        counts += np.bincount(codes, minlength=counts.size).astype(np.int32)
+    else:  # a large catalogue: count the codes by sorting them instead of allocating n² more
+        found, times = np.unique(codes, return_counts=True)
+        counts[found] += times.astype(np.int32)
 
 
 def positions(ordered: DataFrame, out: str, start: int = 0) -> DataFrame:
@@ -74,17 +89,18 @@ def positions(ordered: DataFrame, out: str, start: int = 0) -> DataFrame:
     sort, then `monotonically_increasing_id` numbers the rows within each partition and each partition is shifted
     by the rows before it: one count per partition reaches the driver (RDD `zipWithIndex` does the same, but needs
     RDDs). The order must be total (no ties) for the numbers to be the same on every run."""
-    tagged = ordered.withColumn("_m", F.monotonically_increasing_id()).localCheckpoint()
-    part = F.shiftrightunsigned("_m", ROW_BITS)
-    counts = sorted((r["_p"], r["count"]) for r in tagged.groupBy(part.alias("_p")).count().collect())
+    tagged = ordered.withColumn(_ID, F.monotonically_increasing_id()).localCheckpoint()
+    part = F.shiftrightunsigned(_ID, ROW_BITS)
+    counts = dict(tuple(r) for r in tagged.groupBy(part.alias("_p")).count().collect())
+    if not counts:
+        return tagged.withColumn(out, F.lit(None).cast("long")).drop(_ID)
+    # Partition ids run 0..P-1 (an empty one has no count): each one's offset, looked up by position.
     offsets, before = [], start
-    for p, n in counts:
-        offsets += [F.lit(p), F.lit(before)]
-        before += n
-    if not offsets:
-        return tagged.withColumn(out, F.lit(None).cast("long")).drop("_m")
-    place = F.create_map(*offsets)[part] + F.col("_m").bitwiseAND((1 << ROW_BITS) - 1)
-    return tagged.withColumn(out, place.cast("long")).drop("_m")
+    for p in range(max(counts) + 1):
+        offsets.append(F.lit(before))
+        before += counts.get(p, 0)
+    place = F.element_at(F.array(*offsets), (part + 1).cast("int")) + F.col(_ID).bitwiseAND((1 << ROW_BITS) - 1)
+    return tagged.withColumn(out, place.cast("long")).drop(_ID)
 
 
 class Shipped(Generic[T]):

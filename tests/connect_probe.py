@@ -29,7 +29,7 @@ VECTORS = [(f"v{n}", [1.0, n / 100, 0.0]) for n in range(6)] + [(f"w{n}", [0.0, 
 def results(spark: SparkSession) -> dict:
     """Dense ids, popularity ranks, EASE scores with their reasons (X'X summed from partitions, B shipped to the
     executors), approximate neighbours (k-means cells, centroids shipped to the executors) and text vectors of the
-    real encoder (its pandas UDF, with no accumulator on Connect), rounded to 5 decimals."""
+    real encoder (its pandas UDF, with no accumulator on Connect)."""
     pairs = spark.createDataFrame(PAIRS, "user_id string, item_id string")
     vectors = spark.createDataFrame(VECTORS, "user_id string, embedding array<float>")
     unit = vectors.select("user_id", F.transform("embedding", lambda x: x / F.sqrt(F.aggregate(
@@ -43,11 +43,9 @@ def results(spark: SparkSession) -> dict:
         "connect": is_connect(spark),
         "ids": sorted(tuple(r) for r in id_index(pairs, "item_id", "ix").collect()),
         "ranks": sorted((r["item_id"], r["pop_rank"]) for r in popularity(pairs).collect()),
-        "items": sorted(
-            (r["user_id"], r["item_id"], round(r["items"], 6), r["because_item"]) for r in scores.collect()
-        ),  # fmt: skip
+        "items": sorted((r["user_id"], r["item_id"], r["because_item"], r["items"]) for r in scores.collect()),
         "neighbours": sorted((r["user_id"], r["neighbor_id"]) for r in near.collect()),
-        "vectors": [[round(x, 5) for x in r["embedding"]] for r in encoded],
+        "vectors": [list(r["embedding"]) for r in encoded],
         "report": sorted(embed.report()),
     }
 
