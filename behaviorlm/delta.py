@@ -19,6 +19,7 @@ from pyspark.sql.utils import AnalysisException
 
 from behaviorlm.config import TablesConfig
 from behaviorlm.errors import TableNotFoundError
+from behaviorlm.session import is_connect
 
 CSV_DEFAULTS = {"header": "true", "multiLine": "true"}
 CSV_SAMPLE_LINES = 10_000
@@ -58,7 +59,7 @@ def location_ref(name: str, value: str, root: str = "") -> TableRef:
 
 def table_exists(spark: SparkSession, ref: TableRef) -> bool:
     if ref.is_path:
-        return DeltaTable.isDeltaTable(spark, ref.location)
+        return _is_delta_path(spark, ref.location)
     try:
         return spark.catalog.tableExists(ref.location)
     except AnalysisException as exc:  # e.g. a three-part name where the catalog takes two
@@ -89,8 +90,34 @@ def first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
+def _is_delta_path(spark: SparkSession, path: str) -> bool:
+    if not is_connect(spark):
+        return DeltaTable.isDeltaTable(spark, path)
+    # Spark Connect: Delta's Python API needs a server plugin there; SQL does not.
+    try:
+        spark.sql(f"DESCRIBE DETAIL {_sql_path(path)}")
+    except AnalysisException as exc:
+        if exc.getCondition() == "DELTA_MISSING_DELTA_TABLE":
+            return False
+        raise
+    return True
+
+
+def _listed(spark: SparkSession, path: str) -> bool | None:
+    """On Spark Connect (no Hadoop file system on this side): whether Spark lists a file at `path` (a file, or in
+    the folder; names starting with `_` or `.` are not listed), None when the path does not exist."""
+    try:
+        return spark.read.format("binaryFile").load(path).select("path").limit(1).count() > 0
+    except AnalysisException as exc:
+        if exc.getCondition() == "PATH_NOT_FOUND":
+            return None
+        raise
+
+
 def path_exists(spark: SparkSession, path: str) -> bool:
     """Whether a file or folder exists, on any file system Spark can reach (local, DBFS, object stores)."""
+    if is_connect(spark):
+        return _listed(spark, path) is not None
     jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
     return bool(jpath.getFileSystem(spark._jsc.hadoopConfiguration()).exists(jpath))
 
@@ -111,6 +138,8 @@ def input_exists(spark: SparkSession, ref: TableRef) -> bool:
 
 def _holds_files(spark: SparkSession, path: str) -> bool:
     """Whether `path` is a file or a folder with anything in it (an empty folder is as good as none)."""
+    if is_connect(spark):
+        return bool(_listed(spark, path))
     jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
     fs = jpath.getFileSystem(spark._jsc.hadoopConfiguration())
     return bool(fs.exists(jpath)) and (fs.getFileStatus(jpath).isFile() or len(fs.listStatus(jpath)) > 0)
@@ -237,7 +266,11 @@ def written_rows(spark: SparkSession, ref: TableRef) -> int:
 def _sql_name(ref: TableRef) -> str:
     """The table as Spark SQL names it: delta.`<path>`, or the catalog name. Merges and history go through SQL, not
     Delta's Python API: SQL runs on Spark Connect too, where that API needs a server plugin."""
-    return f"delta.`{ref.location.replace('`', '``')}`" if ref.is_path else ref.location
+    return _sql_path(ref.location) if ref.is_path else ref.location
+
+
+def _sql_path(path: str) -> str:
+    return f"delta.`{path.replace('`', '``')}`"
 
 
 def merge(

@@ -1,7 +1,7 @@
-"""Spark Connect, first parts: ids, popularity ranks, the EASE item model, the approximate neighbour search and the
-encoder give the same answer on a real local Spark Connect server (pyspark's own, started by `tests/connect_probe.py`
-in a process of its own) as on the classic session. They used RDDs, MLlib's RowMatrix, broadcast variables and
-accumulators, none of which Spark Connect has."""
+"""Spark Connect, first parts: ids, popularity ranks, the EASE item model, the approximate neighbour search, the
+encoder and the Delta module give the same answer on a real local Spark Connect server (pyspark's own, started by
+`tests/connect_probe.py` in a process of its own) as on the classic session. They used RDDs, MLlib's RowMatrix,
+broadcast variables, accumulators, Delta's Python API and Hadoop's file system, none of which a Connect client has."""
 
 from __future__ import annotations
 
@@ -11,18 +11,24 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO
 from tests.connect_probe import results
 
 
-def test_library_parts_give_the_same_answer_on_spark_connect(spark):
+@pytest.mark.slow
+def test_library_parts_give_the_same_answer_on_spark_connect(spark, tmp_path):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "tests.connect_probe", "local[2]"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    remote = json.loads(done.stdout.strip().splitlines()[-1])
-    classic = json.loads(json.dumps(results(spark)))  # tuples as lists, as they came back
+    probe = subprocess.Popen([sys.executable, "-m", "tests.connect_probe", "local[2]", str(tmp_path / "connect")],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:  # the classic side meanwhile: the probe spends much of its time starting a JVM and Python workers
+        classic = json.loads(json.dumps(results(spark, str(tmp_path / "classic"))))  # tuples as lists, as from JSON
+        out, err = probe.communicate(timeout=600)
+    finally:
+        probe.kill()
+    assert probe.returncode == 0, err[-3000:]
+    remote = json.loads(out.strip().splitlines()[-1])
     assert remote.pop("connect") and not classic.pop("connect")
     # No accumulators on Connect: the encoder reports its backend but no model-load counts.
     assert remote.pop("report") == ["backend_use_multilingual"] and "model_loads" in classic.pop("report")
@@ -35,3 +41,6 @@ def test_library_parts_give_the_same_answer_on_spark_connect(spark):
     assert remote == classic
     # Not the same nothing on both sides.
     assert len(remote["neighbours"]) == 24 and np.shape(got_vectors) == (2, 384)
+    assert remote["delta"] == {"merges": [False, 2, 2, 3], "replaced": [2, 3], "refused": True,
+                               "paths": [True, True, False], "rows": [["a", 1], ["b", 3], ["c", 4]],
+                               "run_rows": 3}  # fmt: skip
