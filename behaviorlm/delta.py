@@ -93,21 +93,25 @@ def first_line(exc: Exception) -> str:
 def _is_delta_path(spark: SparkSession, path: str) -> bool:
     if not is_connect(spark):
         return DeltaTable.isDeltaTable(spark, path)
-    # Spark Connect: Delta's Python API needs a server plugin there; SQL does not.
+    # Spark Connect: Delta's Python API needs a server plugin there; SQL does not. Delta 4.4 raises for a path that
+    # is not a table; some versions describe it instead, with another format.
     try:
-        spark.sql(f"DESCRIBE DETAIL {_sql_path(path)}")
+        row = spark.sql(f"DESCRIBE DETAIL {_sql_path(path)}").select("format").first()
     except AnalysisException as exc:
         if exc.getCondition() == "DELTA_MISSING_DELTA_TABLE":
             return False
         raise
-    return True
+    return row is not None and row["format"] == "delta"
 
 
 def _listed(spark: SparkSession, path: str) -> bool | None:
     """On Spark Connect (no Hadoop file system on this side): whether Spark lists a file at `path` (a file, or in
-    the folder; names starting with `_` or `.` are not listed), None when the path does not exist."""
+    the folder; names starting with `_` or `.` are not listed, so a folder holding only `_SUCCESS` counts as empty
+    here), None when the path does not exist. Recursive lookup: no partition columns guessed from folder names
+    (a table whose partitioning changed would make the guess fail)."""
+    files = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
     try:
-        return spark.read.format("binaryFile").load(path).select("path").limit(1).count() > 0
+        return len(files.load(path).select("path").take(1)) > 0
     except AnalysisException as exc:
         if exc.getCondition() == "PATH_NOT_FOUND":
             return None
@@ -137,7 +141,8 @@ def input_exists(spark: SparkSession, ref: TableRef) -> bool:
 
 
 def _holds_files(spark: SparkSession, path: str) -> bool:
-    """Whether `path` is a file or a folder with anything in it (an empty folder is as good as none)."""
+    """Whether `path` is a file or a folder with anything in it (an empty folder is as good as none; on Spark
+    Connect, see `_listed`, so is one holding only hidden files)."""
     if is_connect(spark):
         return bool(_listed(spark, path))
     jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
@@ -254,7 +259,7 @@ def sql_string(value: str) -> str:
 
 def replace_run(df: DataFrame, ref: TableRef, run_id: str, column: str = "run_id") -> int:
     """Write `df` as the rows of one run (adds `column` = run_id, replaces that run's rows); returns rows written."""
-    replace_where(df.withColumn(column, F.lit(run_id)), ref, f"`{column}` = {sql_string(run_id)}")
+    replace_where(df.withColumn(column, F.lit(run_id)), ref, f"{_quote(column)} = {sql_string(run_id)}")
     return written_rows(df.sparkSession, ref)
 
 
@@ -270,7 +275,12 @@ def _sql_name(ref: TableRef) -> str:
 
 
 def _sql_path(path: str) -> str:
-    return f"delta.`{path.replace('`', '``')}`"
+    return f"delta.{_quote(path)}"
+
+
+def _quote(name: str) -> str:
+    """A column name or path as a quoted SQL identifier (a backtick inside is doubled)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def merge(
@@ -297,16 +307,16 @@ def merge(
     if not table_exists(spark, ref):
         overwrite(df.where(F.col(changed)).select(columns) if changed else df, ref)
         return written_rows(spark, ref)
-    named = [f"`{c}`" for c in columns]
-    only = f" AND s.`{changed}`" if changed else ""
+    named = [_quote(c) for c in columns]
+    only = f" AND s.{_quote(changed)}" if changed else ""
     # A matched row is rewritten only where a value differs, so re-running on the same input commits nothing.
-    differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in columns if c not in keys)
+    differs = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c, name in zip(named, columns) if name not in keys)
     update_set = ", ".join(f"t.{c} = s.{c}" for c in named)
     clauses = [f"WHEN MATCHED{only} AND ({differs}) THEN UPDATE SET {update_set}"] if update and differs else []
     clauses.append(f"WHEN NOT MATCHED{only} THEN INSERT ({', '.join(named)}) VALUES (s.{', s.'.join(named)})")
     if delete_missing:
         clauses.append("WHEN NOT MATCHED BY SOURCE THEN DELETE")
-    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    condition = " AND ".join(f"t.{_quote(k)} <=> s.{_quote(k)}" for k in keys)
     source = f"_merge_source_{uuid.uuid4().hex}"
     df.createOrReplaceTempView(source)
     try:

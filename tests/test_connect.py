@@ -20,14 +20,16 @@ from tests.connect_probe import results
 @pytest.mark.slow
 def test_library_parts_give_the_same_answer_on_spark_connect(spark, tmp_path):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
-    probe = subprocess.Popen([sys.executable, "-m", "tests.connect_probe", "local[2]", str(tmp_path / "connect")],
-                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:  # the classic side meanwhile: the probe spends much of its time starting a JVM and Python workers
-        classic = json.loads(json.dumps(results(spark, str(tmp_path / "classic"))))  # tuples as lists, as from JSON
-        out, err = probe.communicate(timeout=600)
-    finally:
-        probe.kill()
-    assert probe.returncode == 0, err[-3000:]
+    log = tmp_path / "probe.log"  # a file, not a pipe: the probe's Spark logs must not block it meanwhile
+    with log.open("w") as err:
+        probe = subprocess.Popen([sys.executable, "-m", "tests.connect_probe", "local[2]", str(tmp_path / "connect")],
+                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
+        try:  # the classic side meanwhile: the probe spends much of its time starting a JVM and Python workers
+            classic = json.loads(json.dumps(results(spark, str(tmp_path / "classic"))))  # tuples as lists, as JSON
+            out, _ = probe.communicate(timeout=600)
+        finally:
+            probe.kill()
+    assert probe.returncode == 0, log.read_text()[-3000:]
     remote = json.loads(out.strip().splitlines()[-1])
     assert remote.pop("connect") and not classic.pop("connect")
     # No accumulators on Connect: the encoder reports its backend but no model-load counts.
