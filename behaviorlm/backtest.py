@@ -90,7 +90,7 @@ def als_recommendations(
     # ALS ships its input's RDD lineage with every task of every iteration: a deep input plan (the pair-level split's
     # windows and joins) overflows the executor's stack when the tasks are deserialised. Cut it first.
     pairs = pairs.localCheckpoint()
-    users, items = (id_index(pairs, c, f"{c}_ix").localCheckpoint() for c in ("user_id", "item_id"))
+    users, items = (id_index(pairs, c, f"{c}_ix") for c in ("user_id", "item_id"))
     indexed = pairs.join(users, "user_id").join(items, "item_id").localCheckpoint()
     model = ALS(rank=rank, regParam=reg, alpha=alpha, maxIter=iterations, implicitPrefs=True, userCol="user_id_ix",
                 itemCol="item_id_ix", ratingCol="one", seed=seed, coldStartStrategy="drop").fit(indexed)  # fmt: skip

@@ -38,7 +38,7 @@ def als_ratings(evidence: DataFrame, targets: DataFrame, f: FactorModel) -> Data
     """(user_id, item_id, als): MLlib ALS fitted on `evidence` (user_id, item_id, rating), for the `targets` whose
     user and item it has seen (the others are left out)."""
     rated = evidence.select(*KEYS, F.col("rating").cast("float"))
-    users, items = (id_index(rated, c, f"{c}_ix").localCheckpoint() for c in KEYS)
+    users, items = (id_index(rated, c, f"{c}_ix") for c in KEYS)
 
     def index(df: DataFrame) -> DataFrame:  # a target whose user or item has no rating is left out (inner joins)
         return df.join(users, "user_id").join(items, "item_id")

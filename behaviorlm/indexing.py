@@ -19,7 +19,8 @@ from behaviorlm.partials import positions
 
 
 def id_index(frame: DataFrame, column: str, out: str) -> DataFrame:
-    """(`column`, `out`): the distinct non-null values of `frame[column]`, numbered 0.. in value order as int."""
+    """(`column`, `out`): the distinct non-null values of `frame[column]`, numbered 0.. in value order as int;
+    materialised (a projection of a checkpointed frame: reading it twice computes nothing again)."""
     ordered = frame.select(column).where(F.col(column).isNotNull()).distinct().orderBy(column)
     return positions(ordered, out).withColumn(out, F.col(out).cast("int"))
 

@@ -100,7 +100,7 @@ def item_scores(
     # The steps below read `pairs` several times: a deep plan (a backtest split's windows and joins) would be
     # planned and computed again each time. Cut it first.
     pairs = pairs.localCheckpoint()
-    index = id_index(pairs, "item_id", "ix").localCheckpoint()
+    index = id_index(pairs, "item_id", "ix")  # materialised by id_index already
     n_items = index.count()
     if max_items is not None and n_items > max_items:
         log.info("items part: %d items with interactions > %s=%d: pruned co-occurrence model, %d neighbours per item",
