@@ -108,7 +108,9 @@ def _unseen_room(model: ALSModel, indexed: DataFrame, k: int) -> DataFrame:
     """ALS's top lists (user_id_ix, recommendations), long enough that k unseen items remain once each user's seen
     ones are removed (`by_seen_room`)."""
     seen = indexed.groupBy("user_id_ix").count()
-    return by_seen_room(seen, "count", k, lambda rows, n: model.recommendForUserSubset(rows, n))
+    # Each list is materialised at once: on Spark Connect a model's method gets its input as a plan, which keeps no
+    # reference to the checkpoint it reads (by_seen_room's, released on return) nor to the model.
+    return by_seen_room(seen, "count", k, lambda rows, n: model.recommendForUserSubset(rows, n).localCheckpoint())
 
 
 def score_models(models: dict[str, DataFrame], test: DataFrame, catalogue: DataFrame, k: int) -> dict[str, dict]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from pyspark.logger import PySparkLogger
 from pyspark.sql import SparkSession
+
+from behaviorlm.session import is_connect
 
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
@@ -31,14 +33,37 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def _progress(spark: SparkSession, log: logging.Logger, what: str, every: float, stop: threading.Event) -> None:
-    tracker = spark.sparkContext.statusTracker()
-    while not stop.wait(every):
-        stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
-        stages = [s for s in stages if s is not None]
-        if stages:
-            done = sum(s.numCompletedTasks for s in stages)
-            total = sum(s.numTasks for s in stages)
-            log.info("  %s: running, %d/%d tasks of %d Spark stage(s) done", what, done, total, len(stages))
+    with _stage_reader(spark) as running:
+        while not stop.wait(every):
+            stages = running()
+            if stages:
+                done, total = sum(s[0] for s in stages), sum(s[1] for s in stages)
+                log.info("  %s: running, %d/%d tasks of %d Spark stage(s) done", what, done, total, len(stages))
+
+
+@contextmanager
+def _stage_reader(spark: SparkSession) -> Iterator[Callable[[], list[tuple[int, int]]]]:
+    """A function giving the running Spark stages as (tasks done, tasks): read from the status tracker on a classic
+    session; on Spark Connect (no JVM here), the latest progress the server sent for each running query, kept by a
+    progress handler registered meanwhile."""
+    if not is_connect(spark):
+        tracker = spark.sparkContext.statusTracker()
+        infos = lambda: (tracker.getStageInfo(s) for s in tracker.getActiveStageIds())  # noqa: E731
+        yield lambda: [(s.numCompletedTasks, s.numTasks) for s in infos() if s is not None]
+        return
+    latest: dict[str | None, list[tuple[int, int]]] = {}
+
+    def handler(stages: Iterable | None, inflight_tasks: int, operation_id: str | None, done: bool) -> None:
+        if done:
+            latest.pop(operation_id, None)
+        else:
+            latest[operation_id] = [(s.num_completed_tasks, s.num_tasks) for s in stages or () if not s.done]
+
+    spark.registerProgressHandler(handler)
+    try:
+        yield lambda: [stage for running in list(latest.values()) for stage in running]
+    finally:
+        spark.removeProgressHandler(handler)
 
 
 def counts(metrics: object) -> list[tuple[str, float]]:

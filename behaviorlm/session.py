@@ -6,9 +6,10 @@
   the cluster and only add the Delta SQL settings;
 - otherwise (laptop, local tests) -> local mode with Delta configured from the jars that `behaviorlm setup` cached,
   so no network is needed at run time.
-A Spark Connect session (Databricks serverless or standard access mode, databricks-connect, `SPARK_REMOTE`) is
-refused with `SparkConnectNotSupportedError` before any stage starts: the stages use the JVM (Hadoop file checks,
-broadcasts, accumulators, the status tracker), and would otherwise fail midway with PySpark's attribute error.
+- `SPARK_REMOTE` is set (`sc://host:15002`, or `local[N]` for pyspark's own local server) -> a Spark Connect session;
+  an active Connect session (Databricks serverless or standard access mode, databricks-connect) is reused as above.
+  Every stage runs on Connect: nothing below the job layer needs the JVM on this side (`is_connect` picks the two
+  paths where it matters: broadcasts and accumulators).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
 from pyspark.sql import SparkSession
-from pyspark.sql.utils import is_remote
 
 from behaviorlm.config import SparkConfig, cache_dir
 from behaviorlm.errors import BehaviorLMError
@@ -41,22 +42,6 @@ DELTA_SQL_CONF = {
 
 class DeltaNotAvailableError(BehaviorLMError, RuntimeError):
     """The Delta Lake jars are not on the session's classpath."""
-
-
-class SparkConnectNotSupportedError(BehaviorLMError, RuntimeError):
-    """The session is (or would be) a Spark Connect client, which has no JVM on this side."""
-
-
-def check_classic() -> None:
-    """Raise `SparkConnectNotSupportedError` when this process runs Spark Connect: a remote session exists
-    (pyspark marks it with SPARK_CONNECT_MODE_ENABLED) or SPARK_REMOTE would make the next session one."""
-    if is_remote() or os.environ.get("SPARK_REMOTE"):
-        raise SparkConnectNotSupportedError(
-            "behaviorlm needs a classic Spark session (its stages use the JVM: Hadoop file checks, broadcasts, "
-            "accumulators), and this one is Spark Connect (Databricks serverless or standard/shared access mode, "
-            "databricks-connect, or SPARK_REMOTE set). On Databricks use a cluster in dedicated (single user) access "
-            "mode; elsewhere unset SPARK_REMOTE."
-        )
 
 
 def is_connect(spark: SparkSession) -> bool:
@@ -80,6 +65,12 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def starts_local_jvm() -> bool:
+    """Whether the session about to be built starts a JVM in this process: local mode, or pyspark's local Spark
+    Connect server (`SPARK_REMOTE=local[N]`); not under spark-submit (the JVM is up) nor for a remote server."""
+    return not under_spark_submit() and not os.environ.get("SPARK_REMOTE", "").startswith("sc://")
+
+
 # Spark's JVM start-up notices are not for our readers: local sessions start with errors only (see the file).
 LOG4J_FILE = Path(__file__).with_name("log4j2.properties")
 # Our defaults where the config says nothing (both are fixed when the session starts):
@@ -91,8 +82,8 @@ SESSION_DEFAULTS = {"spark.ui.showConsoleProgress": "false", "spark.sql.codegen.
 
 
 def get_spark(conf: SparkConfig) -> SparkSession:
-    """Return the session for this process: the active one, a spark-submit one, or a local one with Delta."""
-    check_classic()
+    """Return the session for this process: the active one, a spark-submit one, a Spark Connect one (SPARK_REMOTE),
+    or a local one with Delta."""
     active = SparkSession.getActiveSession()
     if active is not None:
         _apply_to_active(active, conf.conf)
@@ -100,10 +91,11 @@ def get_spark(conf: SparkConfig) -> SparkSession:
     builder = SparkSession.builder.appName(conf.app_name)
     for key, value in {**DELTA_SQL_CONF, **SESSION_DEFAULTS}.items():
         builder = builder.config(key, value)
-    if not under_spark_submit():
+    if starts_local_jvm():
         # Python workers must run this interpreter (the one with our packages); pyspark reads only the variable.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = builder.master(conf.master)
+        if not os.environ.get("SPARK_REMOTE"):  # a local Connect server runs on the master SPARK_REMOTE names
+            builder = builder.master(conf.master)
         options = f"-Dlog4j2.configurationFile={LOG4J_FILE} {conf.conf.get('spark.driver.extraJavaOptions', '')}"
         builder = builder.config("spark.driver.extraJavaOptions", options.strip())
         jars = cached_delta_jars()
@@ -113,11 +105,19 @@ def get_spark(conf: SparkConfig) -> SparkSession:
             log.warning("Delta jars not cached (run `behaviorlm setup`); resolving %s from Maven", DELTA_PACKAGE)
             builder = builder.config("spark.jars.packages", DELTA_PACKAGE)
     for key, value in conf.conf.items():
-        if key != "spark.driver.extraJavaOptions" or under_spark_submit():
+        if key != "spark.driver.extraJavaOptions" or not starts_local_jvm():
             builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(conf.log_level)
-    _check_delta(spark)
+    with warnings.catch_warnings():
+        # pyspark sets every option again as a runtime setting of a new Connect session and warns for each static
+        # one: Delta's and ours took effect as the local server started, or are a remote server's own. The user's
+        # settings are checked below, with the warning `_apply_to_active` gives.
+        warnings.filterwarnings("ignore", "Failed to set", UserWarning)
+        spark = builder.getOrCreate()
+    if is_connect(spark):  # a Connect server keeps its own log level (a local one reads the log4j2 file above)
+        _apply_to_active(spark, conf.conf)
+    else:
+        spark.sparkContext.setLogLevel(conf.log_level)
+        _check_delta(spark)
     return spark
 
 
@@ -140,8 +140,6 @@ def _apply_to_active(spark: SparkSession, conf: dict[str, str]) -> None:
 
 
 def _check_delta(spark: SparkSession) -> None:
-    if is_connect(spark):  # e.g. Databricks serverless: Delta is built in.
-        return
     jvm = spark._jvm
     try:
         jvm.org.apache.spark.util.Utils.classForName("io.delta.tables.DeltaTable", True, False)

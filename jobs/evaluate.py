@@ -25,6 +25,7 @@ from behaviorlm.embedding import EmbedFn
 from behaviorlm.metrics import format_table
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.scoring import Inputs, blend, candidates, repower
+from behaviorlm.session import is_connect
 from jobs import params
 from jobs.runtime import job_main, write_metrics
 
@@ -133,9 +134,10 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
         models["popularity"] = blend(cands, {"popularity": 1.0}, ev.k)
     if "als" in ev.baselines:
         a = ev.als
-        if spark.sparkContext.getCheckpointDir() is None:
-            # ALS checkpoints its factors every 10 iterations only where a checkpoint folder is set; without it
-            # the lineage of its iterations grows until tasks overflow the stack.
+        # ALS checkpoints its factors every 10 iterations only where a checkpoint folder is set; without it the
+        # lineage of its iterations grows until tasks overflow the stack. A Connect client cannot set one: the
+        # server's `spark.checkpoint.dir` serves there.
+        if not is_connect(spark) and spark.sparkContext.getCheckpointDir() is None:
             spark.sparkContext.setCheckpointDir(f"{cfg.tables.root.rstrip('/')}/{ev.workdir}/_checkpoints")
         models["als"] = als_recommendations(train, ev.k, a.rank, a.reg, a.alpha, a.iterations, cfg.seed)
     results = score_models(models, test, params.table(spark, cfg, "items"), ev.k)

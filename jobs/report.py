@@ -11,8 +11,9 @@
 
 Only small aggregates reach the driver (`behaviorlm.summaries`): histogram counts, top-n counts, at most
 `report.sample_users` projected points and `report.example_users` users' rows. Written to
-`report.dir/run-<run_id>.html` (local path or any Hadoop file system URI); `behaviorlm run` writes it last and logs
-the path. The `report` job then tracks the run in MLflow (`jobs/tracking.py`), as `behaviorlm run` does after it.
+`report.dir/run-<run_id>.html` (a local path, or a Hadoop file system URI except on Spark Connect:
+`behaviorlm.files`); `behaviorlm run` writes it last and logs the path. The `report` job then tracks the run in MLflow
+(`jobs/tracking.py`), as `behaviorlm run` does after it.
 Run: `behaviorlm report --conf conf/local.yaml --run-id <run id>`.
 """
 
@@ -29,6 +30,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import runs, summaries
 from behaviorlm.config import Config
+from behaviorlm.files import check_writable, read_text, write_text
 from jobs import charts, params, report_examples, tracking
 from jobs.runtime import job_main
 
@@ -233,44 +235,10 @@ def render(run_id: str, metrics: list[Metric], sections: dict[str, str], key: st
     )
 
 
-def read_text(spark: SparkSession, path: str) -> str | None:
-    """A text file's content (local path or Hadoop file system URI), or None when it does not exist."""
-    if "://" not in path and not path.startswith("dbfs:"):
-        if not os.path.isfile(path):
-            return None
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    jpath = spark._jvm.org.apache.hadoop.fs.Path(path)
-    fs = jpath.getFileSystem(spark._jsc.hadoopConfiguration())
-    if not fs.exists(jpath):
-        return None
-    stream = fs.open(jpath)
-    try:
-        return spark._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
-
-
 def fingerprint(cfg: Config, metrics: list[Metric]) -> str:
     """What the report is a function of: the run's metrics (every stage that runs writes its seconds there, so any
     stage run changes them) and the report's own settings."""
     return hashlib.sha1(repr((metrics, cfg.report.model_dump())).encode()).hexdigest()[:16]
-
-
-def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Write a text file locally, or through Hadoop's file system API for URIs (dbfs:/, s3a://, abfss://...)."""
-    if "://" not in path and not path.startswith("dbfs:"):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        return
-    jvm = spark._jvm
-    jpath = jvm.org.apache.hadoop.fs.Path(path)
-    stream = jpath.getFileSystem(spark._jsc.hadoopConfiguration()).create(jpath, True)
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
 
 
 def run_metrics(spark: SparkSession, cfg: Config) -> list[Metric]:
@@ -284,6 +252,7 @@ def run_metrics(spark: SparkSession, cfg: Config) -> list[Metric]:
 def build(spark: SparkSession, cfg: Config) -> str:
     """Gather the report's aggregates and write it; returns its path. A report already written for the same metrics
     (a re-run that ran no stage: a stage notebook or task finding its stage done) is kept as it is."""
+    check_writable(spark, cfg.report.dir, "report.dir")
     metrics = run_metrics(spark, cfg)
     path = os.path.join(cfg.report.dir, f"run-{cfg.run_id}.html")
     stamp = fingerprint(cfg, metrics)

@@ -24,6 +24,7 @@ from pyspark.sql import SparkSession
 from behaviorlm import delta, runs
 from behaviorlm.config import Config
 from behaviorlm.errors import BehaviorLMError
+from behaviorlm.files import check_writable
 from behaviorlm.logs import counts_line, setup_logging, timed
 from behaviorlm.session import get_spark
 from jobs import (
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     stages = pick_stages(args.stages)
     spark = get_spark(cfg.spark)
     delta.check_schemas(spark, cfg.tables)
+    if cfg.report.enabled:  # refused now, not after the stages ran
+        check_writable(spark, cfg.report.dir, "report.dir")
     with timed(log, f"run {cfg.run_id}: {' -> '.join(stages)}"):
         return run_pipeline(spark, cfg, stages, args.force)
 

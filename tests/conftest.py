@@ -1,8 +1,10 @@
-"""One session-scoped Spark session with real Delta Lake, built by the project's own session factory."""
+"""One session-scoped Spark session with real Delta Lake, built by the project's own session factory, and a real
+Spark Connect server on its JVM for the tests that run the same code as a Connect client."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,12 +35,43 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
             "spark.conf.spark.databricks.delta.snapshotPartitions=1",
             f"spark.conf.spark.sql.warehouse.dir={tmp / 'warehouse'}",
             f"spark.conf.spark.local.dir={tmp / 'local'}",
+            # The Connect server (`connect_url`) on a free port: never one a parallel suite or a real server holds.
+            "spark.conf.spark.connect.grpc.binding.port=0",
         ]
     )
     session = get_spark(cfg.spark)
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def connect_url(spark: SparkSession) -> str:
+    """Spark's own Connect service (gRPC), started on the test session's JVM: Connect clients, in this process or
+    another, without a second JVM to start and warm up."""
+    service = getattr(getattr(spark._jvm.org.apache.spark.sql.connect.service, "SparkConnectService$"), "MODULE$")
+    service.start(spark.sparkContext._jsc.sc())
+    return f"sc://localhost:{service.localPort()}"
+
+
+@pytest.fixture
+def connect(connect_url: str) -> Callable[[], AbstractContextManager[SparkSession]]:
+    """`with connect() as remote:` a Spark Connect session. Inside, pyspark runs in Connect mode (its functions
+    build Connect columns, `SparkSession.getActiveSession()` is `remote`, as in a Databricks serverless notebook);
+    after it, the classic session is the active one again."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    @contextmanager
+    def session() -> Iterator[SparkSession]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+            remote = ConnectSession.builder.remote(connect_url).create()
+            try:
+                yield remote
+            finally:
+                remote.stop()
+
+    return session
 
 
 @pytest.fixture(autouse=True)

@@ -33,19 +33,8 @@ def test_user_errors_exit_2_with_the_message_not_a_traceback(capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("variable, value", [("SPARK_CONNECT_MODE_ENABLED", "1"), ("SPARK_REMOTE", "sc://host:15002")])
-def test_a_spark_connect_session_is_refused_before_any_stage(capsys, monkeypatch, variable, value):
-    """What pyspark sets once a remote session exists (a Databricks serverless notebook), and what makes the next
-    session remote: either way one line saying what to use instead, not an attribute error halfway through a run."""
-    monkeypatch.setenv(variable, value)
-    assert main(["ingest"]) == 2
-    err = capsys.readouterr().err
-    assert "needs a classic Spark session" in err and "dedicated (single user) access mode" in err
-    assert "Traceback" not in err
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+def run(cmd: list[str], cwd: Path, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, **env_vars}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -80,3 +69,15 @@ def test_spark_submit_with_the_package_as_py_files(spark, tmp_path):
     run(cmd, tmp_path)
     counts = rows_by_table(spark, root)
     assert counts["behaviors"] + counts["rejected_behaviors"] == 3000
+
+
+@pytest.mark.slow
+def test_console_script_as_a_spark_connect_client(spark, connect_url, tmp_path):
+    """SPARK_REMOTE makes the command a Spark Connect client (here of the server on the test session's JVM), as
+    databricks-connect or a serverless job would: no JVM starts in its process, and the tables are the same."""
+    root = tmp_path / "delta"
+    done = run([str(BIN / "behaviorlm"), "ingest", "--set", f"tables.root={root}", *SYNTHETIC], REPO,
+               SPARK_REMOTE=connect_url)  # fmt: skip
+    assert "Setting default log level" not in done.stderr  # what a JVM starting in that process prints
+    counts = rows_by_table(spark, root)
+    assert counts["behaviors"] + counts["rejected_behaviors"] == 3000 and counts["rejected_behaviors"] > 0

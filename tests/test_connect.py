@@ -1,36 +1,89 @@
-"""Spark Connect, first parts: ids, popularity ranks, the EASE item model, the approximate neighbour search, the
-encoder and the Delta module give the same answer on a real local Spark Connect server (pyspark's own, started by
-`tests/connect_probe.py` in a process of its own) as on the classic session. They used RDDs, MLlib's RowMatrix,
-broadcast variables, accumulators, Delta's Python API and Hadoop's file system, none of which a Connect client has."""
+"""The library on Spark Connect: ids, popularity ranks, the EASE item model, the approximate neighbour search, the
+encoder, ALS and the Delta module give the same answer as a Connect client of a real Spark Connect server (Spark's
+own service on the test session's JVM, `connect` in conftest) as on the classic session. They used RDDs, MLlib's
+RowMatrix, broadcast variables, accumulators, Delta's Python API and Hadoop's file system, none of which a Connect
+client has. Whole runs on Connect: tests/test_run.py (every stage) and tests/test_cli.py (the console script)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
-import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from tests.conftest import REPO
-from tests.connect_probe import results
+from behaviorlm import delta
+from behaviorlm.assets import model_dir
+from behaviorlm.backtest import als_recommendations
+from behaviorlm.embedding import make_embed_fn
+from behaviorlm.errors import TableNotFoundError
+from behaviorlm.indexing import id_index
+from behaviorlm.item_model import item_scores
+from behaviorlm.neighbors import top_k
+from behaviorlm.scoring import popularity
+from behaviorlm.session import is_connect
+
+# Users who chose a also chose b; c goes with d.
+PAIRS = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u3", "a"), ("u3", "b"), ("u3", "c"), ("u4", "c"),
+         ("u4", "d"), ("u7", "c"), ("u7", "d"), ("u5", "a"), ("u6", "c")]  # fmt: skip
+# Two clusters of unit vectors, near x and near y.
+VECTORS = [(f"v{n}", [1.0, n / 100, 0.0]) for n in range(6)] + [(f"w{n}", [0.0, 1.0, n / 100]) for n in range(6)]
 
 
-@pytest.mark.slow
-def test_library_parts_give_the_same_answer_on_spark_connect(spark, tmp_path):
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
-    log = tmp_path / "probe.log"  # a file, not a pipe: the probe's Spark logs must not block it meanwhile
-    with log.open("w") as err:
-        probe = subprocess.Popen([sys.executable, "-m", "tests.connect_probe", "local[2]", str(tmp_path / "connect")],
-                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
-        try:  # the classic side meanwhile: the probe spends much of its time starting a JVM and Python workers
-            classic = json.loads(json.dumps(results(spark, str(tmp_path / "classic"))))  # tuples as lists, as JSON
-            out, _ = probe.communicate(timeout=600)
-        finally:
-            probe.kill()
-    assert probe.returncode == 0, log.read_text()[-3000:]
-    remote = json.loads(out.strip().splitlines()[-1])
+def delta_results(spark: SparkSession, root: str) -> dict:
+    """Delta writes under `root`: a merge that creates, one that updates and inserts, the rows offered to it; a
+    run's rows replaced; a Parquet folder refused as an input; paths found or not."""
+    ref, schema = delta.location_ref("probe", f"{root}/probe"), "k string, v int"
+    first = spark.createDataFrame([("a", 1), ("b", 2)], schema)
+    later = spark.createDataFrame([("a", 1), ("b", 3), ("c", 4)], schema)
+    counts = [delta.table_exists(spark, ref), delta.merge(first, ref, ["k"]), delta.merge(later, ref, ["k"]),
+              delta.offered_rows(spark, ref)]  # fmt: skip
+    runs = delta.location_ref("runs", f"{root}/runs")
+    replaced = [delta.replace_run(first, runs, "r1"), delta.replace_run(later, runs, "r1")]
+    spark.range(2).write.parquet(f"{root}/parquet")
+    try:
+        refused = str(delta.input_exists(spark, delta.location_ref("queries", f"{root}/parquet")))
+    except TableNotFoundError as exc:
+        refused = "holds files but no _delta_log" in str(exc)
+    paths = [delta.path_exists(spark, f"{root}/{p}") for p in ("probe", "probe/_delta_log", "nothing")]
+    rows = sorted(tuple(r) for r in delta.read_table(spark, ref).collect())
+    return {"merges": counts, "replaced": replaced, "refused": refused, "paths": paths, "rows": rows,
+            "run_rows": delta.read_table(spark, runs).count()}  # fmt: skip
+
+
+def results(spark: SparkSession, root: str) -> dict:
+    """Dense ids, popularity ranks, EASE scores with their reasons (X'X summed from partitions, B shipped to the
+    executors), approximate neighbours (k-means cells, centroids shipped to the executors) and text vectors of the
+    real encoder (its pandas UDF, with no accumulator on Connect), and MLlib ALS's best unseen item per user (Spark
+    ML on Connect)."""
+    pairs = spark.createDataFrame(PAIRS, "user_id string, item_id string")
+    vectors = spark.createDataFrame(VECTORS, "user_id string, embedding array<float>")
+    unit = vectors.select("user_id", F.transform("embedding", lambda x: x / F.sqrt(F.aggregate(
+        "embedding", F.lit(0.0), lambda a, y: a + y * y))).cast("array<float>").alias("embedding"))  # fmt: skip
+    scores = item_scores(pairs, reg=1.0, m=3)
+    near = top_k(unit, 2, cells=2, nprobe=1, kmeans_iters=3)
+    texts = spark.createDataFrame([("t1", "a funny movie for kids"), ("t2", None)], "id string, text string")
+    embed = make_embed_fn(spark, str(model_dir()))
+    encoded = embed.encode(texts, "text", "embedding").orderBy("id").collect()
+    return {
+        "connect": is_connect(spark),
+        "als": sorted(
+            (r["user_id"], r["item_id"], r["rank"]) for r in als_recommendations(pairs, 1, 2, iterations=3).collect()
+        ),
+        "ids": sorted(tuple(r) for r in id_index(pairs, "item_id", "ix").collect()),
+        "ranks": sorted((r["item_id"], r["pop_rank"]) for r in popularity(pairs).collect()),
+        "items": sorted((r["user_id"], r["item_id"], r["because_item"], r["items"]) for r in scores.collect()),
+        "neighbours": sorted((r["user_id"], r["neighbor_id"]) for r in near.collect()),
+        "vectors": [list(r["embedding"]) for r in encoded],
+        "report": sorted(embed.report()),
+        "delta": delta_results(spark, root),
+    }
+
+
+def test_library_parts_give_the_same_answer_on_spark_connect(spark, connect, tmp_path):
+    with connect() as session:
+        remote = json.loads(json.dumps(results(session, str(tmp_path / "connect"))))  # tuples as lists, as JSON
+    classic = json.loads(json.dumps(results(spark, str(tmp_path / "classic"))))
     assert remote.pop("connect") and not classic.pop("connect")
     # No accumulators on Connect: the encoder reports its backend but no model-load counts.
     assert remote.pop("report") == ["backend_use_multilingual"] and "model_loads" in classic.pop("report")
@@ -42,7 +95,7 @@ def test_library_parts_give_the_same_answer_on_spark_connect(spark, tmp_path):
     np.testing.assert_allclose(got_vectors, want_vectors, atol=1e-5)
     assert remote == classic
     # Not the same nothing on both sides.
-    assert len(remote["neighbours"]) == 24 and np.shape(got_vectors) == (2, 384)
+    assert len(remote["neighbours"]) == 24 and np.shape(got_vectors) == (2, 384) and len(remote["als"]) == 7
     assert remote["delta"] == {"merges": [False, 2, 2, 3], "replaced": [2, 3], "refused": True,
                                "paths": [True, True, False], "rows": [["a", 1], ["b", 3], ["c", 4]],
                                "run_rows": 3}  # fmt: skip

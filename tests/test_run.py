@@ -1,6 +1,7 @@
 """The main `run` job: stages in order under one run id, skip-when-done, resume after a failure, idempotent. The
 whole-pipeline run here is on the edge case of almost no data: 3 users of an implicit-only log (no rating column),
-every stage and the tuned backtest included (the notebooks test runs the pipeline on MovieLens-100K)."""
+every stage and the tuned backtest included, then once more as a Spark Connect client (the notebooks test runs the
+pipeline on MovieLens-100K)."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def check_tracking_and_report(cfg, results) -> None:
 
 
 @pytest.mark.slow
-def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_path):
+def test_failed_run_resumes_and_reruns_change_nothing_and_connect_gives_the_same(spark, connect, make_config,
+                                                                                 tmp_path):  # fmt: skip
     cfg = make_config()
     small = [*implicit_source(spark, tmp_path / "raw", USERS, EVENTS, rating_column=False), *SETTINGS,
              f"report.dir={tmp_path / 'reports'}"]  # fmt: skip
@@ -108,3 +110,11 @@ def test_failed_run_resumes_and_reruns_change_nothing(spark, make_config, tmp_pa
         assert_same_rows(df, expected)
     # Re-runs resumed the same MLflow run.
     assert [r.info.run_id for r in mlflow_runs(cfg)] == [results["mlflow_run"]]
+    # The same run as a Spark Connect client (a Databricks serverless notebook, databricks-connect): the same tables.
+    remote_cfg = make_config(f"tables.root={tmp_path / 'connect' / 'delta'}")
+    remote_args = job_args(remote_cfg, *small, f"report.dir={tmp_path / 'connect' / 'reports'}")
+    with connect():
+        ingest.main(remote_args)
+        assert run.main(remote_args)["mlflow_run"] is not None
+    for table, df in snapshot(spark, remote_cfg).items():
+        assert_same_rows(df, spark.createDataFrame(first[table], df.schema))
