@@ -4,12 +4,12 @@
 - a session is already active (Databricks notebook or job, a test fixture, a notebook that built one) -> reuse it;
 - the process was launched by `spark-submit` (the JVM gateway is already up) -> leave master, resources and jars to
   the cluster and only add the Delta SQL settings;
+- `SPARK_REMOTE` is set (`sc://host:15002`, or `local[N]` for pyspark's own local server) -> a Spark Connect session
+  (an active Connect session, Databricks serverless or standard access mode or databricks-connect, is reused as
+  above). Every stage runs on Connect: where a step used the JVM on the driver (broadcasts, accumulators, the status
+  tracker, Hadoop's file system), `is_connect` picks a path that needs none;
 - otherwise (laptop, local tests) -> local mode with Delta configured from the jars that `behaviorlm setup` cached,
   so no network is needed at run time.
-- `SPARK_REMOTE` is set (`sc://host:15002`, or `local[N]` for pyspark's own local server) -> a Spark Connect session;
-  an active Connect session (Databricks serverless or standard access mode, databricks-connect) is reused as above.
-  Every stage runs on Connect: nothing below the job layer needs the JVM on this side (`is_connect` picks the two
-  paths where it matters: broadcasts and accumulators).
 """
 
 from __future__ import annotations

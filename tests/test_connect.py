@@ -7,8 +7,12 @@ client has. Whole runs on Connect: tests/test_run.py (every stage) and tests/tes
 from __future__ import annotations
 
 import json
+import logging
+import re
+import time
 
 import numpy as np
+import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -16,9 +20,11 @@ from behaviorlm import delta
 from behaviorlm.assets import model_dir
 from behaviorlm.backtest import als_recommendations
 from behaviorlm.embedding import make_embed_fn
-from behaviorlm.errors import TableNotFoundError
+from behaviorlm.errors import ConfigError, TableNotFoundError
+from behaviorlm.files import check_writable, read_text, write_text
 from behaviorlm.indexing import id_index
 from behaviorlm.item_model import item_scores
+from behaviorlm.logs import timed
 from behaviorlm.neighbors import top_k
 from behaviorlm.scoring import popularity
 from behaviorlm.session import is_connect
@@ -99,3 +105,43 @@ def test_library_parts_give_the_same_answer_on_spark_connect(spark, connect, tmp
     assert remote["delta"] == {"merges": [False, 2, 2, 3], "replaced": [2, 3], "refused": True,
                                "paths": [True, True, False], "rows": [["a", 1], ["b", 3], ["c", 4]],
                                "run_rows": 3}  # fmt: skip
+
+
+def test_report_files_read_through_spark_and_a_uri_to_write_refused_on_connect(spark, connect, tmp_path):
+    page, missing = f"file://{tmp_path / 'reports' / 'run.html'}", f"file://{tmp_path / 'none.html'}"
+    write_text(spark, page, "<p>déjà vu</p>")  # a URI: Hadoop's file system on a classic session
+    check_writable(spark, "s3a://bucket/reports", "report.dir")
+    assert read_text(spark, page) == "<p>déjà vu</p>" and read_text(spark, missing) is None
+    with connect() as remote:
+        assert read_text(remote, page) == "<p>déjà vu</p>" and read_text(remote, missing) is None
+        with pytest.raises(ConfigError, match="report.dir='s3a://bucket/reports': a Spark Connect session cannot"):
+            check_writable(remote, "s3a://bucket/reports", "report.dir")
+        write_text(remote, str(tmp_path / "local" / "run.html"), "ok")  # a local path: this process writes it
+    assert (tmp_path / "local" / "run.html").read_text() == "ok"
+
+
+LOG = logging.getLogger("tests.progress")
+
+
+def _slow(batches):
+    for batch in batches:
+        time.sleep(1.0)
+        yield batch
+
+
+def progress_lines(session: SparkSession, caplog: pytest.LogCaptureFixture) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tests.progress"), timed(LOG, "slow job", session, every=0.3):
+        session.range(2, numPartitions=2).mapInPandas(_slow, "id long").collect()
+    return [r.getMessage() for r in caplog.records if "running" in r.getMessage()]
+
+
+def test_progress_lines_on_both_sessions(spark, connect, caplog):
+    """A long Spark job inside `timed` logs how many of its tasks are done: from the status tracker on a classic
+    session, from Spark Connect's progress messages on a Connect one."""
+    classic = progress_lines(spark, caplog)
+    with connect() as remote:
+        on_connect = progress_lines(remote, caplog)
+    for lines in (classic, on_connect):
+        assert lines and all(re.fullmatch(r"  slow job: running, \d/2 tasks of 1 Spark stage\(s\) done", m)
+                             for m in lines), lines  # fmt: skip

@@ -1,7 +1,10 @@
 """`behaviorlm.ml.TextEmbedder` with the real all-MiniLM-L6-v2 on real Spark: unit vectors that put paraphrases
-together, nulls encoded as the empty-text fallback, and a Pipeline that saves and loads with the stage's params."""
+together, nulls encoded as the empty-text fallback, and a Pipeline that saves and loads with the stage's params, on
+a classic session and as a Spark Connect client."""
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -37,7 +40,14 @@ def test_unit_vectors_paraphrases_close_and_null_is_the_fallback(spark):
     np.testing.assert_allclose(got[4], got[5], atol=1e-6)
 
 
-def test_pipeline_saves_and_loads_with_the_same_params_and_vectors(spark, tmp_path):
+@pytest.mark.parametrize("kind", ["classic", "connect"])
+def test_pipeline_saves_and_loads_with_the_same_params_and_vectors(spark, connect, kind, tmp_path):
+    with connect() if kind == "connect" else nullcontext(spark) as session:
+        check_pipeline(session, tmp_path)
+
+
+def check_pipeline(spark, tmp_path) -> None:
+    """Fit, save, load and transform: the loaded stage has the same params and gives the same vectors."""
     frame = spark.createDataFrame(ROWS[:4], SCHEMA)
     embedder = TextEmbedder(inputCol="text", outputCol="v", maxLength=64, batchSize=8)
     dims = SQLTransformer(statement="SELECT *, size(v) AS dim FROM __THIS__")
