@@ -127,8 +127,8 @@ def _renumbered(assigned: DataFrame, id_col: str) -> DataFrame:
     """MLlib's cluster ids replaced by dense ids, 0 for the largest (ties: the smallest item id): stable across
     runs and free of gaps where a cluster came out empty."""
     sizes = assigned.groupBy(_CLUSTER).agg(F.count("*").alias("_n"), F.min(F.col(id_col).cast("string")).alias("_f"))
-    # One row per cluster: the unpartitioned window is cheap.
-    order = Window.orderBy(F.col("_n").desc(), "_f")
+    # One row per cluster: one window partition is cheap (named, so Spark Connect's client does not warn about it).
+    order = Window.partitionBy(F.lit(0)).orderBy(F.col("_n").desc(), "_f")
     ids = sizes.select(_CLUSTER, (F.row_number().over(order) - 1).cast("int").alias(SEGMENT_COL))
     return assigned.join(F.broadcast(ids), _CLUSTER).drop(_CLUSTER)
 
