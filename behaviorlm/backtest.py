@@ -24,6 +24,7 @@ from behaviorlm.metrics import (
     stratified_split,
 )
 from behaviorlm.scoring import PARTS
+from behaviorlm.session import is_connect
 
 log = logging.getLogger(__name__)
 COLUMNS = ["ndcg_at_k", "precision_at_k", "recall_at_k", "map", "map_at_k", "hit_rate", "coverage"]
@@ -108,9 +109,15 @@ def _unseen_room(model: ALSModel, indexed: DataFrame, k: int) -> DataFrame:
     """ALS's top lists (user_id_ix, recommendations), long enough that k unseen items remain once each user's seen
     ones are removed (`by_seen_room`)."""
     seen = indexed.groupBy("user_id_ix").count()
-    # Each list is materialised at once: on Spark Connect a model's method gets its input as a plan, which keeps no
-    # reference to the checkpoint it reads (by_seen_room's, released on return) nor to the model.
-    return by_seen_room(seen, "count", k, lambda rows, n: model.recommendForUserSubset(rows, n).localCheckpoint())
+    connect = is_connect(indexed.sparkSession)
+
+    def top(rows: DataFrame, n: int) -> DataFrame:
+        lists = model.recommendForUserSubset(rows, n)
+        # On Spark Connect a model's method gets its input as a bare plan, with no hold on the checkpoint that plan
+        # reads (by_seen_room's, released when it returns): the lists are computed while it exists.
+        return lists.localCheckpoint() if connect else lists
+
+    return by_seen_room(seen, "count", k, top)
 
 
 def score_models(models: dict[str, DataFrame], test: DataFrame, catalogue: DataFrame, k: int) -> dict[str, dict]:

@@ -7,12 +7,15 @@ runs (`check_writable`)."""
 from __future__ import annotations
 
 import os
+import re
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from behaviorlm.errors import ConfigError
 from behaviorlm.session import is_connect
+
+GLOB_CHARS = re.compile(r"([\\\[\]{}*?])")
 
 
 def is_uri(path: str) -> bool:
@@ -35,8 +38,8 @@ def read_text(spark: SparkSession, path: str) -> str | None:
             return None
         with open(path, encoding="utf-8") as fh:
             return fh.read()
-    try:
-        rows = spark.read.text(path, wholetext=True).collect()
+    try:  # Spark reads a path as a glob: a run id with [ or * in it must name its own file only
+        rows = spark.read.text(GLOB_CHARS.sub(r"\\\1", path), wholetext=True).collect()
     except AnalysisException as exc:
         if exc.getCondition() == "PATH_NOT_FOUND":
             return None

@@ -45,11 +45,16 @@ def _progress(spark: SparkSession, log: logging.Logger, what: str, every: float,
 def _stage_reader(spark: SparkSession) -> Iterator[Callable[[], list[tuple[int, int]]]]:
     """A function giving the running Spark stages as (tasks done, tasks): read from the status tracker on a classic
     session; on Spark Connect (no JVM here), the latest progress the server sent for each running query, kept by a
-    progress handler registered meanwhile."""
+    progress handler registered meanwhile. The server sends it every `spark.connect.progress.reportInterval` (2 s by
+    default) while a query runs; a client without progress handlers (before pyspark 4) logs no progress lines."""
     if not is_connect(spark):
         tracker = spark.sparkContext.statusTracker()
-        infos = lambda: (tracker.getStageInfo(s) for s in tracker.getActiveStageIds())  # noqa: E731
-        yield lambda: [(s.numCompletedTasks, s.numTasks) for s in infos() if s is not None]
+
+        def running() -> list[tuple[int, int]]:
+            infos = (tracker.getStageInfo(s) for s in tracker.getActiveStageIds())
+            return [(s.numCompletedTasks, s.numTasks) for s in infos if s is not None]
+
+        yield running
         return
     latest: dict[str | None, list[tuple[int, int]]] = {}
 
@@ -59,11 +64,14 @@ def _stage_reader(spark: SparkSession) -> Iterator[Callable[[], list[tuple[int, 
         else:
             latest[operation_id] = [(s.num_completed_tasks, s.num_tasks) for s in stages or () if not s.done]
 
-    spark.registerProgressHandler(handler)
+    register = getattr(spark, "registerProgressHandler", None)
+    if register is not None:
+        register(handler)
     try:
         yield lambda: [stage for running in list(latest.values()) for stage in running]
     finally:
-        spark.removeProgressHandler(handler)
+        if register is not None:
+            spark.removeProgressHandler(handler)
 
 
 def counts(metrics: object) -> list[tuple[str, float]]:

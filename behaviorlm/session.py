@@ -22,6 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.util import is_remote_only
 
 from behaviorlm.config import SparkConfig, cache_dir
 from behaviorlm.errors import BehaviorLMError
@@ -88,6 +89,34 @@ def get_spark(conf: SparkConfig) -> SparkSession:
     if active is not None:
         _apply_to_active(active, conf.conf)
         return active
+    remote = os.environ.get("SPARK_REMOTE", "")
+    if not remote and is_remote_only():
+        raise BehaviorLMError(
+            "this pyspark has no JVM (pyspark-client, databricks-connect): set SPARK_REMOTE to a Spark Connect "
+            "server (sc://host:15002), or build the session before calling behaviorlm (it reuses the active one)"
+        )
+    with warnings.catch_warnings():
+        # pyspark sets every option again as a runtime setting of a new Connect session and warns for each static
+        # one: Delta's and ours took effect as the local server started, or are a remote server's own. The user's
+        # settings are checked below, with the warning `_apply_to_active` gives.
+        warnings.filterwarnings("ignore", "Failed to set", UserWarning)
+        spark = _builder(conf).getOrCreate()
+    if not is_connect(spark):
+        spark.sparkContext.setLogLevel(conf.log_level)
+        _check_delta(spark)
+        return spark
+    if starts_local_jvm():  # pyspark's local Connect server, whose JVM is this process's: started with our settings
+        from pyspark import SparkContext  # not in a pyspark without a JVM (pyspark-client)
+
+        if SparkContext._active_spark_context is not None:
+            SparkContext._active_spark_context.setLogLevel(conf.log_level)
+    else:
+        _apply_to_active(spark, conf.conf)
+    log.info("Spark Connect session: server %s", remote.split(";")[0])  # without the token a URL may carry
+    return spark
+
+
+def _builder(conf: SparkConfig) -> SparkSession.Builder:
     builder = SparkSession.builder.appName(conf.app_name)
     for key, value in {**DELTA_SQL_CONF, **SESSION_DEFAULTS}.items():
         builder = builder.config(key, value)
@@ -107,18 +136,7 @@ def get_spark(conf: SparkConfig) -> SparkSession:
     for key, value in conf.conf.items():
         if key != "spark.driver.extraJavaOptions" or not starts_local_jvm():
             builder = builder.config(key, value)
-    with warnings.catch_warnings():
-        # pyspark sets every option again as a runtime setting of a new Connect session and warns for each static
-        # one: Delta's and ours took effect as the local server started, or are a remote server's own. The user's
-        # settings are checked below, with the warning `_apply_to_active` gives.
-        warnings.filterwarnings("ignore", "Failed to set", UserWarning)
-        spark = builder.getOrCreate()
-    if is_connect(spark):  # a Connect server keeps its own log level (a local one reads the log4j2 file above)
-        _apply_to_active(spark, conf.conf)
-    else:
-        spark.sparkContext.setLogLevel(conf.log_level)
-        _check_delta(spark)
-    return spark
+    return builder
 
 
 def _apply_to_active(spark: SparkSession, conf: dict[str, str]) -> None:

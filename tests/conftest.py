@@ -35,8 +35,10 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
             "spark.conf.spark.databricks.delta.snapshotPartitions=1",
             f"spark.conf.spark.sql.warehouse.dir={tmp / 'warehouse'}",
             f"spark.conf.spark.local.dir={tmp / 'local'}",
-            # The Connect server (`connect_url`) on a free port: never one a parallel suite or a real server holds.
+            # The Connect server (`connect_url`) on a free port (never one a parallel suite or a real server holds),
+            # reachable from this machine only: it runs any client's Python code.
             "spark.conf.spark.connect.grpc.binding.port=0",
+            "spark.conf.spark.connect.grpc.binding.address=127.0.0.1",
         ]
     )
     session = get_spark(cfg.spark)
@@ -46,12 +48,13 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
 
 
 @pytest.fixture(scope="session")
-def connect_url(spark: SparkSession) -> str:
+def connect_url(spark: SparkSession) -> Iterator[str]:
     """Spark's own Connect service (gRPC), started on the test session's JVM: Connect clients, in this process or
     another, without a second JVM to start and warm up."""
     service = getattr(getattr(spark._jvm.org.apache.spark.sql.connect.service, "SparkConnectService$"), "MODULE$")
     service.start(spark.sparkContext._jsc.sc())
-    return f"sc://localhost:{service.localPort()}"
+    yield f"sc://127.0.0.1:{service.localPort()}"
+    service.stop(getattr(service, "stop$default$1")(), getattr(service, "stop$default$2")())  # Scala's defaults
 
 
 @pytest.fixture

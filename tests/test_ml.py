@@ -5,11 +5,13 @@ a classic session and as a Spark Connect client."""
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import SQLTransformer
+from pyspark.sql import SparkSession
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from behaviorlm.assets import model_dir
@@ -46,7 +48,7 @@ def test_pipeline_saves_and_loads_with_the_same_params_and_vectors(spark, connec
         check_pipeline(session, tmp_path)
 
 
-def check_pipeline(spark, tmp_path) -> None:
+def check_pipeline(spark: SparkSession, tmp_path: Path) -> None:
     """Fit, save, load and transform: the loaded stage has the same params and gives the same vectors."""
     frame = spark.createDataFrame(ROWS[:4], SCHEMA)
     embedder = TextEmbedder(inputCol="text", outputCol="v", maxLength=64, batchSize=8)
