@@ -81,7 +81,7 @@ def rows(spark, cfg):
     return got, {r["message_id"]: r for r in got.collect()}
 
 
-def test_match_answer_fallback_and_rerun(spark, tables):
+def test_match_answer_fallback_and_rerun(spark, connect, tables):
     cfg = tables
     metrics = intents.main(job_args(cfg, *BASE))
     got, by_id = rows(spark, cfg)
@@ -112,6 +112,9 @@ def test_match_answer_fallback_and_rerun(spark, tables):
     model = os.path.join(cfg.tables.root, "_models", cfg.run_id)
     assert {"meta", "examples", "classifier"} <= set(os.listdir(model))
     intents.main(job_args(cfg, *BASE))
+    assert_same_rows(rows(spark, cfg)[0], got)
+    with connect():  # as a Spark Connect client (MLlib's classifier fitted and saved there): the same rows
+        intents.main(job_args(cfg, *BASE))
     assert_same_rows(rows(spark, cfg)[0], got)
 
 

@@ -81,7 +81,7 @@ def ranked(frame, query_id):
     ]
 
 
-def test_plain_personal_blank_and_odd_queries_and_rerun(spark, tables):
+def test_plain_personal_blank_and_odd_queries_and_rerun(spark, connect, tables):
     cfg = tables
     metrics = search.main(job_args(cfg, *BASE))
     got = results(spark, cfg)
@@ -122,6 +122,10 @@ def test_plain_personal_blank_and_odd_queries_and_rerun(spark, tables):
     assert audience.where("query_id = 'q2' and rank = 1").first()["user_id"] == "u1"
     # The same run id again: the same rows, not twice as many.
     search.main(job_args(cfg, *BASE))
+    assert_same_rows(results(spark, cfg), got)
+    assert_same_rows(results(spark, cfg, "query_audience"), audience)
+    with connect():  # as a Spark Connect client: the same rows
+        search.main(job_args(cfg, *BASE))
     assert_same_rows(results(spark, cfg), got)
     assert_same_rows(results(spark, cfg, "query_audience"), audience)
 
