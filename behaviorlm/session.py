@@ -112,7 +112,7 @@ def get_spark(conf: SparkConfig) -> SparkSession:
             SparkContext._active_spark_context.setLogLevel(conf.log_level)
     else:
         _apply_to_active(spark, conf.conf)
-    log.info("Spark Connect session: server %s", remote.split(";")[0])  # without the token a URL may carry
+    log.info("Spark Connect session: server %s", remote.split(";")[0] or "local")  # never a token the URL carries
     return spark
 
 
