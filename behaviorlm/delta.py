@@ -19,6 +19,7 @@ from pyspark.sql.utils import AnalysisException
 
 from behaviorlm.config import TablesConfig
 from behaviorlm.errors import TableNotFoundError
+from behaviorlm.files import is_uri
 from behaviorlm.session import is_connect
 
 CSV_DEFAULTS = {"header": "true", "multiLine": "true"}
@@ -47,13 +48,13 @@ def table_ref(tables: TablesConfig, name: str) -> TableRef:
 
 
 def location_ref(name: str, value: str, root: str = "") -> TableRef:
-    if "://" in value or value.startswith("dbfs:"):
+    if is_uri(value):
         return TableRef(name, value, True)
     if "/" in value:
         return TableRef(name, os.path.abspath(value), True)
     if "." in value:
         return TableRef(name, value, False)
-    base = root if "://" in root or root.startswith("dbfs:") else os.path.abspath(root)
+    base = root if is_uri(root) else os.path.abspath(root)
     return TableRef(name, f"{base.rstrip('/')}/{value}", True)
 
 

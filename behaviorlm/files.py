@@ -19,6 +19,7 @@ GLOB_CHARS = re.compile(r"([\\\[\]{}*?])")
 
 
 def is_uri(path: str) -> bool:
+    """A file system URI (s3a://, abfss://, dbfs:/...), not a local path."""
     return "://" in path or path.startswith("dbfs:")
 
 
