@@ -191,6 +191,9 @@ class ModelConfig(Section):
     batch_size: Positive = 64
     pooling: Literal["mean", "cls"] = "mean"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # The share of a query's or message's letters, digits and symbols that must fall in tokens the model knows for it
+    # to be matched (search, intents); a text read less is answered "the model reads too little of this text".
+    min_readable_share: Share = 0.5
 
 
 class EmbedConfig(Section):

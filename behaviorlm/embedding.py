@@ -24,7 +24,7 @@ from behaviorlm.errors import BehaviorLMError
 from behaviorlm.session import is_connect
 from behaviorlm.vectors import concat_unit
 from udfs import multilingual
-from udfs.embed import PidCounts, embed_udf, known_words_udf
+from udfs.embed import PidCounts, embed_udf, readable_share_udf
 
 log = logging.getLogger(__name__)
 TRANSFORMERS, MULTILINGUAL = "transformers", multilingual.NAME
@@ -129,16 +129,17 @@ class EmbedFn:
     model: str = ""
     dim: int = 0
     auto_unknown_token_share: float | None = None
-    words: Callable[[Column], Column] | None = None
+    readable: Callable[[Column], Column] | None = None
 
     def __call__(self, text: Column) -> Column:
         return self.udf(text)
 
-    def known_words(self, text: Column) -> Column:
-        """How many words of `text` the encoder knows (`udfs.words`): 0 for text it cannot read."""
-        if self.words is None:
-            raise BehaviorLMError(f"no word counter for {self.model or 'this encoder'}: build it with make_embed_fn")
-        return self.words(text)
+    def readable_share(self, text: Column) -> Column:
+        """The share of `text`'s letters, digits and symbols the encoder reads (`udfs.words`): 0.0 for none."""
+        if self.readable is None:
+            raise BehaviorLMError(f"no readability measure for {self.model or 'this encoder'}: build it with "
+                                  "make_embed_fn")  # fmt: skip
+        return self.readable(text)
 
     def encode(self, frame: DataFrame, text_col: str, out_col: str) -> DataFrame:
         """`frame` with `out_col` = the vector of `text_col`."""
@@ -188,8 +189,8 @@ def make_embed_fn(
         loads = spark.sparkContext.accumulator({}, PidCounts())
         devices = spark.sparkContext.accumulator({}, PidCounts())
     udf = embed_udf(model_path, max_length, pooling, dtype, batch_size, empty_text, loads, devices, backend)
-    words = known_words_udf(model_path, max_length, backend)
-    return EmbedFn(udf, loads, devices, backend, model, dim, auto_unknown_token_share, words)
+    readable = readable_share_udf(model_path, max_length, backend)
+    return EmbedFn(udf, loads, devices, backend, model, dim, auto_unknown_token_share, readable)
 
 
 @dataclass
@@ -207,10 +208,10 @@ class EmbedConcat:
             frame = part.encode(frame, text_col, name)
         return frame.withColumn(out_col, concat_unit([F.col(n) for n in names])).drop(*names)
 
-    def known_words(self, text: Column) -> Column:
-        """The most words of `text` any part knows: readable by one is enough."""
-        counts = [part.known_words(text) for part in self.parts]
-        return F.greatest(*counts) if len(counts) > 1 else counts[0]
+    def readable_share(self, text: Column) -> Column:
+        """The largest share of `text` any part reads: readable by one is enough."""
+        shares = [part.readable_share(text) for part in self.parts]
+        return F.greatest(*shares) if len(shares) > 1 else shares[0]
 
     @property
     def model(self) -> str:

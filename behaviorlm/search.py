@@ -5,11 +5,10 @@ A query is encoded by the same encoder as the items. Without a user its score is
 (a `user_id` that has a valid vector) it is (1 - w) x cosine(query, item) + w x cosine(user, item): one dot product
 of the item with the blended vector (1 - w) q + w u, so the blend runs through the same kernel; and the items that
 user interacted with are removed. A blank query (null, empty, only whitespace or invisible characters) is never
-encoded: it gets one row with no item and the reason `EMPTY_QUERY`; so does a query with no word the model knows
-(`NO_WORDS`: only emoji the vocabulary lacks, or punctuation; `udfs.words`), whose vector would mean nothing, and
-a query nothing is left for (`ALL_SEEN`,
-`NO_ITEMS`). The audience of a query is the users whose
-vectors are closest to it.
+encoded: it gets one row with no item and the reason `EMPTY_QUERY`; so does a query the model reads too little of
+(`UNREADABLE`: under `MIN_READABLE` of its letters, digits and symbols fall in tokens it knows, `udfs.words`; a
+script it does not know, emoji it lacks, punctuation only), whose vector would mean nothing, and a query nothing is
+left for (`ALL_SEEN`, `NO_ITEMS`). The audience of a query is the users whose vectors are closest to it.
 
 From a notebook: `from behaviorlm.search import top_items; top_items(spark, ["a funny movie for kids"], k=10)`.
 """
@@ -38,7 +37,11 @@ PERSONAL_WEIGHT = 0.3
 # match of a small catalogue can be as low as 0.05 (tests/test_search.py's war films).
 WEAK_MATCH = 0.0
 EMPTY_QUERY = "empty query: nothing to match"
-NO_WORDS = "no word the model knows (only emoji, punctuation or unknown script?): nothing to match"
+UNREADABLE = "the model reads too little of this text (an unknown script, emoji, punctuation?): nothing to match"
+# The share of a query's letters, digits and symbols the model must read (model.min_readable_share): under
+# all-MiniLM-L6-v2 "搞笑的喜剧" is 20 % read and "适合孩子的动画片" 37 %,
+# "喜剧 comedy" 75 % and "funny 喜剧 movie" 83 %.
+MIN_READABLE = 0.5
 ALL_SEEN = "nothing left to suggest: you have interacted with every item"
 NO_ITEMS = "nothing to suggest: there are no item vectors to search"
 # Where `make demo` writes item vectors: what `top_items` searches when it is given no frame.
@@ -82,15 +85,17 @@ def is_blank(text: Column) -> Column:
 
 
 def encode_texts(
-    texts: DataFrame, embed: Embedder, text_col: str = TEXT_COL, need_words: bool = False
+    texts: DataFrame, embed: Embedder, text_col: str = TEXT_COL, min_readable: float | None = None
 ) -> tuple[DataFrame, DataFrame]:
     """(encoded: the rows with a non-blank text plus `embedding`, skipped: the other rows, never sent to the encoder,
-    with `_why`, the reason). With `need_words`, a text with no word the encoder knows is skipped too (`NO_WORDS`)."""
+    with `_why`, the reason). With `min_readable` (a share, 0 to 1), a text the encoder reads nothing of or less than
+    that share of is skipped too (`UNREADABLE`); None: no such check."""
     why = F.when(is_blank(F.col(text_col)), F.lit(EMPTY_QUERY))
-    if need_words:
-        why = why.when(embed.known_words(F.col(text_col)) == 0, F.lit(NO_WORDS))
+    if min_readable is not None:
+        share = embed.readable_share(F.col(text_col))
+        why = why.when((share <= 0.0) | (share < min_readable), F.lit(UNREADABLE))
     tagged = texts.withColumn("_why", why)
-    if need_words:
+    if min_readable is not None:
         # Counted once and cut from the plan: both branches read `_why`, and the encoder's UDF must not share a
         # task with the counting one (each Python UDF node runs its own worker, and either may then load the model).
         tagged = tagged.localCheckpoint()
@@ -221,11 +226,13 @@ def top_items(
     seen: DataFrame | None = None,
     personal_weight: float = PERSONAL_WEIGHT,
     center_items: bool = True,
+    min_readable: float = MIN_READABLE,
 ) -> DataFrame:
     """The k best items for each text, for a notebook: (query_id = the text's position, text, item_id, rank, score,
     reason). `items` (raw stored vectors) defaults to the demo's (`DEFAULT_ITEM_VECTORS`), `embed` to the cached
     all-MiniLM-L6-v2 encoder; `user_ids` (one per text, None for none) with `users`/`seen` personalise. As in the
-    `search` stage, items and queries are centred on the catalogue mean unless `center_items` is False."""
+    `search` stage, items and queries are centred on the catalogue mean unless `center_items` is False, and a text
+    the model reads less than `min_readable` of is not matched (`UNREADABLE`)."""
     if embed is None:
         embed = make_embed_fn(spark, str(model_dir()))
     if items is None:
@@ -233,7 +240,7 @@ def top_items(
     owners = user_ids or [None] * len(texts)
     rows = [(str(n), text, user) for n, (text, user) in enumerate(zip(texts, owners, strict=True))]
     queries = spark.createDataFrame(rows, f"{QUERY_COL} string, {TEXT_COL} string, {USER_COL} string")
-    encoded, blank = encode_texts(queries, embed, need_words=True)
+    encoded, blank = encode_texts(queries, embed, min_readable=min_readable)
     vectors = items.select(ITEM_COL, VECTOR_COL)
     if center_items:
         encoded, vectors = center(encoded, reference=vectors), center(vectors)

@@ -3,9 +3,10 @@
 `message_intents(message_id, intent, confidence, answer, fallback, run_id)`, replaced per run id. The classifier
 (`behaviorlm.intents`, on frozen embeddings) is saved under `<tables.root>/<intents.model_dir>/<run_id>` and
 reloaded for scoring; a message below the confidence threshold (chosen on held-out examples unless
-`intents.threshold` is set) is out of scope: `intent` null, `fallback` true, no answer; so is a blank one, or one with
-no word the encoder knows (only emoji or punctuation: `messages_no_known_word`), without a confidence: its vector
-would mean nothing, and the threshold is no guard against it. Templates
+`intents.threshold` is set) is out of scope: `intent` null, `fallback` true, no answer; so is a blank one, or one the
+encoders read too little of (under `model.min_readable_share` of its letters in known tokens, e.g. a script they do
+not know: `messages_unreadable`), without a confidence: its vector would mean nothing, and the threshold is no guard
+against it. Templates
 use `{user_id}` and `{interest}` (the user's top interest from `user_interests`, when the segments stage wrote it).
 Without `intent_examples` or `messages` the stage logs one line and writes nothing.
 Run: `behaviorlm intents --conf conf/local.yaml`.
@@ -37,7 +38,7 @@ from behaviorlm.intents import (
     score_intents,
     split_examples,
 )  # fmt: skip
-from behaviorlm.search import NO_WORDS, encode_texts, one_per_id, require_columns
+from behaviorlm.search import UNREADABLE, encode_texts, one_per_id, require_columns
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
@@ -149,8 +150,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
     encoded.unpersist()
     model = load_intents(spark, path)
     picked = messages.where("_n = 1").drop("_n")
-    encoded, blank = encode_texts(picked, embed, need_words=True)
-    unreadable = blank.where(F.col("_why") == NO_WORDS).count()
+    encoded, blank = encode_texts(picked, embed, min_readable=cfg.model.min_readable_share)
+    unreadable = blank.where(F.col("_why") == UNREADABLE).count()
     encoded = encoded.persist(StorageLevel.MEMORY_AND_DISK)
     found = match(cfg, picked, encoded, blank, model, templates, interests)
     save_run(found, cfg, "message_intents")
@@ -170,7 +171,7 @@ def message_metrics(
     messages: DataFrame, written: DataFrame, answering: bool = True, unreadable: int = 0
 ) -> dict[str, float]:
     """Messages matched, skipped (a duplicate or no id), blank, unreadable (`unreadable` of those written without a
-    confidence had no word the encoder knows), out of scope, answered, and matched (in scope) but left without an
+    confidence the encoders read too little of), out of scope, answered, and matched (in scope) but left without an
     answer (0 when not `answering`: there is no answers table to answer from)."""
     read = messages.agg(F.count("*").alias("rows"), F.sum((F.col("_n") == 1).cast("int")).alias("ids")).first()
     out = written.agg(F.count("*").alias("n"), F.sum(F.col("fallback").cast("int")).alias("fallback"),
@@ -178,7 +179,7 @@ def message_metrics(
                       F.count("answer").alias("answered")).first()  # fmt: skip
     unanswered = (out["n"] or 0) - (out["fallback"] or 0) - out["answered"] if answering else 0
     return {"messages": out["n"], "messages_skipped": read["rows"] - (read["ids"] or 0),
-            "messages_blank": (out["blank"] or 0) - unreadable, "messages_no_known_word": unreadable,
+            "messages_blank": (out["blank"] or 0) - unreadable, "messages_unreadable": unreadable,
             "messages_fallback": out["fallback"] or 0,
             "messages_answered": out["answered"],
             "messages_unanswered": unanswered}  # fmt: skip

@@ -2,9 +2,10 @@
 `query_results(query_id, item_id, rank, score, reason, run_id)`, and the users closest to each query into
 `query_audience(query_id, user_id, rank, score, run_id)`, both replaced per run id. A query with a known user blends
 in that user's vector (`search.personal_weight`) and never returns what the user already interacted with; a blank
-query gets one row with no item and the reason "empty query: nothing to match", as do a query with no word the
-model knows (only emoji or punctuation; `queries_no_known_word` in run_metrics) and a query nothing is left for
-(its user saw every item). Scoring is `behaviorlm.search`.
+query gets one row with no item and the reason "empty query: nothing to match", as do a query the model reads too
+little of (under `model.min_readable_share` of its letters in known tokens: a script it does not know, emoji,
+punctuation; `queries_unreadable` in run_metrics) and a query nothing is left for (its user saw every item).
+Scoring is `behaviorlm.search`.
 Without a `queries` table the stage logs one line and writes nothing.
 Run: `behaviorlm search --conf conf/local.yaml`.
 """
@@ -22,7 +23,7 @@ from behaviorlm.config import Config
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.search import (
     EMPTY_QUERY,
-    NO_WORDS,
+    UNREADABLE,
     blank_results,
     encode_texts,
     one_per_id,
@@ -74,7 +75,8 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
         return metrics
     queries = queries.persist(StorageLevel.MEMORY_AND_DISK)
     raw, items, users = vector_spaces(spark, cfg)
-    encoded, blank = encode_texts(queries.where("_n = 1"), params.embed_fn(spark, cfg), need_words=True)
+    picked, embed = queries.where("_n = 1"), params.embed_fn(spark, cfg)
+    encoded, blank = encode_texts(picked, embed, min_readable=cfg.model.min_readable_share)
     # Queries move into the items' space as users do: by the catalogue mean, when items are centred.
     encoded = center(encoded, reference=raw) if cfg.embed.center_items else encoded
     encoded = encoded.persist(StorageLevel.MEMORY_AND_DISK)
@@ -94,7 +96,7 @@ def run(spark: SparkSession, cfg: Config) -> dict[str, float]:
 
 
 def query_metrics(queries: DataFrame, results: DataFrame, run_id: str, audience: int) -> dict:
-    """Queries searched, blank, with no word the model knows, personal (with a user), rows skipped (a duplicate or
+    """Queries searched, blank, read too little by the model, personal (with a user), rows skipped (a duplicate or
     no id), result rows, and queries that found no item."""
     counts = queries.agg(
         F.count("query_id").alias("rows"),
@@ -105,9 +107,9 @@ def query_metrics(queries: DataFrame, results: DataFrame, run_id: str, audience:
     own = results.where(F.col("run_id") == run_id)
     answered = own.where(F.col("item_id").isNotNull()).select("query_id").distinct().count()
     rows = own.agg(F.count(F.lit(1)).alias("rows"), F.count_if(F.col("reason") == EMPTY_QUERY).alias("blank"),
-                   F.count_if(F.col("reason") == NO_WORDS).alias("no_words")).first()  # fmt: skip
+                   F.count_if(F.col("reason") == UNREADABLE).alias("unreadable")).first()  # fmt: skip
     searched = counts["queries"] or 0  # a sum over no rows is null
-    return {"queries": searched, "queries_blank": rows["blank"], "queries_no_known_word": rows["no_words"],
+    return {"queries": searched, "queries_blank": rows["blank"], "queries_unreadable": rows["unreadable"],
             "queries_duplicate_id": counts["rows"] - searched,
             "queries_without_id": counts["no_id"] or 0, "queries_personal": counts["personal"] or 0,
             "queries_without_items": searched - answered, "result_rows": rows["rows"],

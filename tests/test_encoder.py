@@ -172,16 +172,31 @@ def test_the_multilingual_core_has_no_spark():
 
 
 @pytest.mark.parametrize("backend", ["transformers", multilingual.NAME])
-def test_known_words_leave_out_unknown_tokens_punctuation_and_spacing(backend):
-    tokenize, unknown = words.tokenizer(backend, str(model_dir()))
-    counts = dict(zip(TEXTS[:5], words.known_words(TEXTS[:5], tokenize, unknown)))
-    nothing = words.known_words(["?!? ... --", "", "  ", "🍿🎬"], tokenize, unknown)
-    chinese = words.known_words(["卧虎藏龙"], tokenize, unknown)[0]
-    assert counts["GoldenEye"] > 0 and counts["🎬🍿 movie night with friends 🎉"] >= 4 and counts[""] == 0
-    # Punctuation and spacing are no words (nor SentencePiece's lone word-start mark); MiniLM knows no emoji, and
-    # none of this Chinese, which the multilingual backend reads.
-    assert nothing == [0, 0, 0, 0]
-    assert (chinese > 0) == (backend == multilingual.NAME) and counts["卧虎藏龙 (2000) 武侠电影"] > 0  # the year
+def test_the_readable_share_weighs_characters_not_tokens(backend):
+    """Text a model reads mostly as unknown tokens is not readable because one token is known; punctuation and
+    spacing are neither read nor unread; only what the encoder reads (its first tokens) is measured."""
+    pieces = words.tokenizer(backend, str(model_dir()))
+    texts = ["GoldenEye", "?!? ... --", "", "  ", "🍿🎬", "搞笑的喜剧", "funny 喜剧 movie", "war " * 200 + "搞笑" * 200]
+    got = dict(zip(texts, words.readable_shares(texts, pieces, 126)))
+    assert got["GoldenEye"] == 1.0 and got["?!? ... --"] == got[""] == got["  "] == got["🍿🎬"] == 0.0
+    assert got["war " * 200 + "搞笑" * 200] == 1.0  # the Chinese lies past the tokens read
+    if backend == multilingual.NAME:
+        assert got["搞笑的喜剧"] == got["funny 喜剧 movie"] == 1.0
+    else:
+        # all-MiniLM-L6-v2 knows 的 alone of those five; the English words carry the mixed query.
+        assert got["搞笑的喜剧"] == pytest.approx(0.2) and got["funny 喜剧 movie"] == pytest.approx(10 / 12)
+        # Unlimited, the 400 Chinese characters it does not know come into the share: 600 of 1,000 read.
+        assert words.readable_shares(["war " * 200 + "搞笑" * 200], pieces)[0] == pytest.approx(0.6)
+
+
+def test_a_tokenizer_without_offsets_weighs_an_unknown_token_as_one_character():
+    from transformers.models.bert import BertTokenizerLegacy  # the Python one: no offsets
+
+    fast = words.tokenizer("transformers", str(model_dir()))
+    python = words.transformers_pieces(BertTokenizerLegacy.from_pretrained(str(model_dir())))
+    texts = ["搞笑的喜剧", "funny 🍿🎬 movie", "?!"]
+    assert words.readable_shares(texts, python) == [0.2, 10 / 11, 0.0]
+    assert words.readable_shares(texts, fast) == [0.2, 10 / 12, 0.0]  # the [UNK] stands for two characters
 
 
 def test_the_multilingual_model_id_names_the_backend_and_its_weights():

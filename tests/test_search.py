@@ -17,7 +17,7 @@ from behaviorlm.embedding import EmbedConcat, make_embed_fn
 from behaviorlm.errors import InputContractError, TableNotFoundError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.search import EMPTY_QUERY, NO_WORDS, match_reason, one_per_id, top_items
+from behaviorlm.search import EMPTY_QUERY, UNREADABLE, match_reason, one_per_id, top_items
 from behaviorlm.text import item_texts
 from behaviorlm.vectors import center
 from jobs import search
@@ -36,7 +36,7 @@ QUERIES = [
     ("q1", "the second row of id q1: never searched", None),
     ("q2", "a funny animated film for kids", "u1"),
     ("q3", " \t\u200b ", "u1"),
-    ("q4", "🎬🍿😂 ?!", None),
+    ("q4", "🎬🍿😂 ?! 搞笑的喜剧", None),  # MiniLM knows 的 alone: 1 of 8 characters read
     ("q5", "war " * 2500, None),
     ("q6", "a war movie", "ghost"),
     (None, "a query without an id", None),
@@ -86,7 +86,7 @@ def test_plain_personal_blank_and_odd_queries_and_rerun(spark, connect, tables):
     metrics = search.main(job_args(cfg, *BASE))
     got = results(spark, cfg)
     assert metrics["queries"] == 6 and metrics["queries_blank"] == 1 and metrics["queries_personal"] == 3
-    assert metrics["queries_no_known_word"] == 1
+    assert metrics["queries_unreadable"] == 1
     assert metrics["queries_duplicate_id"] == 1 and metrics["queries_without_id"] == 1
     # War films first for the war query; the duplicate id's text was never searched.
     war = ranked(got, "q1")
@@ -108,8 +108,8 @@ def test_plain_personal_blank_and_odd_queries_and_rerun(spark, connect, tables):
     assert [(r["item_id"], r["rank"], r["reason"]) for r in got.where("query_id = 'q3'").collect()] == [
         (None, None, EMPTY_QUERY)
     ]
-    # Emoji the vocabulary lacks and punctuation: nothing the model can read, so nothing arbitrary is returned.
-    assert ranked(got, "q4") == [(None, None, NO_WORDS)]
+    # Emoji and a script the vocabulary lacks, one known character: too little read, nothing arbitrary returned.
+    assert ranked(got, "q4") == [(None, None, UNREADABLE)]
     # 10,000 characters are a query like any other.
     assert len(ranked(got, "q5")) == 3
     # An unknown user: the plain results, nothing personal in the reason.
@@ -182,15 +182,18 @@ def test_reasons_do_not_claim_a_match_or_a_liking_that_is_not_there(spark):
 def test_notebook_api(spark, vectors):
     embed, items = vectors
     frame = spark.createDataFrame(items, "item_id string, embedding array<float>, model string")
-    got = top_items(spark, ["a war movie", "", "🍿🎬!"], k=2, items=frame, embed=embed).collect()
+    texts = ["a war movie", "", "🍿🎬!", "搞笑的喜剧", "war 喜剧"]
+    got = top_items(spark, texts, k=2, items=frame, embed=embed).collect()
     war = [r["item_id"] for r in got if r["query_id"] == "0"]
     assert len(war) == 2 and set(war) <= {"i2", "i5", "i6"}
-    assert [(r["text"], r["item_id"], r["reason"]) for r in got if r["query_id"] != "0"] == [
-        ("", None, EMPTY_QUERY), ("🍿🎬!", None, NO_WORDS)]  # fmt: skip
+    assert [(r["text"], r["item_id"], r["reason"]) for r in got if r["query_id"] in "123"] == [
+        ("", None, EMPTY_QUERY), ("🍿🎬!", None, UNREADABLE), ("搞笑的喜剧", None, UNREADABLE)]  # fmt: skip
+    # Mixed: MiniLM reads "war" and neither Chinese character (3 of 5), enough to search with.
+    assert len([r for r in got if r["query_id"] == "4" and r["item_id"]]) == 2
     # Two encoders as one (intents' features): a text is readable when either part reads it.
-    texts = spark.createDataFrame([("🍿🎬!",), ("war, war",)], "t string")
-    counted = texts.select(EmbedConcat([embed, embed]).known_words(F.col("t")).alias("n")).collect()
-    assert [r["n"] for r in counted] == [0, 2]
+    texts = spark.createDataFrame([("🍿🎬!",), ("war, war",), ("war 喜剧",)], "t string")
+    shares = texts.select(EmbedConcat([embed, embed]).readable_share(F.col("t")).alias("s")).collect()
+    assert [r["s"] for r in shares] == [0.0, 1.0, 0.6]
 
 
 def test_a_heavy_user_lengthens_only_its_own_list(spark, monkeypatch):

@@ -21,7 +21,7 @@ import pandas as pd
 from pyspark import TaskContext
 from pyspark.accumulators import AccumulatorParam
 from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import ArrayType, FloatType, IntegerType
+from pyspark.sql.types import ArrayType, DoubleType, FloatType
 
 from udfs import multilingual, words
 from udfs.device import device_choice
@@ -90,16 +90,16 @@ def embed_udf(
     return embed
 
 
-def known_words_udf(model_path: str, max_length: int = 128, backend: str = "transformers") -> Callable:
-    """A pandas UDF mapping a string column to the number of its words the encoder of `backend` knows
-    (`udfs.words`) among the tokens it reads (`max_length` less the two special ones; the multilingual backend cuts
-    by characters itself); null text has none. The tokenizer loads once per Python worker."""
+def readable_share_udf(model_path: str, max_length: int = 128, backend: str = "transformers") -> Callable:
+    """A pandas UDF mapping a string column to the share of each text the encoder of `backend` reads
+    (`udfs.words`), over the tokens it reads (`max_length` less the two special ones; the multilingual backend cuts
+    by characters itself); null text reads as none. The tokenizer loads once per Python worker."""
     limit = None if backend == multilingual.NAME else max(1, max_length - 2)
 
-    @pandas_udf(IntegerType())
-    def count(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-        tokenize, unknown = words.tokenizer(backend, model_path)
+    @pandas_udf(DoubleType())
+    def share(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
+        pieces = words.tokenizer(backend, model_path)
         for texts in batches:
-            yield pd.Series(words.known_words(texts.fillna("").astype(str).tolist(), tokenize, unknown, limit))
+            yield pd.Series(words.readable_shares(texts.fillna("").astype(str).tolist(), pieces, limit))
 
-    return count
+    return share

