@@ -6,8 +6,8 @@ A query is encoded by the same encoder as the items. Without a user its score is
 of the item with the blended vector (1 - w) q + w u, so the blend runs through the same kernel; and the items that
 user interacted with are removed. A blank query (null, empty, only whitespace or invisible characters) is never
 encoded: it gets one row with no item and the reason `EMPTY_QUERY`; so does a query the model reads too little of
-(`UNREADABLE`: under `MIN_READABLE` of its letters, digits and symbols fall in tokens it knows, `udfs.words`; a
-script it does not know, emoji it lacks, punctuation only), whose vector would mean nothing, and a query nothing is
+(`UNREADABLE`: under `MIN_READABLE` of its letters, digits and symbols are read, `udfs.words`; a script it does
+not know, emoji it lacks, punctuation only), whose vector would mean nothing, and a query nothing is
 left for (`ALL_SEEN`, `NO_ITEMS`). The audience of a query is the users whose vectors are closest to it.
 
 From a notebook: `from behaviorlm.search import top_items; top_items(spark, ["a funny movie for kids"], k=10)`.
@@ -232,7 +232,8 @@ def top_items(
     reason). `items` (raw stored vectors) defaults to the demo's (`DEFAULT_ITEM_VECTORS`), `embed` to the cached
     all-MiniLM-L6-v2 encoder; `user_ids` (one per text, None for none) with `users`/`seen` personalise. As in the
     `search` stage, items and queries are centred on the catalogue mean unless `center_items` is False, and a text
-    the model reads less than `min_readable` of is not matched (`UNREADABLE`)."""
+    the model reads less than `min_readable` of is not matched (`UNREADABLE`; the stage takes it from
+    `model.min_readable_share`, whose default this is)."""
     if embed is None:
         embed = make_embed_fn(spark, str(model_dir()))
     if items is None:

@@ -173,20 +173,26 @@ def test_the_multilingual_core_has_no_spark():
 
 @pytest.mark.parametrize("backend", ["transformers", multilingual.NAME])
 def test_the_readable_share_weighs_characters_not_tokens(backend):
-    """Text a model reads mostly as unknown tokens is not readable because one token is known; punctuation and
-    spacing are neither read nor unread; only what the encoder reads (its first tokens) is measured."""
+    """Text a model reads mostly as unknown tokens is not readable because one token is known; punctuation, spacing
+    and joiners are neither read nor unread; only what the encoder reads (its first tokens) is measured."""
     pieces = words.tokenizer(backend, str(model_dir()))
-    texts = ["GoldenEye", "?!? ... --", "", "  ", "🍿🎬", "搞笑的喜剧", "funny 喜剧 movie", "war " * 200 + "搞笑" * 200]
-    got = dict(zip(texts, words.readable_shares(texts, pieces, 126)))
-    assert got["GoldenEye"] == 1.0 and got["?!? ... --"] == got[""] == got["  "] == got["🍿🎬"] == 0.0
-    assert got["war " * 200 + "搞笑" * 200] == 1.0  # the Chinese lies past the tokens read
+    limit = None if backend == multilingual.NAME else 126  # as `readable_share_udf` cuts for each backend
+    long = "war " * 600 + "ሰላም" * 200  # Amharic, which neither reads, after 2,400 characters
+    texts = ["GoldenEye", "?!? ... --", "", "  ", "🍿🎬", "搞笑的喜剧", "funny 喜剧 movie", "funny comedy🍿", long]
+    got = dict(zip(texts, words.readable_shares(texts, pieces, limit)))
+    assert got["GoldenEye"] == got[long] == 1.0  # the Amharic lies past what is read
+    assert got["?!? ... --"] == got[""] == got["  "] == got["🍿🎬"] == 0.0
+    # One [UNK] for "comedy🍿" (WordPiece) or one unknown piece for 🍿: the missing symbol is what goes unread.
+    assert got["funny comedy🍿"] == pytest.approx(11 / 12)
+    # A family emoji is three unknown symbols joined by two zero-width joiners, which weigh nothing.
+    assert words.readable_shares(["👨‍👩‍👧 family movie"], pieces, limit) == [pytest.approx(11 / 14)]
     if backend == multilingual.NAME:
         assert got["搞笑的喜剧"] == got["funny 喜剧 movie"] == 1.0
     else:
         # all-MiniLM-L6-v2 knows 的 alone of those five; the English words carry the mixed query.
         assert got["搞笑的喜剧"] == pytest.approx(0.2) and got["funny 喜剧 movie"] == pytest.approx(10 / 12)
-        # Unlimited, the 400 Chinese characters it does not know come into the share: 600 of 1,000 read.
-        assert words.readable_shares(["war " * 200 + "搞笑" * 200], pieces)[0] == pytest.approx(0.6)
+        # Unlimited, the 600 Amharic characters come into the share: 1,800 of 2,400 read.
+        assert words.readable_shares([long], pieces)[0] == pytest.approx(0.75)
 
 
 def test_a_tokenizer_without_offsets_weighs_an_unknown_token_as_one_character():

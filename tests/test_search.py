@@ -22,6 +22,7 @@ from behaviorlm.text import item_texts
 from behaviorlm.vectors import center
 from jobs import search
 from tests.util import assert_same_rows, job_args, read, write
+from udfs import multilingual
 
 ITEMS_ROWS = [
     ("i1", "Toy Story", None, ["Animation", "Children's", "Comedy"], 1995),
@@ -36,13 +37,13 @@ QUERIES = [
     ("q1", "the second row of id q1: never searched", None),
     ("q2", "a funny animated film for kids", "u1"),
     ("q3", " \t\u200b ", "u1"),
-    ("q4", "🎬🍿😂 ?! 搞笑的喜剧", None),  # MiniLM knows 的 alone: 1 of 8 characters read
+    ("q4", "a war 喜剧 ?!", None),  # MiniLM reads "a war", not 喜剧: 4 of 6 characters, under BASE's 0.7
     ("q5", "war " * 2500, None),
     ("q6", "a war movie", "ghost"),
     (None, "a query without an id", None),
 ]
 SCHEMA = "query_id string, text string, user_id string"
-BASE = ["search.k=3", "search.audience_k=2", "search.personal_weight=0.3"]
+BASE = ["search.k=3", "search.audience_k=2", "search.personal_weight=0.3", "model.min_readable_share=0.7"]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_plain_personal_blank_and_odd_queries_and_rerun(spark, connect, tables):
     assert [(r["item_id"], r["rank"], r["reason"]) for r in got.where("query_id = 'q3'").collect()] == [
         (None, None, EMPTY_QUERY)
     ]
-    # Emoji and a script the vocabulary lacks, one known character: too little read, nothing arbitrary returned.
+    # Known words in a script the vocabulary lacks: too little read, nothing arbitrary returned.
     assert ranked(got, "q4") == [(None, None, UNREADABLE)]
     # 10,000 characters are a query like any other.
     assert len(ranked(got, "q5")) == 3
@@ -183,17 +184,18 @@ def test_notebook_api(spark, vectors):
     embed, items = vectors
     frame = spark.createDataFrame(items, "item_id string, embedding array<float>, model string")
     texts = ["a war movie", "", "🍿🎬!", "搞笑的喜剧", "war 喜剧"]
-    got = top_items(spark, texts, k=2, items=frame, embed=embed).collect()
+    got = top_items(spark, texts, k=2, items=frame, embed=embed, min_readable=0.6).collect()
     war = [r["item_id"] for r in got if r["query_id"] == "0"]
     assert len(war) == 2 and set(war) <= {"i2", "i5", "i6"}
     assert [(r["text"], r["item_id"], r["reason"]) for r in got if r["query_id"] in "123"] == [
         ("", None, EMPTY_QUERY), ("🍿🎬!", None, UNREADABLE), ("搞笑的喜剧", None, UNREADABLE)]  # fmt: skip
-    # Mixed: MiniLM reads "war" and neither Chinese character (3 of 5), enough to search with.
+    # Mixed: MiniLM reads "war" and neither Chinese character, 3 of 5: at the floor is enough to search with.
     assert len([r for r in got if r["query_id"] == "4" and r["item_id"]]) == 2
     # Two encoders as one (intents' features): a text is readable when either part reads it.
+    both = EmbedConcat([embed, make_embed_fn(spark, str(model_dir()), backend=multilingual.NAME)])
     texts = spark.createDataFrame([("🍿🎬!",), ("war, war",), ("war 喜剧",)], "t string")
-    shares = texts.select(EmbedConcat([embed, embed]).readable_share(F.col("t")).alias("s")).collect()
-    assert [r["s"] for r in shares] == [0.0, 1.0, 0.6]
+    shares = texts.select(both.readable_share(F.col("t")).alias("s")).collect()
+    assert [r["s"] for r in shares] == [0.0, 1.0, 1.0]
 
 
 def test_a_heavy_user_lengthens_only_its_own_list(spark, monkeypatch):

