@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from behaviorlm.errors import BehaviorLMError
+from behaviorlm.neighbors import vector_dim
 from behaviorlm.session import is_connect
 from behaviorlm.vectors import concat_unit
 from udfs import multilingual
@@ -114,6 +115,20 @@ def stored_backend(vectors: DataFrame) -> str | None:
         return None
     log.info("model.backend auto: %s, as the stored item vectors (%s)", backend_of(model), model)
     return backend_of(model)
+
+
+def check_same_space(users: DataFrame, items: DataFrame, users_name: str, items_name: str) -> None:
+    """Raise `EmbeddingSpaceError` when stored user vectors were not made in the stored item vectors' space: another
+    model id, or (vectors without one) another length. Item vectors re-embedded with another backend leave the
+    user vectors of the old one behind until embed-users runs again; compared, they would fail in a matrix product."""
+    user_model, item_model = stored_model(users), stored_model(items)
+    if user_model is not None and item_model is not None and user_model != item_model:
+        raise EmbeddingSpaceError(f"{users_name} hold vectors of model {user_model!r} but {items_name} of "
+                                  f"{item_model!r}: run embed-users again (after embed-items)")  # fmt: skip
+    user_dim, item_dim = vector_dim(users), vector_dim(items)
+    if user_dim and item_dim and user_dim != item_dim:
+        raise EmbeddingSpaceError(f"{users_name} hold {user_dim}-d vectors but {items_name} {item_dim}-d: run "
+                                  "embed-users again (after embed-items)")  # fmt: skip
 
 
 @dataclass

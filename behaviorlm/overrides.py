@@ -28,8 +28,17 @@ def merge_sources(paths: list[str], overrides: list[str], root: type[BaseModel])
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        _set_override(merged, key.strip(), yaml.safe_load(raw), root)
+        _set_override(merged, key.strip(), _value(raw), root)
     return merged
+
+
+def _value(raw: str) -> Any:
+    """An override's value read as YAML (numbers, booleans, lists, mappings), or as the text it is where YAML cannot
+    read it: `sep=,` means a comma, not a YAML syntax error."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 _EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": "a string", "bool_type": "true/false",

@@ -43,10 +43,18 @@ _KIND_NAMES = {
 }
 
 
-def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: list[str], setting: str = "") -> None:
+def check_columns(
+    df: DataFrame,
+    table: str,
+    mapping: dict[str, str],
+    required: list[str],
+    setting: str = "",
+    options: str = "ingest.source_options",
+) -> None:
     """Raise `InputContractError` if the source column of a required canonical column is missing from `df`, or that
     of an optional one `setting` maps to another name: a mapping names a column on purpose, so a misspelt one must
-    not read as a column the source lacks (every value null, silently)."""
+    not read as a column the source lacks (every value null, silently). A header read as one column is said to
+    want the separator set in `options`, the setting that holds this source's reader options."""
     present = set(df.columns)
     mapped = [c for c, source in mapping.items() if source != c and c not in required]
     for canonical in [*required, *mapped]:
@@ -58,17 +66,18 @@ def check_columns(df: DataFrame, table: str, mapping: dict[str, str], required: 
             what = f"column {source!r}, which {setting or 'the mapping'}.{canonical} names,"
         near = [p for p in sorted(present) if p.strip().lower() == source.strip().lower()]
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        hint += _separator_hint(present) or _MISSING_HINTS.get(canonical, "")
+        hint += _separator_hint(present, options) or _MISSING_HINTS.get(canonical, "")
         raise InputContractError(f"table {table!r}: {what} is missing; columns present: {sorted(present)}{hint}")
 
 
-def _separator_hint(present: set[str]) -> str:
+def _separator_hint(present: set[str], options: str) -> str:
     """A hint when a delimited file's header was read as one column: its separator is not the reader's."""
     if len(present) != 1:
         return ""
     (name,) = present
-    seps = [sep for sep in (";", "\t", "|") if sep in name]
-    return f"; the header reads as one column: set ingest.source_options.sep={seps[0]!r}" if seps else ""
+    # A comma: the reader was given another separator (the behaviours' own, applied to a comma catalogue).
+    seps = [sep for sep in (";", "\t", "|", ",") if sep in name]
+    return f"; the header reads as one column: set {options}.sep={seps[0]!r}" if seps else ""
 
 
 def with_default(df: DataFrame, column: str, value: str | None) -> DataFrame:

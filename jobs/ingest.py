@@ -81,12 +81,18 @@ def _read_tables(spark: SparkSession, ing: IngestConfig) -> tuple[DataFrame, Dat
                                   "ingest.behaviors_source")  # fmt: skip
     if ing.behaviors_where:
         behaviors = _where(behaviors, ing.behaviors_where, ing.behaviors_source)
-    items = delta.read_source(spark, ing.items_source, ing.items_format or ing.source_format, ing.source_options,
+    item_options = ing.source_options if ing.items_source_options is None else ing.items_source_options
+    items = delta.read_source(spark, ing.items_source, ing.items_format or ing.source_format, item_options,
                               "ingest.items_source")  # fmt: skip
     b_map, i_map = ing.behavior_columns.model_dump(), ing.item_columns.model_dump()
+    # Checked before the default event type is added: the columns an error lists are the source's own.
+    typed = ing.default_event_type is None
+    required = [c for c in REQUIRED_BEHAVIOR_COLUMNS if typed or c != "event_type"]
+    mapping = b_map if typed else {**b_map, "event_type": "event_type"}
+    check_columns(behaviors, ing.behaviors_source, mapping, required, "ingest.behavior_columns")
     behaviors = with_default(behaviors, b_map["event_type"], ing.default_event_type)
-    check_columns(behaviors, ing.behaviors_source, b_map, REQUIRED_BEHAVIOR_COLUMNS, "ingest.behavior_columns")
-    check_columns(items, ing.items_source, i_map, REQUIRED_ITEM_COLUMNS, "ingest.item_columns")
+    check_columns(items, ing.items_source, i_map, REQUIRED_ITEM_COLUMNS, "ingest.item_columns",
+                  "ingest.items_source_options")  # fmt: skip
     behaviors = rename_to_canonical(behaviors, b_map, BEHAVIOR_COLUMNS)
     items = rename_to_canonical(items, i_map, ITEM_COLUMNS)
     check_types(behaviors, ing.behaviors_source, b_map)

@@ -10,7 +10,15 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta, runs
 from behaviorlm.config import Config
-from behaviorlm.embedding import MULTILINGUAL, EmbedConcat, Embedder, EmbedFn, make_embed_fn, stored_backend
+from behaviorlm.embedding import (
+    MULTILINGUAL,
+    EmbedConcat,
+    Embedder,
+    EmbedFn,
+    check_same_space,
+    make_embed_fn,
+    stored_backend,
+)
 from behaviorlm.factors import FactorModel
 from behaviorlm.neighbors import top_k
 from behaviorlm.onboarding import Onboarding, settle
@@ -74,6 +82,13 @@ def intents_embed(spark: SparkSession, cfg: Config) -> Embedder:
     second = make_embed_fn(spark, m.path, m.max_length, m.pooling, m.dtype, m.batch_size, e.empty_text,
                            e.arrow_batch_size, MULTILINGUAL)  # fmt: skip
     return EmbedConcat([embed, second])
+
+
+def stored_users(spark: SparkSession, cfg: Config, item_vectors: DataFrame) -> DataFrame:
+    """(user_id, embedding) of user_embeddings, checked to be in the space of `item_vectors` (the stored ones)."""
+    users = table(spark, cfg, "user_embeddings")
+    check_same_space(users, item_vectors, "user_embeddings", "item_embeddings")
+    return users.select("user_id", "embedding")
 
 
 def item_space(cfg: Config, item_vectors: DataFrame) -> DataFrame:

@@ -35,16 +35,15 @@ def read_inputs(spark: SparkSession, cfg: Config, behaviors: DataFrame | None = 
         requested = delta.read_source(spark, cfg.recommend.users, "delta", setting="recommend.users")
         check_columns(requested, f"recommend.users ({cfg.recommend.users})", {}, ["user_id"])
         users = users.unionByName(requested.select(F.col("user_id").cast("string")))
-    user_vectors = params.table(spark, cfg, "user_embeddings").select("user_id", "embedding")
+    stored_items = params.table(spark, cfg, "item_embeddings")
+    user_vectors = params.stored_users(spark, cfg, stored_items)
     # Only vectors similar-users would search: a zero or NaN vector must never score (NaN sorts above every number).
     valid, _ = split_valid(user_vectors, vector_dim(user_vectors))
     neighbors = params.run_rows(spark, cfg, "user_neighbors", "similar_users")
     return Inputs(
         behaviors=behaviors,
         items=display_titles(params.table(spark, cfg, "items")),
-        item_vectors=params.item_space(cfg, params.table(spark, cfg, "item_embeddings")).persist(
-            StorageLevel.MEMORY_AND_DISK
-        ),
+        item_vectors=params.item_space(cfg, stored_items).persist(StorageLevel.MEMORY_AND_DISK),
         user_vectors=valid,
         neighbors=neighbors.select("user_id", "neighbor_id", "similarity"),
         users=users.where(F.col("user_id").isNotNull()).distinct().persist(StorageLevel.MEMORY_AND_DISK),

@@ -51,13 +51,13 @@ def read_queries(spark: SparkSession, cfg: Config) -> DataFrame | None:
 
 def vector_spaces(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame, DataFrame | None]:
     """(raw item vectors, items in the users' space, valid user vectors or None when there are none)."""
-    raw = params.table(spark, cfg, "item_embeddings").select("item_id", "embedding")
+    stored = params.table(spark, cfg, "item_embeddings")
+    raw = stored.select("item_id", "embedding")
     items = params.item_space(cfg, raw).persist(StorageLevel.MEMORY_AND_DISK)
-    ref = delta.table_ref(cfg.tables, "user_embeddings")
-    if not delta.table_exists(spark, ref):
+    if not delta.table_exists(spark, delta.table_ref(cfg.tables, "user_embeddings")):
         log.info("search: no user_embeddings table; no personal results and no audience")
         return raw, items, None
-    vectors = delta.read_table(spark, ref).select("user_id", "embedding")
+    vectors = params.stored_users(spark, cfg, stored)
     valid, _ = split_valid(vectors, vector_dim(vectors))
     return raw, items, valid.persist(StorageLevel.MEMORY_AND_DISK)
 

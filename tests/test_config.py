@@ -23,6 +23,9 @@ def test_overrides_are_yaml_typed_and_reach_nested_sections():
     assert cfg.ingest.synthetic.users == 77
     assert cfg.ingest.rating_max == 10.0 and isinstance(cfg.ingest.rating_max, float)
     assert cfg.ingest.source == "synthetic"
+    # A value YAML cannot read is the text it is: a comma separator was a raw ParserError.
+    cfg = load_config(overrides=["ingest.items_source_options.sep=,", "ingest.source_options.sep=;"])
+    assert (cfg.ingest.items_source_options, cfg.ingest.source_options) == ({"sep": ","}, {"sep": ";"})
 
 
 def test_spark_conf_keys_keep_their_dots():

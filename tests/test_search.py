@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import search as search_lib
 from behaviorlm.assets import model_dir
-from behaviorlm.embedding import EmbedConcat, make_embed_fn
+from behaviorlm.embedding import EmbedConcat, EmbeddingSpaceError, make_embed_fn
 from behaviorlm.errors import InputContractError, TableNotFoundError
 from behaviorlm.neighbors import exact_top_k
 from behaviorlm.schemas import BEHAVIORS, ITEMS
@@ -139,6 +139,20 @@ def test_missing_column_names_table_and_column(spark, tables):
     # An array of texts was searched as its text, "[a war movie, kids]".
     write(spark, cfg, "queries", [("q1", ["a war movie", "kids"])], "query_id string, text array<string>")
     with pytest.raises(InputContractError, match=r"'queries': column 'text' is array<string>"):
+        search.main(job_args(cfg, *BASE))
+
+
+def test_user_vectors_left_from_another_encoder_are_an_error_naming_the_stage_to_rerun(spark, tables):
+    """embed-items rerun with another backend (384-d -> 512-d) left user_embeddings behind: a matrix product failed
+    deep in a task. Now one error names both tables and embed-users, by model id or, with none stored, by length."""
+    cfg = tables
+    write(spark, cfg, "user_embeddings", [("u1", [0.1] * 512, "use-multilingual@x")],
+          "user_id string, embedding array<float>, model string")  # fmt: skip
+    with pytest.raises(EmbeddingSpaceError, match=r"user_embeddings hold vectors of model 'use-multilingual@x' but "
+                       r"item_embeddings of 'all-MiniLM-L6-v2@.*: run embed-users again"):  # fmt: skip
+        search.main(job_args(cfg, *BASE))
+    write(spark, cfg, "user_embeddings", [("u1", [0.1] * 512)], "user_id string, embedding array<float>")
+    with pytest.raises(EmbeddingSpaceError, match="user_embeddings hold 512-d vectors but item_embeddings 384-d"):
         search.main(job_args(cfg, *BASE))
 
 
