@@ -137,7 +137,7 @@ class IngestConfig(Section):
     # Spark reader options for a path source, e.g. {sep: ";"} for a semicolon CSV, {multiLine: "true"} for a JSON
     # array file, {encoding: "ISO-8859-1"}. A CSV's defaults (header, multiLine, escape): `delta.csv_options`.
     source_options: dict[str, str | bool | int | float] = Field(default_factory=dict)
-    # The items source's reader options where they differ (a comma CSV catalogue beside semicolon events); none:
+    # The items source's reader options where they differ (a comma CSV catalogue beside semicolon events); null:
     # `source_options`.
     items_source_options: dict[str, str | bool | int | float] | None = None
     behavior_columns: BehaviorColumns = Field(default_factory=BehaviorColumns)

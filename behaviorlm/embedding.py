@@ -122,9 +122,11 @@ def check_same_space(users: DataFrame, items: DataFrame, users_name: str, items_
     model id, or (vectors without one) another length. Item vectors re-embedded with another backend leave the
     user vectors of the old one behind until embed-users runs again; compared, they would fail in a matrix product."""
     user_model, item_model = stored_model(users), stored_model(items)
-    if user_model is not None and item_model is not None and user_model != item_model:
-        raise EmbeddingSpaceError(f"{users_name} hold vectors of model {user_model!r} but {items_name} of "
-                                  f"{item_model!r}: run embed-users again (after embed-items)")  # fmt: skip
+    if user_model is not None and item_model is not None:
+        if user_model != item_model:
+            raise EmbeddingSpaceError(f"{users_name} hold vectors of model {user_model!r} but {items_name} of "
+                                      f"{item_model!r}: run embed-users again (after embed-items)")  # fmt: skip
+        return  # one model, one length: no need to read the vectors
     user_dim, item_dim = vector_dim(users), vector_dim(items)
     if user_dim and item_dim and user_dim != item_dim:
         raise EmbeddingSpaceError(f"{users_name} hold {user_dim}-d vectors but {items_name} {item_dim}-d: run "

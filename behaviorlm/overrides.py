@@ -3,6 +3,7 @@ overrides (YAML-typed values); and pydantic's validation errors turned into sent
 
 from __future__ import annotations
 
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ def merge_sources(paths: list[str], overrides: list[str], root: type[BaseModel])
         if not Path(path).is_file():
             raise ConfigError(f"config file not found: {path}")
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+            try:
+                data = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
         _deep_merge(merged, data)
@@ -33,12 +37,16 @@ def merge_sources(paths: list[str], overrides: list[str], root: type[BaseModel])
 
 
 def _value(raw: str) -> Any:
-    """An override's value read as YAML (numbers, booleans, lists, mappings), or as the text it is where YAML cannot
-    read it: `sep=,` means a comma, not a YAML syntax error."""
+    """An override's value read as YAML (numbers, booleans, lists, mappings), or as the text it is where YAML reads a
+    lone sign as syntax: `sep=,` and `sep=|` mean a comma and a bar. A list or mapping YAML cannot read stays its
+    error, as do quoted texts."""
     try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        if raw.lstrip()[:1] in ("{", "[", '"', "'"):
+            raise ConfigError(f"--set value {raw!r} is not valid YAML: {' '.join(str(exc).split())}") from None
         return raw
+    return raw if value in ("", None) and raw.strip() and raw.strip() not in ("~", "null", "Null", "NULL") else value
 
 
 _EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": "a string", "bool_type": "true/false",
@@ -68,7 +76,9 @@ def _set_override(merged: dict[str, Any], key: str, value: Any, root: type[BaseM
     while len(parts) > 1:
         part = parts.pop(0)
         field = model.model_fields.get(part) if model else None
-        child = node.setdefault(part, {})
+        if node.get(part) is None:  # an optional mapping left null in a file (items_source_options: null)
+            node[part] = {}
+        child = node[part]
         if not isinstance(child, dict):
             raise ConfigError(f"--set {key}: {part!r} is not a section")
         node = child
@@ -81,6 +91,9 @@ def _set_override(merged: dict[str, Any], key: str, value: Any, root: type[BaseM
 
 
 def _is_mapping(annotation: Any) -> bool:
+    """A dict field, or an optional one (`dict[...] | None`)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_mapping(arg) for arg in typing.get_args(annotation))
     return typing.get_origin(annotation) is dict
 
 

@@ -24,8 +24,13 @@ def test_overrides_are_yaml_typed_and_reach_nested_sections():
     assert cfg.ingest.rating_max == 10.0 and isinstance(cfg.ingest.rating_max, float)
     assert cfg.ingest.source == "synthetic"
     # A value YAML cannot read is the text it is: a comma separator was a raw ParserError.
-    cfg = load_config(overrides=["ingest.items_source_options.sep=,", "ingest.source_options.sep=;"])
-    assert (cfg.ingest.items_source_options, cfg.ingest.source_options) == ({"sep": ","}, {"sep": ";"})
+    # From a file that leaves the optional mapping null; `|` is a bar, not YAML's block scalar.
+    cfg = load_config(
+        [str(REPO / "conf" / "default.yaml")], ["ingest.items_source_options.sep=,", "ingest.source_options.sep=|"]
+    )
+    assert (cfg.ingest.items_source_options, cfg.ingest.source_options) == ({"sep": ","}, {"sep": "|"})
+    with pytest.raises(ConfigError, match=r"--set value '\{sep: ;' is not valid YAML"):
+        load_config(overrides=["ingest.source_options={sep: ;"])
 
 
 def test_spark_conf_keys_keep_their_dots():
