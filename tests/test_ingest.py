@@ -321,27 +321,6 @@ def test_semicolon_csv_with_day_first_dates_is_read_with_reader_options_and_a_ts
     ]
 
 
-def test_a_default_event_type_and_a_comma_catalogue_beside_semicolon_events(spark, make_config, tmp_path):
-    """Events without an event_type column, `;`-separated, beside a comma catalogue. The error listed an event_type
-    column the file lacks (the default, added before the check) and lost the separator hint; the catalogue had to
-    take the events' reader options."""
-    (tmp_path / "events").mkdir(), (tmp_path / "catalogue").mkdir()
-    (tmp_path / "events" / "e.csv").write_text("uid;sku;ts\na;x;2024-03-01 07:00:00\n")
-    (tmp_path / "catalogue" / "c.csv").write_text("item_id,title\nx,Red shoes\n")
-    source = ["ingest.source=table", "ingest.source_format=csv", f"ingest.behaviors_source={tmp_path / 'events'}",
-              f"ingest.items_source={tmp_path / 'catalogue'}", "ingest.default_event_type=click",
-              "ingest.behavior_columns.user_id=uid", "ingest.behavior_columns.item_id=sku"]  # fmt: skip
-    one_column = r"columns present: \['uid;sku;ts'\]; the header reads as one column: set ingest.source_options.sep=';'"
-    with pytest.raises(InputContractError, match=one_column):
-        run_ingest(make_config(*source), source)
-    source += ["ingest.source_options.sep=;"]
-    with pytest.raises(InputContractError, match=r"catalogue'.*set ingest.items_source_options.sep=','"):
-        run_ingest(make_config(*source), source)
-    source += ["ingest.items_source_options.sep=,"]
-    counts = run_ingest(make_config(*source), source)
-    assert (counts["behaviors"].written, counts["items"].written) == (1, 1)
-
-
 def test_catalog_tables_missing_or_in_a_missing_schema_are_one_clear_line(spark, make_config):
     ref = delta.location_ref("items", "default.never_written_items")
     with pytest.raises(TableNotFoundError, match="catalog is in memory .*catalogImplementation: hive"):
