@@ -196,11 +196,14 @@ def settle(
     users outside a seeded `model.holdout` share (at most MAX_HELD users), scored by nDCG@HELD_K of the held-out
     users' later choices ranked over the catalogue, their start items left out. ids are kept only when they rank
     better; text on a tie (it also places starts made of items nobody started with), when fewer than MIN_HELD users
-    can be held out, and when no user is thin enough to be served by the part (nothing is measured then)."""
+    can be held out, and when the part will not be used: no user thin enough to be served by it, or fewer than
+    `model.min_users` to learn it from (`onboarding_top` says so; nothing is measured then)."""
     if model.features != "auto":
         return model, {}
     seen = behaviors.groupBy("user_id").agg(F.count_distinct("item_id").alias("n"))
-    if seen.where(F.col("n") <= model.first).isEmpty():
+    counts = seen.agg(F.count_if(F.col("n") <= model.first).alias("thin"),
+                      F.count_if(F.col("n") > model.first).alias("warm")).first()  # fmt: skip
+    if not counts["thin"] or counts["warm"] < model.min_users:
         return replace(model, features="text"), {}
     found = {kind: _starts(behaviors, item_vectors, replace(model, features=kind)) for kind in ("text", "ids")}
     starts, later = found["text"]

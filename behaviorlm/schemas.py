@@ -67,3 +67,15 @@ ITEMS = StructType(
 def rejected_schema(columns: list[str]) -> StructType:
     """Rejected rows keep every input value as text (it may not parse) plus the reason."""
     return StructType([StructField(c, StringType(), True) for c in columns] + [StructField(REASON, StringType(), True)])
+
+
+# The setting a user most likely has to change when rows are rejected for this reason.
+REASON_HINTS = {
+    "rating_out_of_range": "ingest.rating_min / ingest.rating_max set the scale",
+    "invalid_ts": "ingest.ts_format reads text dates, ingest.ts_unit numeric ones",
+    "future_ts": "a numeric ts may be in another ingest.ts_unit",
+    "early_ts": "digits such as 20240501 are epoch seconds unless ingest.ts_format says yyyyMMdd; "
+    "ingest.earliest_ts=null accepts any date",
+    "unknown_event_type": "ingest.event_types lists the accepted types",
+    "unknown_item": "ingest.unknown_items=keep keeps them",
+}

@@ -27,6 +27,7 @@ from behaviorlm.schemas import (
     ITEM_COLUMNS,
     ITEMS,
     REASON,
+    REASON_HINTS,
     REQUIRED_BEHAVIOR_COLUMNS,
     REQUIRED_ITEM_COLUMNS,
     UNKNOWN_ITEM,
@@ -214,18 +215,6 @@ def load_split(
     return counts
 
 
-# The setting a user most likely has to change when every row is rejected for this reason.
-_REASON_HINTS = {
-    "rating_out_of_range": "ingest.rating_min / ingest.rating_max set the scale",
-    "invalid_ts": "ingest.ts_format reads text dates, ingest.ts_unit numeric ones",
-    "future_ts": "a numeric ts may be in another ingest.ts_unit",
-    "early_ts": "digits such as 20240501 are epoch seconds unless ingest.ts_format says yyyyMMdd; "
-    "ingest.earliest_ts=null accepts any date",
-    "unknown_event_type": "ingest.event_types lists the accepted types",
-    "unknown_item": "ingest.unknown_items=keep keeps them",
-}
-
-
 # What an empty table means downstream.
 _EMPTY = {
     "behaviors": "every later stage will write empty tables",
@@ -233,12 +222,23 @@ _EMPTY = {
 }
 
 
+def _example(bad_rows: DataFrame, reason: str) -> dict:
+    """One rejected row for `reason`, its non-null values."""
+    row = bad_rows.where(F.col(REASON) == reason).drop(REASON, "run_id").first()
+    return {k: v for k, v in (row.asDict() if row else {}).items() if v is not None}
+
+
 def warn_if_empty(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: bool) -> None:
     """Log a warning when no valid row was read, which is rarely what the user meant: what an empty table means
     downstream, or, when rows were rejected, the most common reason, one rejected row and the likely setting. For a
     `batch` appended to existing tables an empty items batch is usual (the catalogue did not change): no warning.
+    Where some rows were written, each reason a setting may fix (a second date format) gets one line with a row.
     `bad_rows`: this run's rejected rows."""
     if counts.written or counts.present:
+        for reason, n in sorted(counts.reasons.items()):
+            if reason in REASON_HINTS and reason != UNKNOWN_ITEM:  # unknown items are rejected only when asked to
+                log.warning("%d of the %d rows of table %r were rejected as %s, e.g. %s; %s", n, counts.read, source,
+                            reason, _example(bad_rows, reason), REASON_HINTS[reason])  # fmt: skip
         return
     if not counts.rejected:
         if not batch:
@@ -247,11 +247,10 @@ def warn_if_empty(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: b
             log.warning("table %r holds no rows: no behaviour to append", source)
         return
     reason, n = max(counts.reasons.items(), key=lambda kv: kv[1])
-    row = bad_rows.where(F.col(REASON) == reason).drop(REASON, "run_id").first()
-    example = {k: v for k, v in (row.asDict() if row else {}).items() if v is not None}
     log.warning(
         "every one of the %d rows of table %r was rejected; the most common reason is %s (%d), e.g. %s%s",
-        counts.read, source, reason, n, example, f"; {_REASON_HINTS[reason]}" if reason in _REASON_HINTS else "",
+        counts.read, source, reason, n, _example(bad_rows, reason),
+        f"; {REASON_HINTS[reason]}" if reason in REASON_HINTS else "",
     )  # fmt: skip
 
 

@@ -47,7 +47,7 @@ def test_movielens_100k_ingest(spark, make_config):
     assert metrics(spark, cfg)["behaviors_written"] == 100_000
 
 
-def test_rejected_rows_reconcile_and_rerun_is_idempotent(spark, make_config):
+def test_rejected_rows_reconcile_and_rerun_is_idempotent(spark, make_config, capsys):
     overrides = ["ingest.source=synthetic", "ingest.synthetic.events=4000", "ingest.synthetic.bad_fraction=0.05"]
     cfg = make_config(*overrides)
     argv = [a for o in overrides for a in ("--set", o)] + ["--set", f"tables.root={cfg.tables.root}"]
@@ -55,6 +55,9 @@ def test_rejected_rows_reconcile_and_rerun_is_idempotent(spark, make_config):
     behaviors = {c.table: c for c in first}["behaviors"]
     assert behaviors.read == 4000 == behaviors.written + behaviors.rejected
     assert {"null_user_id", "unknown_event_type", "rating_out_of_range", "invalid_ts"} <= set(behaviors.reasons)
+    # A reason a setting may fix is said with a row, though most rows were written (a second date format).
+    said = f"{behaviors.reasons['invalid_ts']} of the 4000 rows of table 'behaviors' were rejected as invalid_ts, e.g."
+    assert said in capsys.readouterr().err
     rejected = read(spark, cfg, "rejected_behaviors")
     assert rejected.count() == behaviors.rejected == sum(behaviors.reasons.values())
     assert rejected.where("reason is null").count() == 0
