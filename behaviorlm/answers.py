@@ -1,11 +1,11 @@
 """Answers to matched intents: check the answer templates against the trained intents, find each user's top
 interest, and render a template per message.
 
-A template is text with `{user_id}` and `{interest}` (the user's top interest label) in it. It is rendered by
-sentence, with the rule `behaviorlm.text.render_template` applies to item text entries: a sentence is kept only when
-every placeholder in it has a value. So a message with no user, or from a user with no interest on record, gets the
-answer without its personal sentences ("Thanks for asking. As a fan of {interest}, try our new releases." ->
-"Thanks for asking."). Rendering is a column expression: templates are never collected to the driver.
+A template is text with `{user_id}` and `{interest}` (the spoken part of the user's top interest label) in it. It is
+rendered by sentence, with the rule `behaviorlm.text.render_template` applies to item text entries: a sentence is
+kept only when every placeholder in it has a value. So a message with no user, or from a user with no interest on
+record, gets the answer without its personal sentences ("Thanks for asking. As a fan of {interest}, try our new
+releases." -> "Thanks for asking."). Rendering is a column expression: templates are never collected to the driver.
 """
 
 from __future__ import annotations
@@ -74,14 +74,23 @@ def check_templates(
 def top_interest(
     interests: DataFrame, user_col: str = USER_COL, label_col: str = "label", weight_col: str = "weight"
 ) -> DataFrame:
-    """(user_id, interest): each user's labelled interest of the largest weight (ties: the first label)."""
+    """(user_id, interest): each user's labelled interest of the largest weight (ties: the first label), as a
+    sentence can say it (`spoken`)."""
     order = Window.partitionBy(user_col).orderBy(F.col(weight_col).desc_nulls_last(), F.col(label_col))
     labelled = interests.where(F.col(label_col).isNotNull() & (F.trim(F.col(label_col)) != ""))
     return (
         labelled.withColumn("_n", F.row_number().over(order))
         .where("_n = 1")
-        .select(F.col(user_col).cast("string").alias(USER_COL), F.col(label_col).cast("string").alias(INTEREST_COL))
+        .select(F.col(user_col).cast("string").alias(USER_COL), spoken(F.col(label_col)).alias(INTEREST_COL))
     )
+
+
+def spoken(label: Column) -> Column:
+    """The part of a segment label (`behaviorlm.segments.label`) a sentence can say: its attribute value without the
+    share, else its first title ("Comedy" of "Comedy 63% · Toy Story; Heat · war, film", "三体" of "三体; 活着");
+    a label of another form is kept whole."""
+    first = F.regexp_replace(F.split(label.cast("string"), " · ").getItem(0), r"\s+\d+%$", "")
+    return F.split(first, "; ").getItem(0)
 
 
 def _render(template: Column, values: dict[str, Column]) -> Column:
