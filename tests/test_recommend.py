@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from behaviorlm import delta
 from behaviorlm.content import content_scores, content_with_room
+from behaviorlm.embedding import EmbeddingSpaceError
 from behaviorlm.errors import TableNotFoundError
 from behaviorlm.schemas import BEHAVIORS, ITEMS
 from behaviorlm.scoring import PARTS, Inputs, Strength, candidates, count_of, repower
@@ -177,10 +178,14 @@ def test_a_user_who_saw_its_closest_items_still_gets_unseen_ones(spark):
     assert sorted(r["item_id"] for r in got if r["user_id"] == "light") == ["i00", "i01", "i02", "i03", "i04"]
 
 
-def test_missing_requested_users_table_is_a_clear_error(spark, catalogue, tmp_path):
+def test_missing_requested_users_table_or_stale_user_vectors_are_clear_errors(spark, catalogue, tmp_path):
     cfg, base = catalogue
     with pytest.raises(TableNotFoundError, match="no_such_table"):
         recommend.main(job_args(cfg, *base[:2], f"recommend.users={tmp_path / 'no_such_table'}"))
+    # User vectors of another encoder's length (embed-items rerun with another backend, embed-users not).
+    write(spark, cfg, "user_embeddings", [("u1", [0.1] * 5)], "user_id string, embedding array<float>")
+    with pytest.raises(EmbeddingSpaceError, match="user_embeddings hold 5-d vectors but item_embeddings 4-d"):
+        recommend.main(job_args(cfg, *base))
 
 
 def test_zero_or_nan_user_vector_proposes_nothing_and_never_scores_nan(spark, catalogue):
