@@ -62,8 +62,10 @@ def rating_targets(behaviors: DataFrame, pairs: DataFrame | None) -> DataFrame:
 def baseline_biases(ratings: DataFrame, epochs: int, reg_user: float, reg_item: float) -> tuple[float, DataFrame]:
     """The global mean and a frame (kind 'user'|'item', key, bias) of regularised biases.
 
-    Each round refits item biases given user biases, then user biases given item biases; `localCheckpoint` cuts
-    the lineage so the plan does not grow with the rounds. Only the mean (one number) reaches the driver.
+    Each round refits item biases given user biases, then user biases given item biases; one `localCheckpoint` per
+    round (the user biases, which the round's item biases feed) cuts the lineage so the plan does not grow with the
+    rounds, and the last item biases are checkpointed once for the returned frame. Only the mean (one number)
+    reaches the driver.
 
     Raises:
         InputContractError: `ratings` holds no non-null rating (an implicit-only behaviour log).
@@ -84,7 +86,6 @@ def baseline_biases(ratings: DataFrame, epochs: int, reg_user: float, reg_item: 
             r.join(user_b, "user_id")
             .groupBy("item_id")
             .agg((F.sum(F.col("rating") - mu - F.col("b_u")) / (reg_item + F.count("*"))).alias("b_i"))
-            .localCheckpoint()
         )
         user_b = (
             r.join(item_b, "item_id")
@@ -92,8 +93,8 @@ def baseline_biases(ratings: DataFrame, epochs: int, reg_user: float, reg_item: 
             .agg((F.sum(F.col("rating") - mu - F.col("b_i")) / (reg_user + F.count("*"))).alias("b_u"))
             .localCheckpoint()
         )
-    if item_b is None:
-        item_b = r.select("item_id").distinct().withColumn("b_i", F.lit(0.0))
+    item_b = r.select("item_id").distinct().withColumn("b_i", F.lit(0.0)) if item_b is None else item_b
+    item_b = item_b.localCheckpoint()
     r.unpersist()
     biases = user_b.select(F.lit("user").alias("kind"), F.col("user_id").alias("key"), F.col("b_u").alias("bias"))
     biases = biases.unionByName(
