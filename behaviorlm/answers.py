@@ -88,9 +88,11 @@ def top_interest(
 def spoken(label: Column) -> Column:
     """The part of a segment label (`behaviorlm.segments.label`) a sentence can say: its attribute value without the
     share, else its first title ("Comedy" of "Comedy 63% · Toy Story; Heat · war, film", "三体" of "三体; 活着");
-    a label of another form is kept whole."""
-    first = F.regexp_replace(F.split(label.cast("string"), " · ").getItem(0), r"\s+\d+%$", "")
-    return F.split(first, "; ").getItem(0)
+    null for a bare "segment 7" (the sentence is left out); a label of another form is kept whole."""
+    first = F.split(label.cast("string"), " · ").getItem(0)
+    valued = first.rlike(r"\s\d+%$")  # "<value> <share>%": the value may hold "; " itself
+    said = F.when(valued, F.regexp_replace(first, r"\s+\d+%$", "")).otherwise(F.split(first, "; ").getItem(0))
+    return F.when((F.trim(said) != "") & ~label.rlike(r"^segment \d+$"), said)
 
 
 def _render(template: Column, values: dict[str, Column]) -> Column:

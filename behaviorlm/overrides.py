@@ -37,16 +37,19 @@ def merge_sources(paths: list[str], overrides: list[str], root: type[BaseModel])
 
 
 def _value(raw: str) -> Any:
-    """An override's value read as YAML (numbers, booleans, lists, mappings), or as the text it is where YAML reads a
-    lone sign as syntax: `sep=,` and `sep=|` mean a comma and a bar. A list or mapping YAML cannot read stays its
-    error, as do quoted texts."""
+    """An override's value read as YAML (numbers, booleans, lists, mappings, `""` for an empty text), or as the text
+    it is where YAML reads a lone sign as syntax: `sep=,`, `sep=|` and `sep=-` mean a comma, a bar and a dash. A list,
+    mapping or quoted text YAML cannot read is a `ConfigError`."""
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         if raw.lstrip()[:1] in ("{", "[", '"', "'"):
             raise ConfigError(f"--set value {raw!r} is not valid YAML: {' '.join(str(exc).split())}") from None
         return raw
-    return raw if value in ("", None) and raw.strip() and raw.strip() not in ("~", "null", "Null", "NULL") else value
+    text = raw.strip()
+    if text in ("-", "?") or (value in ("", None) and text and text[0] not in "\"'~!" and text.lower() != "null"):
+        return raw  # a sign YAML reads as syntax (a block scalar, a list or key marker), not an empty value
+    return value
 
 
 _EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": "a string", "bool_type": "true/false",

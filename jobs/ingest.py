@@ -215,6 +215,8 @@ def load_split(
     return counts
 
 
+# The share of a table's rows one reason must reject for ingest to say what setting may keep them.
+HINTED_SHARE = 0.01
 # What an empty table means downstream.
 _EMPTY = {
     "behaviors": "every later stage will write empty tables",
@@ -228,15 +230,16 @@ def _example(bad_rows: DataFrame, reason: str) -> dict:
     return {k: v for k, v in (row.asDict() if row else {}).items() if v is not None}
 
 
-def warn_if_empty(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: bool) -> None:
+def warn_rejections(counts: LoadCounts, source: str, bad_rows: DataFrame, batch: bool) -> None:
     """Log a warning when no valid row was read, which is rarely what the user meant: what an empty table means
     downstream, or, when rows were rejected, the most common reason, one rejected row and the likely setting. For a
     `batch` appended to existing tables an empty items batch is usual (the catalogue did not change): no warning.
-    Where some rows were written, each reason a setting may fix (a second date format) gets one line with a row.
-    `bad_rows`: this run's rejected rows."""
+    Where rows were written, each reason a setting may fix that took at least `HINTED_SHARE` of the rows (a second
+    date format) gets one line with a row. `bad_rows`: this run's rejected rows."""
     if counts.written or counts.present:
         for reason, n in sorted(counts.reasons.items()):
-            if reason in REASON_HINTS and reason != UNKNOWN_ITEM:  # unknown items are rejected only when asked to
+            # Unknown items are rejected only when asked to; a few odd rows in millions ask nothing of the user.
+            if reason in REASON_HINTS and reason != UNKNOWN_ITEM and n >= HINTED_SHARE * counts.read:
                 log.warning("%d of the %d rows of table %r were rejected as %s, e.g. %s; %s", n, counts.read, source,
                             reason, _example(bad_rows, reason), REASON_HINTS[reason])  # fmt: skip
         return
@@ -308,7 +311,7 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
     sources = (cfg.ingest.items_source, cfg.ingest.behaviors_source) if cfg.ingest.source == "table" else ("", "")
     for c, source in zip(results, sources):
         bad_rows = delta.read_table(spark, refs(c.table)[1]).where(F.col("run_id") == cfg.run_id)
-        warn_if_empty(c, source or c.table, bad_rows, batch)
+        warn_rejections(c, source or c.table, bad_rows, batch)
         if c.flagged.get(UNKNOWN_ITEM, 0) * 2 > c.written:  # ids that do not match the catalogue's spelling
             log.warning("%d of the %d behaviours written name an item_id the items table does not hold: compare "
                         "the two sources' item ids", c.flagged[UNKNOWN_ITEM], c.written)  # fmt: skip

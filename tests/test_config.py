@@ -29,6 +29,8 @@ def test_overrides_are_yaml_typed_and_reach_nested_sections():
         [str(REPO / "conf" / "default.yaml")], ["ingest.items_source_options.sep=,", "ingest.source_options.sep=|"]
     )
     assert (cfg.ingest.items_source_options, cfg.ingest.source_options) == ({"sep": ","}, {"sep": "|"})
+    cfg = load_config(overrides=['ingest.source_options.nullValue=""', "ingest.source_options.sep=-"])
+    assert cfg.ingest.source_options == {"nullValue": "", "sep": "-"}  # quotes still make an empty text
     with pytest.raises(ConfigError, match=r"--set value '\{sep: ;' is not valid YAML"):
         load_config(overrides=["ingest.source_options={sep: ;"])
 

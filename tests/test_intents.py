@@ -205,10 +205,11 @@ def test_render_drops_sentences_whose_placeholders_have_no_value(spark):
     got = {r["message_id"]: r["answer"] for r in render_answers(decided, templates, interests).collect()}
     assert got == {"x": "Hi u1! How can I help?", "y": "How can I help?", "z": None, "w": None}
     # Segment labels are said by their first part: "63% · 三体; 活着; 西游记 · 小, 幻, 游" read badly in a reply.
-    texts = {"a": "书籍 63% · 三体; 活着; 西游记 · 小, 幻, 游", "b": "三体; 活着", "c": "Sci-Fi fans"}
+    texts = {"a": "书籍 63% · 三体; 活着; 西游记 · 小, 幻, 游", "b": "三体; 活着", "c": "Sci-Fi fans",
+             "d": "Home; Garden 40% · Rake", "e": "segment 7"}  # fmt: skip
     labels = [(user, 0, 1.0, 0.5, text, "r0") for user, text in texts.items()]
     said = top_interest(spark.createDataFrame(labels, INTEREST_SCHEMA)).orderBy("user_id").collect()
-    assert [r["interest"] for r in said] == ["书籍", "三体", "Sci-Fi fans"]
+    assert [r["interest"] for r in said] == ["书籍", "三体", "Sci-Fi fans", "Home; Garden", None]
 
 
 def test_chinese_templates_split_at_chinese_stops_and_non_ascii_placeholders_are_checked(spark):

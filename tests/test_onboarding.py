@@ -155,7 +155,10 @@ def test_auto_keeps_the_map_that_ranks_held_out_users_better(spark):
         assert settled.features == expected and measured["onboarding_ids"] == float(expected == "ids")
         assert measured[f"onboarding_ndcg_{expected}"] == pytest.approx(1.0) and measured["onboarding_held_out"] >= 20
         assert measured["onboarding_ndcg_text" if expected == "ids" else "onboarding_ndcg_ids"] < 0.9
-    # Too few warm users to hold out 20: the text map, nothing measured; a fixed choice is kept as it is.
+    # Too few warm users for the part to be used, or to hold out 20 of: the text map, nothing measured; a fixed
+    # choice is kept as it is.
     assert settle(behaviors(spark), item_vectors(spark), model, 4000) == (replace(model, features="text"), {})
+    small = replace(model, holdout=0.1)  # 60 warm users, about 6 held out
+    assert settle(behaviors_df, vectors, small, 4000) == (replace(small, features="text"), {})
     fixed = Onboarding(3, 1.0, features="ids")
     assert settle(behaviors_df, vectors, fixed, 4000) == (fixed, {})
