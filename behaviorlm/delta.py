@@ -246,11 +246,12 @@ def overwrite(df: DataFrame, ref: TableRef) -> None:
 
 
 def replace_where(df: DataFrame, ref: TableRef, predicate: str) -> None:
-    """Atomically replace the rows matching `predicate` (e.g. one run id) with `df`; create the table if new."""
+    """Atomically replace the rows matching `predicate` (e.g. one run id) with `df`; create the table if new. Columns
+    `df` adds are added to the table (its other rows hold null there): a newer version's run beside older runs."""
     if not table_exists(df.sparkSession, ref):
         overwrite(df, ref)
         return
-    _save(_writer(df, "overwrite").option("replaceWhere", predicate), ref)
+    _save(_writer(df, "overwrite").option("replaceWhere", predicate).option("mergeSchema", "true"), ref)
 
 
 def sql_string(value: str) -> str:

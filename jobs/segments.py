@@ -20,13 +20,15 @@ from pyspark.sql import functions as F
 
 from behaviorlm.config import Config
 from behaviorlm.interests import segment_trends, segment_users, user_interests
+from behaviorlm.labels import describe_segments
 from behaviorlm.neighbors import split_valid, vector_dim
-from behaviorlm.segments import choose_k, cluster_items, describe_segments, silhouette
+from behaviorlm.segments import choose_k, cluster_items, silhouette
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
 log = logging.getLogger(__name__)
-COLUMNS = ["segment_id", "label", "top_terms", "medoid_items", "attribute_share", "n_items", "n_users", "cohesion"]
+COLUMNS = ["segment_id", "label", "name", "top_terms", "medoid_items", "attribute_value", "attribute_share", "n_items",
+           "n_users", "cohesion"]  # fmt: skip
 
 
 def item_vectors(spark: SparkSession, cfg: Config) -> DataFrame:
@@ -56,8 +58,8 @@ def segment(cfg: Config, vectors: DataFrame) -> tuple[DataFrame, dict[str, float
 def labelled_interests(cfg: Config, behaviors: DataFrame, found: DataFrame, table: DataFrame) -> DataFrame:
     s = cfg.segments
     interests = user_interests(behaviors, found, s.per_user, s.half_life_days, s.recent_days, cfg.embed.event_weights)
-    labelled = interests.join(F.broadcast(table.select("segment_id", "label")), "segment_id", "left")
-    return labelled.select("user_id", "segment_id", "weight", "recent_share", "label")
+    labelled = interests.join(F.broadcast(table.select("segment_id", "label", "name")), "segment_id", "left")
+    return labelled.select("user_id", "segment_id", "weight", "recent_share", "label", "name")
 
 
 def run(spark: SparkSession, cfg: Config) -> dict[str, float]:

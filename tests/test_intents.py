@@ -60,8 +60,10 @@ ANSWERS = [
     ("greeting", "Hi {user_id}! How can I help?"),
     ("weather", "It is sunny."),
 ]
-INTERESTS = [("u1", 0, 0.7, 0.5, "Comedy", "r0"), ("u1", 1, 0.3, 0.5, "War", "r0")]
-INTEREST_SCHEMA = "user_id string, segment_id int, weight double, recent_share double, label string, run_id string"
+INTERESTS = [("u1", 0, 0.7, 0.5, "Comedy 63% · Heat", "Comedy", "r0"), ("u1", 1, 0.3, 0.5, "War 90%", "War", "r0")]
+INTEREST_SCHEMA = (
+    "user_id string, segment_id int, weight double, recent_share double, label string, name string, run_id string"
+)
 BASE = ["model.backend=transformers", "intents.reg=0.001"]
 
 
@@ -204,12 +206,13 @@ def test_render_drops_sentences_whose_placeholders_have_no_value(spark):
     decided = spark.createDataFrame(people, "message_id string, intent string, user_id string")
     got = {r["message_id"]: r["answer"] for r in render_answers(decided, templates, interests).collect()}
     assert got == {"x": "Hi u1! How can I help?", "y": "How can I help?", "z": None, "w": None}
-    # Segment labels are said by their first part: "63% · 三体; 活着; 西游记 · 小, 幻, 游" read badly in a reply.
-    texts = {"a": "书籍 63% · 三体; 活着; 西游记 · 小, 幻, 游", "b": "三体; 活着", "c": "Sci-Fi fans",
-             "d": "Home; Garden 40% · Rake", "e": "segment 7"}  # fmt: skip
-    labels = [(user, 0, 1.0, 0.5, text, "r0") for user, text in texts.items()]
+    # The top interest's name is said; a top segment without a name ("segment 7") leaves the sentence out.
+    named = [("a", 0, 0.6, "书籍"), ("a", 1, 0.4, "War"), ("b", 0, 0.5, "三体"), ("b", 1, 0.5, "Heat"),
+             ("c", 2, 0.9, None), ("c", 0, 0.1, "书籍"), ("d", 3, 1.0, " ")]  # fmt: skip
+    labels = [(user, seg, w, 0.5, "label", name, "r0") for user, seg, w, name in named]
     said = top_interest(spark.createDataFrame(labels, INTEREST_SCHEMA)).orderBy("user_id").collect()
-    assert [r["interest"] for r in said] == ["书籍", "三体", "Sci-Fi fans", "Home; Garden", None]
+    assert [r["interest"] for r in said] == ["书籍", "Heat", None, None]
+    assert top_interest(spark.createDataFrame(labels, INTEREST_SCHEMA).drop("name")) is None  # an older table
 
 
 def test_chinese_templates_split_at_chinese_stops_and_non_ascii_placeholders_are_checked(spark):

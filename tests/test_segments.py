@@ -11,8 +11,9 @@ from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
 from behaviorlm.interests import segment_trends, user_interests
+from behaviorlm.labels import describe_segments, segment_terms
 from behaviorlm.schemas import BEHAVIORS, ITEMS
-from behaviorlm.segments import choose_k, cluster_items, describe_segments, segment_terms, silhouette
+from behaviorlm.segments import choose_k, cluster_items, silhouette
 from jobs import segments
 from tests.util import job_args, read, write
 
@@ -94,8 +95,13 @@ def test_labels_attribute_share_medoids_and_distinctive_terms(spark, catalogue):
     assert rows[2]["medoid_items"] == ["Western Town", "c1", "Gold Rush Western"] and rows[1]["attribute_share"] == 0.75
     cohesion = {s: np.mean([x for _, seg, x in expected_similarity() if seg == s]) for s in range(3)}
     assert all(abs(rows[s]["cohesion"] - cohesion[s]) < 1e-6 for s in range(3))
-    bare = describe_segments(items.drop("genres", "title"), found, attribute="genres")
-    assert bare.where("segment_id = 2").first()["label"] == "c0; c1; c2"
+    assert [rows[s]["name"] for s in range(3)] == ["Sci-Fi", "Romance", "Western"]
+    bare = describe_segments(items.drop("genres", "title"), found, attribute="genres").where("segment_id = 2").first()
+    assert (bare["label"], bare["name"], bare["attribute_value"]) == ("c0; c1; c2", "c0", None)
+    # A title ending in a share is a name as it stands (parsing the label said "Save"); untitled items go by id.
+    blank = items.select("item_id", F.when(F.col("item_id") == "a0", "Save 50%").alias("title"))
+    named = {r["segment_id"]: r for r in describe_segments(blank, found, n_items=1, attribute="").collect()}
+    assert (named[0]["name"], named[2]["label"], named[2]["name"]) == ("Save 50%", "c0", "c0")
 
 
 def test_terms_of_cjk_text_and_of_segments_without_any_text(spark):
@@ -220,12 +226,16 @@ def write_tables(spark, cfg) -> None:
 def test_job_writes_four_tables_idempotently(spark, make_config):
     cfg = make_config()
     write_tables(spark, cfg)
+    # An older version's run, before segments had names: this run adds the columns beside it.
+    old = "user_id string, segment_id int, weight double, recent_share double, label string, run_id string"
+    write(spark, cfg, "user_interests", [("u0", 0, 1.0, 0.0, "War 90%", "old")], old)
     # Groups of 5, 4 and 3 items: a minimum of 3 keeps the smallest (the default 4 would dissolve it).
     args = job_args(cfg, "segments.k_grid=[3]", "segments.per_user=2", "segments.period=day",
                     "segments.min_segment_size=3")  # fmt: skip
     first = segments.main(args)
     names = ("segments", "item_segments", "user_interests", "segment_trends")
-    tables = {n: read(spark, cfg, n) for n in names}
+    assert read(spark, cfg, "user_interests").where("run_id = 'old'").first()["name"] is None
+    tables = {n: read(spark, cfg, n).where(F.col("run_id") == cfg.run_id) for n in names}
     tables = {n: spark.createDataFrame(t.collect(), t.schema) for n, t in tables.items()}
     # 61 days from the first behaviour to the last, most of them empty.
     counts = {"segments": 3, "item_segments": 12, "user_interests": 6, "segment_trends": 3 * 61}
@@ -235,10 +245,11 @@ def test_job_writes_four_tables_idempotently(spark, make_config):
     assert rest == {"k": 3, "items": 12, "users": 4, "alerts": 0, "skipped_behaviors": 2}
     by_size = {r["n_items"]: r for r in tables["segments"].collect()}
     assert by_size[5]["label"].startswith("Sci-Fi 100% · ") and by_size[3]["n_users"] == 3
-    assert tables["user_interests"].where("label is null").count() == 0
+    assert (by_size[5]["name"], by_size[5]["attribute_value"]) == ("Sci-Fi", "Sci-Fi")
+    assert tables["user_interests"].where("label is null or name is null").count() == 0
     assert segments.main(args) == first
     for name, before in tables.items():
-        assert_close(read(spark, cfg, name), before)
+        assert_close(read(spark, cfg, name).where(F.col("run_id") == cfg.run_id), before)
 
 
 def test_segments_do_not_depend_on_how_the_vectors_are_partitioned(spark):
