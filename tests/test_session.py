@@ -26,7 +26,7 @@ def test_the_session_keeps_2000_compiled_queries(spark):
     assert spark.conf.get("spark.sql.codegen.cache.maxEntries") == "2000"
 
 
-def test_the_heartbeat_race_trace_is_kept_off_the_console_and_other_errors_are_not(spark):
+def test_the_heartbeat_race_and_lbfgs_restarts_are_kept_off_the_console_and_other_errors_are_not(spark):
     """Spark 4's heartbeat thread can log a NullPointerException while an accumulator deserializes (SPARK-59451);
     our log4j2 file drops that one message at the console and lets every other through."""
     jvm = spark._jvm
@@ -40,3 +40,6 @@ def test_the_heartbeat_race_trace_is_kept_off_the_console_and_other_errors_are_n
 
     assert verdict("Uncaught exception in thread executor-heartbeater") == "DENY"
     assert verdict("Uncaught exception in thread main") == "NEUTRAL"
+    # breeze's LBFGS restart notice too, by the same filter (a second one was refused by log4j at start-up).
+    assert verdict("Failure! Resetting history: breeze.optimize.NaNHistory: ") == "DENY"
+    assert verdict("Failure again! Giving up and returning. Maybe the objective is just poorly behaved?") == "NEUTRAL"
