@@ -215,8 +215,9 @@ def load_split(
     return counts
 
 
-# The share of a table's rows one reason must reject for ingest to say what setting may keep them.
-HINTED_SHARE = 0.01
+# Shares of a table's rows that get a warning: one reason's rejected rows (with the setting that may keep them), and
+# kept behaviours of items the catalogue lacks.
+HINTED_SHARE, UNKNOWN_SHARE = 0.01, 0.1
 # What an empty table means downstream.
 _EMPTY = {
     "behaviors": "every later stage will write empty tables",
@@ -260,31 +261,14 @@ def warn_rejections(counts: LoadCounts, source: str, bad_rows: DataFrame, batch:
 def warn_near_ids(
     spark: SparkSession, cfg: Config, behaviors: tuple[delta.TableRef, delta.TableRef], items: delta.TableRef
 ) -> None:
-    """Warn when behaviours' unknown item ids match catalogue ids once leading zeros are dropped ('007' and '7'):
-    such rows count as unknown items, in silence but for a count. The ids are read from what was written (kept ones
-    in `behaviors`, rejected ones of this run), not from the source again."""
+    """`idcheck.warn_unknown_items` of what was written (kept ids in `behaviors`, rejected ones of this run), not of
+    the source read again."""
     catalogue = delta.read_table(spark, items).select("item_id")
     kept = delta.read_table(spark, behaviors[0]).select("item_id").distinct().join(catalogue, "item_id", "left_anti")
-    rejected = (
-        delta.read_table(spark, behaviors[1])
-        .where((F.col("run_id") == cfg.run_id) & (F.col(REASON) == UNKNOWN_ITEM))
-        .select("item_id")
+    rejected = delta.read_table(spark, behaviors[1]).where(
+        (F.col("run_id") == cfg.run_id) & (F.col(REASON) == UNKNOWN_ITEM)
     )
-    idcheck.warn_near_ids(kept.unionByName(rejected), catalogue, "item_id",
-                          "unknown item id(s) of the behaviours match a catalogue id",
-                          "these behaviours name no catalogue item; spell the ids alike in both sources")  # fmt: skip
-
-
-def warn_near_users(spark: SparkSession, behaviors: delta.TableRef) -> None:
-    """Warn when user ids of the behaviours table differ only in leading zeros ('0104' and '104'): they are counted
-    as two users, which an appended batch whose ids came as text after numbers makes silently. The whole table is
-    read, so the warning repeats with each batch until the ids are respelt: the table holds both all along."""
-    users = delta.read_table(spark, behaviors).select("user_id")
-    padded = users.where(F.col("user_id").startswith("0"))
-    if padded.isEmpty():  # the usual case: one pass over one column, no join of every user id
-        return
-    idcheck.warn_near_ids(padded, users, "user_id", "user id(s) of the behaviours match another user id",
-                          "they are counted as different users; spell the ids alike in every batch")  # fmt: skip
+    idcheck.warn_unknown_items(kept.unionByName(rejected.select("item_id")), catalogue)
 
 
 def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_items: DataFrame) -> list[LoadCounts]:
@@ -312,12 +296,14 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
     for c, source in zip(results, sources):
         bad_rows = delta.read_table(spark, refs(c.table)[1]).where(F.col("run_id") == cfg.run_id)
         warn_rejections(c, source or c.table, bad_rows, batch)
-        if c.flagged.get(UNKNOWN_ITEM, 0) * 2 > c.written:  # ids that do not match the catalogue's spelling
-            log.warning("%d of the %d behaviours written name an item_id the items table does not hold: compare "
-                        "the two sources' item ids", c.flagged[UNKNOWN_ITEM], c.written)  # fmt: skip
+        kept = c.flagged.get(UNKNOWN_ITEM, 0) if cfg.ingest.unknown_items == "keep" else 0  # else: rejected, said
+        if kept >= UNKNOWN_SHARE * c.written > 0:  # ids that do not match the catalogue's spelling
+            log.warning("%d of the %d behaviours written name an item_id the items table does not hold (kept: "
+                        "ingest.unknown_items=keep): compare the two sources' item ids", kept, c.written)  # fmt: skip
         if c.flagged.get(UNKNOWN_ITEM, 0):
             warn_near_ids(spark, cfg, refs("behaviors"), refs("items")[0])
-    warn_near_users(spark, refs("behaviors")[0])
+    # The whole table: the warning repeats with each batch until the ids are respelt (the table holds both all along).
+    idcheck.warn_padded_users(delta.read_table(spark, refs("behaviors")[0]).select("user_id"))
     metrics: dict[str, float] = {}
     for c in results:
         metrics.update({f"{c.table}_read": c.read, f"{c.table}_written": c.written, f"{c.table}_rejected": c.rejected})

@@ -195,11 +195,11 @@ def test_append_mode_adds_a_day_once_and_updates_items(spark, make_config, tmp_p
     assert "org.apache.spark" not in capfd.readouterr().err
 
 
-def test_near_ids_pair_ids_that_differ_only_in_leading_zeros(spark):
-    ids = spark.createDataFrame([("0104",), ("007",), ("0",), ("00",), ("0104",)], "user_id string")
-    others = spark.createDataFrame([("104",), ("7",), ("0",), ("1040",), ("007",)], "user_id string")
-    # "007" is not near itself.
-    expected = spark.createDataFrame([("0104", "104"), ("007", "7"), ("00", "0")], "user_id string, other string")
+def test_near_ids_pair_ids_that_differ_only_in_leading_zeros_or_case(spark):
+    ids = spark.createDataFrame([("0104",), ("007",), ("0",), ("00",), ("0104",), ("K1",)], "user_id string")
+    others = spark.createDataFrame([("104",), ("7",), ("0",), ("1040",), ("007",), ("k1",)], "user_id string")
+    pairs = [("0104", "104"), ("007", "7"), ("00", "0"), ("K1", "k1")]  # "007" is not near itself
+    expected = spark.createDataFrame(pairs, "user_id string, other string")
     assert_df_equality(near_ids(ids, others, "user_id"), expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -225,8 +225,10 @@ def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ns_is_read(
     capsys.readouterr()
     counts = run_ingest(cfg, overrides)["behaviors"]
     err = capsys.readouterr().err
-    assert "1 unknown item id(s) of the behaviours match a catalogue id but for leading zeros, e.g. '007' vs '7'" in err
-    assert "1 user id(s) of the behaviours match another user id but for leading zeros, e.g. '0104' vs '104'" in err
+    assert "1 unknown item id(s) of the behaviours match a catalogue id but for leading zeros or case, e.g." in err
+    assert "1 user id(s) of the behaviours match another user id but for leading zeros or case, e.g. '0104'" in err
+    # Kept, 2 of 6 written rows name no catalogue item; rejected, none of the 4 written does.
+    assert ("2 of the 6 behaviours written name an item_id" in err) == (policy == "keep")
 
     assert counts.read == 7 == counts.written + counts.rejected
     assert counts.flagged == {"unknown_item": 2}
