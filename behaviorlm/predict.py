@@ -34,7 +34,7 @@ from behaviorlm import item_model
 from behaviorlm.constants import BLOCK_SIZE, SEED
 from behaviorlm.content import content_scores
 from behaviorlm.metrics import leave_last_out
-from behaviorlm.scoring import blend, count_of, popular_candidates, popularity
+from behaviorlm.scoring import blend, count_of, in_catalogue, popular_candidates, popularity
 from behaviorlm.segments import dot
 from behaviorlm.transitions import timeline, together_scores, transition_scores, transitions
 from behaviorlm.users import weighted_mean_vectors
@@ -165,14 +165,14 @@ def candidates(inp: Inputs, s: Settings) -> DataFrame:
     together = together_scores(
         inp.behaviors, s.seed, s.together_gap_seconds, s.together_window, s.history
     ).localCheckpoint()
-    pop = popularity(tl.select("user_id", "item_id")).localCheckpoint()
+    pop = popularity(in_catalogue(tl.select("user_id", "item_id"), inp.items)).localCheckpoint()
     items = recency_items(tl, s)
     voted = [(trans, "transitions"), (together, "together"), (items, "items")]
     keys = _proposals(inp, s, tl, voted, pop).localCheckpoint()
     vectors = recent_vectors(tl, inp.item_vectors, s.recent_items, s.decay)
     recent = content_scores(vectors, inp.item_vectors, keys, s.candidates, s.block_size)
     recent = recent.join(tl.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti").localCheckpoint()
-    every = keys.unionByName(recent.select("user_id", "item_id")).distinct()
+    every = in_catalogue(keys.unionByName(recent.select("user_id", "item_id")), inp.items).distinct()
     scored = (
         every.join(trans, ["user_id", "item_id"], "left")
         .join(together, ["user_id", "item_id"], "left")

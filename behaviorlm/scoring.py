@@ -46,7 +46,7 @@ class Inputs:
 
     behaviors: DataFrame  # canonical behaviours (the user's history)
     items: DataFrame  # item_id, title
-    item_vectors: DataFrame  # item_id, embedding (unit, centred like the user vectors)
+    item_vectors: DataFrame  # item_id, embedding (unit, centred like the user vectors) of catalogue items
     user_vectors: DataFrame  # user_id, embedding (valid unit vectors only)
     neighbors: DataFrame  # user_id, neighbor_id, similarity
     users: DataFrame  # user_id: everyone to serve
@@ -83,6 +83,12 @@ def popularity(strengths: DataFrame) -> DataFrame:
     return positions(ordered, "pop_rank", start=1)
 
 
+def in_catalogue(frame: DataFrame, items: DataFrame) -> DataFrame:
+    """The rows of `frame` whose item is in `items`. Behaviours of items the catalogue lacks (kept by ingest's
+    `unknown_items: keep`) still teach the parts, but such an item has nothing to show: it is never proposed."""
+    return frame.join(items.select("item_id"), "item_id", "left_semi")
+
+
 def popular_candidates(seen_counts: DataFrame, pop: DataFrame, k: int) -> DataFrame:
     """(user_id, item_id): the k + (items the user has seen) most popular items, so k remain after removing seen."""
     ranks = seen_counts.select("user_id", F.explode(F.sequence(F.lit(1), F.lit(k) + F.col("n_seen"))).alias("pop_rank"))
@@ -112,7 +118,7 @@ def candidates(
     seen_counts = seen_counts.fillna(0, ["n_seen"])
     # Read by the proposed pairs and the final join: its votes (neighbours x their items) are summed once.
     cf = neighbor_scores(inp.neighbors, strengths, power, seen).localCheckpoint()
-    pop = popularity(strengths)
+    pop = popularity(in_catalogue(strengths, inp.items))
     items = item_part(strengths, item_model)
     if items is None:
         items = cf.select("user_id", "item_id", F.lit(0.0).alias("items"), F.lit(None).cast("string").alias(
@@ -128,7 +134,8 @@ def candidates(
     if ob_parts is not None:
         proposed = proposed.unionByName(ob_parts[2].select("user_id", "item_id"))
     # Read by the content part (its `wanted` pairs and its room check) and by the keys.
-    proposed = proposed.join(seen, ["user_id", "item_id"], "left_anti").distinct().localCheckpoint()
+    proposed = in_catalogue(proposed.join(seen, ["user_id", "item_id"], "left_anti"), inp.items)
+    proposed = proposed.distinct().localCheckpoint()
     content = content_with_room(
         inp.user_vectors, inp.item_vectors, proposed, seen, seen_counts, content_candidates, k, block_size
     )

@@ -277,6 +277,9 @@ def test_run_without_neighbours_reads_the_run_written_last_and_quoted_ids_replac
         [("u1", "u2", 1, 0.8)], "user_id string, neighbor_id string, rank int, similarity float"
     )
     delta.replace_run(second, ref, "a-second")
+    # u2 also chose i9, which the catalogue lacks (kept by ingest's `unknown_items: keep`): never proposed.
+    ghost = ("u2", "i9", "rating", 5.0, T0, None)
+    write(spark, cfg, "behaviors", [*map(tuple, read(spark, cfg, "behaviors").collect()), ghost], BEHAVIORS)
     quoted = "o'brien-run"
     argv = job_args(cfg, *base, NO_ITEMS)[:-1] + [quoted]
     recommend.main(argv)
@@ -284,7 +287,7 @@ def test_run_without_neighbours_reads_the_run_written_last_and_quoted_ids_replac
     got = recs(spark, cfg, quoted)
     assert got.count() == 12 and got.select("user_id", "item_id").distinct().count() == 12
     votes = {r["item_id"]: r["reason"] for r in got.where("user_id = 'u1' and source = 'neighbors'").collect()}
-    assert set(votes) == {"i2", "i5"}  # u2's items, not u3's i4
+    assert set(votes) == {"i2", "i5"} and got.where("item_id = 'i9'").count() == 0  # u2's items, not u3's i4
     assert all(v.startswith("1 of your 1 nearest user chose it (strongest vote: user u2)") for v in votes.values())
 
 
