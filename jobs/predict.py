@@ -79,6 +79,9 @@ def choose_weights(inp: Inputs, cfg: Config, s: Settings) -> tuple[dict[str, flo
         return weights, {}
     prefix, _ = leave_last_out(inp.behaviors, cfg.seed)
     weights, found = tune_on_last(replace(inp, behaviors=prefix), s, grid, weights)
+    if not found["users"]:  # nobody has 2 behaviours: nothing was measured, and no score is reported
+        log.info("predict.tune: no user has 2 behaviours to tune on; the weights stay as configured: %s", weights)
+        return weights, {"validation_users": 0}
     log.info("tuned on the last-but-one behaviour of %d users: weights %s (hr@%d %.4f, ndcg@%d %.4f)",
              found["users"], weights, p.k, found["hr_at_k"], p.k, found["ndcg_at_k"])  # fmt: skip
     return weights, {

@@ -191,6 +191,10 @@ def test_tiny_data_is_tuned_and_served_without_segments(spark, make_config, caps
     # Without segments that source weighs 0; u1's last-but-one behaviour is the one validation target.
     assert weights["segments"] == 0.0 and weights["transitions"] == 1.0
     assert tuned["validation_users"] == 1 and tuned["validation_hr_at_3"] in (0.0, 1.0)
+    # One behaviour each: nothing to tune on, and no validation score is reported (it said hr 0.0000 of 0 users).
+    lone = Inputs(frame(spark, {"u6": "F", "u8": "A"}), items, vectors)
+    configured = dict(cfg.predict.weights) | {"segments": 0.0}
+    assert predict.choose_weights(lone, cfg, s) == (configured, {"validation_users": 0})
     cands = candidates(inp, s)
     # Its plan is one scan of a checkpoint. Cached, it printed every cache it read wherever it read it: 55 M
     # characters on MovieLens-100K, rendered for Spark's SQL listener at every re-plan, ran the driver out of heap.
