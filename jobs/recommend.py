@@ -20,7 +20,7 @@ from behaviorlm.config import Config
 from behaviorlm.neighbors import split_valid, vector_dim
 from behaviorlm.scoring import PARTS, Inputs, recommend
 from behaviorlm.text import display_titles
-from behaviorlm.validate import check_columns
+from behaviorlm.validate import check_columns, parse_id
 from jobs import params
 from jobs.runtime import job_main, save_run, write_metrics
 
@@ -34,7 +34,12 @@ def read_inputs(spark: SparkSession, cfg: Config, behaviors: DataFrame | None = 
     if cfg.recommend.users:
         requested = delta.read_source(spark, cfg.recommend.users, "delta", setting="recommend.users")
         check_columns(requested, f"recommend.users ({cfg.recommend.users})", {}, ["user_id"])
-        users = users.unionByName(requested.select(F.col("user_id").cast("string")))
+        # Ids read as ingest reads them ("  u1 " is u1, 123.0 is 123), so a requested user is found by its history.
+        ids = requested.select(parse_id(F.col("user_id"), requested.schema["user_id"].dataType).alias("user_id"))
+        if blank := ids.where(F.col("user_id").isNull()).count():
+            log.warning("recommend.users (%s): %d row(s) with a null or blank user_id, skipped", cfg.recommend.users,
+                        blank)  # fmt: skip
+        users = users.unionByName(ids)
     stored_items = params.table(spark, cfg, "item_embeddings")
     user_vectors = params.stored_users(spark, cfg, stored_items)
     # Only vectors similar-users would search: a zero or NaN vector must never score (NaN sorts above every number).

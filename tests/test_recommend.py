@@ -42,8 +42,9 @@ NEIGHBORS = [("u1", "u2", 1, 0.8), ("u1", "u3", 2, 0.6), ("u2", "u1", 1, 0.8), (
 NO_ITEMS = "recommend.weights={neighbors: 1, content: 0.1, popularity: 0.1}"
 # Every user here has at most 3 items: the thin-history blend (tests/test_coldstart.py) would take them all.
 ONE_BLEND = "recommend.thin.max_history=0"
-# u4 has no history: it comes only from the requested-users table (u1 is listed there too, once more).
-REQUESTED = [("u4",), ("u1",)]
+# u4 has no history: it comes only from the requested-users table. u1 is listed there too, padded, and two rows name
+# nobody: they are read as ingest reads ids (a blank one was served as a user of its own).
+REQUESTED = [("u4",), (" u1 ",), (None,), ("  ",)]
 
 
 NEIGHBOR_SCHEMA = "user_id string, neighbor_id string, rank int, similarity float, run_id string"
