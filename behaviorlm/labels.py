@@ -103,7 +103,7 @@ def segment_medoids(
 def dominant_attribute(items: DataFrame, item_segments: DataFrame, attribute: str, id_col: str = ITEM_COL) -> DataFrame:
     """(segment_id, attribute_value, attribute_share): the value of `attribute` (a string or array column of
     `items`) carried by the most items of each segment, and the share of the segment's items that carry it.
-    Segments whose items have no value are absent."""
+    Segments whose items have no value, or whose top values tie (5 items in 5 genres: none leads), are absent."""
     multi = dict(items.dtypes)[attribute].startswith("array")
     value = F.explode(attribute) if multi else F.col(attribute)
     values = items.select(id_col, value.alias("_v")).withColumn("_v", F.trim(F.col("_v").cast("string")))
@@ -111,7 +111,9 @@ def dominant_attribute(items: DataFrame, item_segments: DataFrame, attribute: st
     sizes = item_segments.groupBy(SEGMENT_COL).agg(F.count("*").alias("_size"))
     counts = item_segments.join(labels, id_col).groupBy(SEGMENT_COL, "_v").agg(F.count("*").alias("_c"))
     order = Window.partitionBy(SEGMENT_COL).orderBy(F.col("_c").desc(), "_v")
-    best = counts.withColumn("_r", F.row_number().over(order)).where(F.col("_r") == 1).join(sizes, SEGMENT_COL)
+    ranked = counts.select("*", F.row_number().over(order).alias("_r"), F.lead("_c").over(order).alias("_next"))
+    leads = (F.col("_r") == 1) & F.coalesce(F.col("_c") > F.col("_next"), F.lit(True))
+    best = ranked.where(leads).join(sizes, SEGMENT_COL)
     return best.select(SEGMENT_COL, F.col("_v").alias("attribute_value"),
                        (F.col("_c") / F.col("_size")).cast("double").alias("attribute_share"))  # fmt: skip
 

@@ -99,9 +99,12 @@ def test_labels_attribute_share_medoids_and_distinctive_terms(spark, catalogue):
     bare = describe_segments(items.drop("genres", "title"), found, attribute="genres").where("segment_id = 2").first()
     assert (bare["label"], bare["name"], bare["attribute_value"]) == ("c0; c1; c2", "c0", None)
     # A title ending in a share is a name as it stands (parsing the label said "Save"); untitled items go by id.
-    blank = items.select("item_id", F.when(F.col("item_id") == "a0", "Save 50%").alias("title"))
-    named = {r["segment_id"]: r for r in describe_segments(blank, found, n_items=1, attribute="").collect()}
+    # Segment 1's genres tie 2 to 2: no value leads, so none is said (the label said "X 50%").
+    tied = F.when(F.col("item_id").isin("b0", "b1"), "X").when(F.col("item_id").isin("b2", "b3"), "Y")
+    blank = items.select("item_id", F.when(F.col("item_id") == "a0", "Save 50%").alias("title"), tied.alias("genre"))
+    named = {r["segment_id"]: r for r in describe_segments(blank, found, n_items=1, attribute="genre").collect()}
     assert (named[0]["name"], named[2]["label"], named[2]["name"]) == ("Save 50%", "c0", "c0")
+    assert (named[1]["label"], named[1]["attribute_value"]) == ("b0", None)
 
 
 def test_terms_of_cjk_text_and_of_segments_without_any_text(spark):
