@@ -1,9 +1,9 @@
 """Readable labels for interest segments (`describe_segments`), from the items of each segment: the dominant value
 of a categorical item attribute with its share, the most central items (medoids: highest cosine to the centroid) by
 title, and the distinctive terms of the segment's item texts by class-based TF-IDF (each segment's texts as one
-document: `RegexTokenizer`, `StopWordsRemover`, `CountVectorizer`, `IDF`), e.g. "Sci-Fi 72% · Star Wars; Return of
-the Jedi; Alien · space, alien, future". Beside the label, a `name` a sentence can say: the dominant value, else the
-first medoid, else the first term ("Sci-Fi").
+document: `RegexTokenizer`, `StopWordsRemover`, `CountVectorizer`, `IDF`; Chinese as character pairs), e.g. "Sci-Fi
+72% · Star Wars; Return of the Jedi; Alien · space, alien, future". Beside the label, a `name` a sentence can say:
+the dominant value, else the first medoid, else the first term ("Sci-Fi").
 """
 
 from __future__ import annotations
@@ -17,10 +17,23 @@ from behaviorlm.constants import ITEM_COL, SEED, SIMILARITY_COL
 from behaviorlm.segments import SEGMENT_COL
 from behaviorlm.text import clean_text, short_name
 
-# Chinese and Japanese are written without spaces: a Han character is a token by itself, a kana run is one token.
-# Every other script: runs of 2+ letters, marks and digits (Hangul is written with spaces, so it falls here).
+# Chinese and Japanese are written without spaces: a run of Han characters is one token, then cut into its
+# overlapping pairs (`_han_pairs`), and a kana run is one token. Every other script: runs of 2+ letters, marks and
+# digits (Hangul is written with spaces, so it falls here).
 _CJK = r"\p{IsHan}\p{InHiragana}\p{InKatakana}"
-TOKEN_PATTERN = rf"\p{{IsHan}}|\p{{InHiragana}}+|\p{{InKatakana}}+|[\p{{L}}\p{{M}}\p{{N}}&&[^{_CJK}]]{{2,}}"
+TOKEN_PATTERN = rf"\p{{IsHan}}+|\p{{InHiragana}}+|\p{{InKatakana}}+|[\p{{L}}\p{{M}}\p{{N}}&&[^{_CJK}]]{{2,}}"
+_HAN_RUN = r"^\p{IsHan}{2,}$"
+
+
+def _han_pairs(tokens: Column) -> Column:
+    """Each run of 2+ Han characters as its overlapping character pairs ("流浪地球": 流浪, 浪地, 地球), as search
+    engines index Chinese: a word is mostly two characters, where single characters are mostly function words (的,
+    一) or halves of words (流行 read as 流 and 行)."""
+
+    def pairs(t: Column) -> Column:
+        return F.transform(F.sequence(F.lit(1), F.length(t) - 1), lambda i: t.substr(i, F.lit(2)))
+
+    return F.flatten(F.transform(tokens, lambda t: F.when(t.rlike(_HAN_RUN), pairs(t)).otherwise(F.array(t))))
 
 
 def _item_text(items: DataFrame, text_cols: tuple[str, ...]) -> Column:
@@ -63,7 +76,8 @@ def segment_terms(
     )
     tokenizer = RegexTokenizer(inputCol="_t", outputCol="_tokens", pattern=TOKEN_PATTERN, gaps=False)
     remover = StopWordsRemover(inputCol="_tokens", outputCol="_words")
-    per_item = remover.transform(tokenizer.transform(texts.fillna("", ["_t"])))
+    tokens = tokenizer.transform(texts.fillna("", ["_t"]))
+    per_item = remover.transform(tokens.withColumn("_tokens", _han_pairs(F.col("_tokens"))))
     union = F.flatten(F.collect_list(F.array_distinct("_words")))
     words = per_item.groupBy(SEGMENT_COL).agg(union.alias("_words")).cache()
     if words.where(F.size("_words") > 0).limit(1).count() == 0:  # CountVectorizer refuses an empty vocabulary
