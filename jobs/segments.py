@@ -53,8 +53,8 @@ def segment(cfg: Config, vectors: DataFrame) -> tuple[DataFrame, dict[str, float
         "silhouette": silhouette(vectors, found, s.silhouette_sample, cfg.seed),
     }
     if metrics["k"] < k:  # the log said k before: say why fewer segments are written
-        log.info("%d of the %d segments are left once those under segments.min_segment_size=%d items are dissolved",
-                 metrics["k"], k, s.min_segment_size)  # fmt: skip
+        log.info("%d segments of k=%d: k is at most the items - 1, and segments under segments.min_segment_size=%d "
+                 "items are dissolved", metrics["k"], k, s.min_segment_size)  # fmt: skip
     return found, metrics
 
 
