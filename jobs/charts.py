@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import math
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache, wraps
@@ -18,6 +20,8 @@ from typing import ParamSpec
 
 from matplotlib import font_manager, rc_context
 from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 
 def empty(why: str = "no data in this run") -> str:
@@ -30,8 +34,10 @@ EMPTY = empty()
 MODEL_COLOURS = {"behaviorlm": "#4c78a8", "popularity": "#bab0ac", "als": "#f58518"}
 MAX_LABEL = 48
 # Labels hold item titles and segment terms in any language: CJK falls back to these fonts where installed (`make
-# test` installs Debian's fonts-droid-fallback); a glyph no font has is drawn as a box, never an error.
+# test` installs Debian's fonts-droid-fallback); a glyph no font has is drawn as a box, never an error, and said once.
 FALLBACK_FONTS = ("Droid Sans Fallback", "Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei")
+_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+_unfonted: set[str] = set()  # characters said to have no font, so the warning comes once per process
 
 
 @cache
@@ -44,13 +50,23 @@ P = ParamSpec("P")
 
 
 def _chart(draw: Callable[P, str]) -> Callable[P, str]:
-    """Draw with the fallback fonts, a missing glyph being a box rather than a warning per label."""
+    """Draw with the fallback fonts, a missing glyph being a box and one log line rather than a warning per label."""
 
     @wraps(draw)
     def drawn(*args: P.args, **kwargs: P.kwargs) -> str:
-        with rc_context({"font.family": _fonts()}), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-            return draw(*args, **kwargs)
+        with rc_context({"font.family": _fonts()}), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = draw(*args, **kwargs)
+        missing = {chr(int(m.group(1))) for w in caught if (m := _GLYPH.search(str(w.message)))}
+        for w in caught:
+            if not _GLYPH.search(str(w.message)):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if missing - _unfonted:
+            _unfonted.update(missing)
+            shown = "".join(sorted(missing)[:10])
+            log.warning("report charts: no installed font draws %s, shown as boxes; install one that does (Debian: "
+                        "fonts-noto-cjk or fonts-droid-fallback for Chinese and Japanese)", shown)  # fmt: skip
+        return out
 
     return drawn
 

@@ -147,3 +147,11 @@ def test_recommended_items_without_genres_are_counted_too(spark):
     recs = spark.createDataFrame([("u", "a"), ("u", "b"), ("v", "a"), ("v", "ghost")], "user_id string, item_id string")
     items = spark.createDataFrame([("a", ["Drama"]), ("b", None)], "item_id string, genres array<string>")
     assert report.category_counts(recs, items, 5) == [("(no genre)", 2), ("Drama", 2)]
+
+
+def test_characters_no_font_draws_are_said_once(caplog):
+    """A missing glyph is drawn as a box; matplotlib's warning per label was silenced, so nobody learnt why."""
+    charts.hbars([("\ue000 a private-use character", 1.0)], "rows")  # no font draws it
+    charts.hbars([("\ue000 again", 2.0)], "rows")
+    said = [r.getMessage() for r in caplog.records if "no installed font draws" in r.getMessage()]
+    assert len(said) == 1 and "\ue000" in said[0]
