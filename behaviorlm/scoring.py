@@ -204,8 +204,9 @@ def blend(
 
 
 def closest_history(top: DataFrame, inp: Inputs) -> DataFrame:
-    """(user_id, item_id, close): per recommended item, the title of the most similar item (by embedding) among the
-    user's strongest `HISTORY_FOR_REASON` history items (null on a tie); one small matrix product per user."""
+    """(user_id, item_id, close, close_cos): per recommended item, the title of the most similar item (by embedding)
+    among the user's strongest `HISTORY_FOR_REASON` history items (null on a tie) and its cosine; one small matrix
+    product per user."""
     strongest = Window.partitionBy("user_id").orderBy(F.col("w").desc(), F.col("item_id"))
     history = (
         inp.behaviors.groupBy("user_id", "item_id")
@@ -224,8 +225,8 @@ def closest_history(top: DataFrame, inp: Inputs) -> DataFrame:
     return (
         targets.groupBy("user_id")
         .cogroup(history.groupBy("user_id"))
-        .applyInPandas(closest_rows, "user_id string, item_id string, label string")
-        .withColumnRenamed("label", "close")
+        .applyInPandas(closest_rows, "user_id string, item_id string, label string, similarity double")
+        .withColumnsRenamed({"label": "close", "similarity": "close_cos"})
     )
 
 
@@ -236,7 +237,9 @@ def count_of(n: Column, noun: str) -> Column:
 
 def explain(top: DataFrame, inp: Inputs) -> DataFrame:
     """Adds `reason`: neighbour votes (true counts), content cosine or popularity, and the closest history item."""
-    close = F.when(F.col("close").isNotNull(), F.format_string("; close to %s from your history", "close"))
+    # Named only when it is like the item at all: the closest of unrelated items is no reason.
+    close = F.when(F.col("close").isNotNull() & (F.col("close_cos") > 0),
+                   F.format_string("; close to %s from your history (cosine %.2f)", "close", "close_cos"))  # fmt: skip
     strongest = F.when(F.col("top_neighbor").isNotNull(), F.format_string(" (strongest vote: user %s)", "top_neighbor"))
     votes = F.concat(
         F.format_string("%d of your %s chose it", "voters", count_of(F.col("n_neighbors"), "nearest user")),
@@ -261,7 +264,7 @@ def explain(top: DataFrame, inp: Inputs) -> DataFrame:
         top.join(closest_history(top, inp), ["user_id", "item_id"], "left")
         .join(because, "because_item", "left")  # no broadcast hint: a million titles are 100+ MB
         .withColumn("reason", F.concat(reason, F.coalesce(close, F.lit(""))))
-        .drop("close", "because")
+        .drop("close", "close_cos", "because")
     )
 
 

@@ -236,10 +236,10 @@ def test_neighbours_that_cancel_out_leave_other_parts(spark, make_config):
 
 def test_reasons_count_real_neighbours_and_name_nobody_on_a_tie(spark, make_config):
     """a has two neighbours (not neighbors.k = 50) who vote identically for i3, which is as close to a's i1 as to
-    a's i2: the reason says "2 of your 2" and names neither the voter nor the history item."""
+    a's i2: the reason says "2 of your 2" and names neither the voter nor the history item. i5 is like neither."""
     cfg = make_config()
     items = {"i1": unit(1, 0, 0, 0), "i2": unit(0, 1, 0, 0), "i3": unit(1, 1, 0, 0), "i4": unit(0.3, 0, 1, 0),
-             "i5": unit(0, 0, 0, 1)}  # fmt: skip
+             "i5": unit(-0.1, 0, 0, 1)}  # fmt: skip
     users = {"a": unit(1, 1, 0, 0), "b": unit(1, 1, 1, 0), "c": unit(1, 1, 0, 1)}
     ratings = [("a", "i1", 5.0), ("a", "i2", 5.0), ("b", "i3", 5.0), ("b", "i4", 3.0), ("c", "i3", 5.0),
                ("c", "i5", 3.0)]  # fmt: skip
@@ -251,7 +251,9 @@ def test_reasons_count_real_neighbours_and_name_nobody_on_a_tie(spark, make_conf
     got = {r["item_id"]: r["reason"] for r in recs(spark, cfg).where("user_id = 'a'").collect()}
     assert got == {
         "i3": "2 of your 2 nearest users chose it",
-        "i4": "1 of your 2 nearest users chose it (strongest vote: user b); close to Title i1 from your history",
+        "i4": "1 of your 2 nearest users chose it (strongest vote: user b); close to Title i1 from your history "
+        "(cosine 0.29)",
+        # Its closest history item, i2, is at cosine 0: unrelated, so not named (it was).
         "i5": "1 of your 2 nearest users chose it (strongest vote: user c)",
     }
 
@@ -264,9 +266,10 @@ def test_closest_rows_names_no_history_entry_on_a_tie():
     targets = frame(["tie", "near_x", "near_y"], [unit(1, 1), unit(1, 0.2), unit(0.1, 1)], "item_id")
     out = closest_rows(targets, history)
     assert dict(zip(out["item_id"], out["label"], strict=True)) == {"tie": None, "near_x": "x", "near_y": "y"}
+    assert np.allclose(out["similarity"], [np.sqrt(0.5), unit(1, 0.2)[0], unit(0.1, 1)[1]])
     one = closest_rows(targets, history.iloc[:1])  # a single history entry is never a tie
     assert list(one["label"]) == ["x", "x", "x"]
-    assert list(closest_rows(targets.iloc[:0], history).columns) == ["user_id", "item_id", "label"]
+    assert list(closest_rows(targets.iloc[:0], history).columns) == ["user_id", "item_id", "label", "similarity"]
 
 
 def test_run_without_neighbours_reads_the_run_written_last_and_quoted_ids_replace(spark, catalogue):

@@ -118,11 +118,13 @@ def block_scores(queries: pd.DataFrame, items: pd.DataFrame, m: int, device: str
 def closest_rows(targets: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """For one user: each target item's closest history entry by cosine.
 
-    targets: user_id, item_id, embedding; history: user_id, label, embedding.
-    Returns user_id, item_id, label (the closest history entry's label; None when two entries tie for closest).
+    targets: user_id, item_id, embedding; history: user_id, label, embedding (unit vectors).
+    Returns user_id, item_id, label (the closest history entry's label; None when two entries tie for closest) and
+    similarity (its cosine).
     """
     if targets.empty or history.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in ("user_id", "item_id", "label")})
+        empty = {c: pd.Series(dtype="object") for c in ("user_id", "item_id", "label")}
+        return pd.DataFrame({**empty, "similarity": pd.Series(dtype="float64")})
     sims = _stack(targets["embedding"]) @ _stack(history["embedding"]).T
     best = np.argmax(sims, axis=1)
     labels = history["label"].to_numpy()[best].astype(object)
@@ -131,5 +133,10 @@ def closest_rows(targets: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         top2 = -np.partition(-sims, 1, axis=1)[:, :2]
         labels[np.isclose(top2[:, 0], top2[:, 1], rtol=0.0, atol=1e-6)] = None
     return pd.DataFrame(
-        {"user_id": targets["user_id"].to_numpy(), "item_id": targets["item_id"].to_numpy(), "label": labels}
+        {
+            "user_id": targets["user_id"].to_numpy(),
+            "item_id": targets["item_id"].to_numpy(),
+            "label": labels,
+            "similarity": sims[np.arange(len(best)), best].astype(np.float64),
+        }
     )
