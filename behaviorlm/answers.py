@@ -1,7 +1,7 @@
 """Answers to matched intents: check the answer templates against the trained intents, find each user's top
 interest, and render a template per message.
 
-A template is text with `{user_id}` and `{interest}` (the spoken part of the user's top interest label) in it. It is
+A template is text with `{user_id}` and `{interest}` (the name of the user's top interest segment) in it. It is
 rendered by sentence, with the rule `behaviorlm.text.render_template` applies to item text entries: a sentence is
 kept only when every placeholder in it has a value. So a message with no user, or from a user with no interest on
 record, gets the answer without its personal sentences ("Thanks for asking. As a fan of {interest}, try our new

@@ -18,10 +18,10 @@ from behaviorlm.segments import SEGMENT_COL
 from behaviorlm.text import clean_text, short_name
 
 # Chinese and Japanese are written without spaces: a run of Han characters is one token, then cut into its
-# overlapping pairs (`_han_pairs`), and a kana run is one token. Every other script: runs of 2+ letters, marks and
-# digits (Hangul is written with spaces, so it falls here).
+# overlapping pairs (`_han_pairs`), and a kana run is one token (a lone hiragana is a particle: の, は, を). Every
+# other script: runs of 2+ letters, marks and digits (Hangul is written with spaces, so it falls here).
 _CJK = r"\p{IsHan}\p{InHiragana}\p{InKatakana}"
-TOKEN_PATTERN = rf"\p{{IsHan}}+|\p{{InHiragana}}+|\p{{InKatakana}}+|[\p{{L}}\p{{M}}\p{{N}}&&[^{_CJK}]]{{2,}}"
+TOKEN_PATTERN = rf"\p{{IsHan}}+|\p{{InHiragana}}{{2,}}|\p{{InKatakana}}+|[\p{{L}}\p{{M}}\p{{N}}&&[^{_CJK}]]{{2,}}"
 _HAN_RUN = r"^\p{IsHan}{2,}$"
 
 

@@ -139,7 +139,7 @@ def candidates(
     content = content_with_room(
         inp.user_vectors, inp.item_vectors, proposed, seen, seen_counts, content_candidates, k, block_size
     )
-    keys = proposed.unionByName(content.select("user_id", "item_id")).distinct()
+    keys = proposed.unionByName(in_catalogue(content.select("user_id", "item_id"), inp.items)).distinct()
     if ob_parts is None:
         ob = keys.select("user_id", "item_id", F.lit(0.0).alias("onboarding")).limit(0)
     else:
@@ -237,8 +237,9 @@ def count_of(n: Column, noun: str) -> Column:
 
 def explain(top: DataFrame, inp: Inputs) -> DataFrame:
     """Adds `reason`: neighbour votes (true counts), content cosine or popularity, and the closest history item."""
-    # Named only when it is like the item at all: the closest of unrelated items is no reason.
-    close = F.when(F.col("close").isNotNull() & (F.col("close_cos") > 0),
+    # Named only when it is like the item at all (a cosine said as 0.01 or more): the closest of unrelated items is
+    # no reason.
+    close = F.when(F.col("close").isNotNull() & (F.col("close_cos") >= 0.005) & ~F.isnan("close_cos"),
                    F.format_string("; close to %s from your history (cosine %.2f)", "close", "close_cos"))  # fmt: skip
     strongest = F.when(F.col("top_neighbor").isNotNull(), F.format_string(" (strongest vote: user %s)", "top_neighbor"))
     votes = F.concat(

@@ -38,6 +38,7 @@ MAX_LABEL = 48
 FALLBACK_FONTS = ("Droid Sans Fallback", "Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei")
 _GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
 _unfonted: set[str] = set()  # characters said to have no font, so the warning comes once per process
+_shown: dict = {}  # other warnings' registry: each shown once per place, as Python's default filter does
 
 
 @cache
@@ -60,7 +61,7 @@ def _chart(draw: Callable[P, str]) -> Callable[P, str]:
         missing = {chr(int(m.group(1))) for w in caught if (m := _GLYPH.search(str(w.message)))}
         for w in caught:
             if not _GLYPH.search(str(w.message)):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=_shown)
         if missing - _unfonted:
             _unfonted.update(missing)
             shown = "".join(sorted(missing)[:10])

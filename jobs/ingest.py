@@ -296,10 +296,11 @@ def load(spark: SparkSession, cfg: Config, tagged_behaviors: DataFrame, tagged_i
     for c, source in zip(results, sources):
         bad_rows = delta.read_table(spark, refs(c.table)[1]).where(F.col("run_id") == cfg.run_id)
         warn_rejections(c, source or c.table, bad_rows, batch)
-        kept = c.flagged.get(UNKNOWN_ITEM, 0) if cfg.ingest.unknown_items == "keep" else 0  # else: rejected, said
-        if kept >= UNKNOWN_SHARE * c.written > 0:  # ids that do not match the catalogue's spelling
-            log.warning("%d of the %d behaviours written name an item_id the items table does not hold (kept: "
-                        "ingest.unknown_items=keep): compare the two sources' item ids", kept, c.written)  # fmt: skip
+        unknown = c.flagged.get(UNKNOWN_ITEM, 0)
+        if unknown >= UNKNOWN_SHARE * c.read > 0:  # ids that do not match the catalogue's spelling
+            log.warning("%d of the %d behaviours read name an item_id the items table does not hold (ingest."
+                        "unknown_items=%s): compare the two sources' item ids", unknown, c.read,
+                        cfg.ingest.unknown_items)  # fmt: skip
         if c.flagged.get(UNKNOWN_ITEM, 0):
             warn_near_ids(spark, cfg, refs("behaviors"), refs("items")[0])
     # The whole table: the warning repeats with each batch until the ids are respelt (the table holds both all along).

@@ -48,10 +48,11 @@ def segment_tables(spark: SparkSession, cfg: Config) -> tuple[DataFrame | None, 
         log.info("no item_segments/user_interests tables (run `segments` first): the segments source weighs 0")
         return None, None
     item_segments, interests = (params.run_rows(spark, cfg, ref.name, "segments") for ref in refs)
-    if "label" not in interests.columns:
-        interests = interests.withColumn("label", F.lit(None).cast("string"))
+    # Reasons say the segment's name ("in your interest: Sci-Fi"), else its label (a table written before names).
+    said = [F.col(c) for c in ("name", "label") if c in interests.columns]
+    label = (F.coalesce(*said) if said else F.lit(None).cast("string")).alias("label")
     return (item_segments.select("item_id", "segment_id", F.col("similarity").cast("double")),
-            interests.select("user_id", "segment_id", F.col("weight").cast("double"), "label"))  # fmt: skip
+            interests.select("user_id", "segment_id", F.col("weight").cast("double"), label))  # fmt: skip
 
 
 def read_inputs(spark: SparkSession, cfg: Config) -> Inputs:
@@ -79,8 +80,9 @@ def choose_weights(inp: Inputs, cfg: Config, s: Settings) -> tuple[dict[str, flo
         return weights, {}
     prefix, _ = leave_last_out(inp.behaviors, cfg.seed)
     weights, found = tune_on_last(replace(inp, behaviors=prefix), s, grid, weights)
-    if not found["users"]:  # nobody has 2 behaviours: nothing was measured, and no score is reported
-        log.info("predict.tune: no user has 2 behaviours to tune on; the weights stay as configured: %s", weights)
+    if not found["users"]:  # no user kept a behaviour to aim at: nothing was measured, and no score is reported
+        log.info("predict.tune: no user has behaviours enough to hold one out and aim at it; the weights stay as "
+                 "configured: %s", weights)  # fmt: skip
         return weights, {"validation_users": 0}
     log.info("tuned on the last-but-one behaviour of %d users: weights %s (hr@%d %.4f, ndcg@%d %.4f)",
              found["users"], weights, p.k, found["hr_at_k"], p.k, found["ndcg_at_k"])  # fmt: skip

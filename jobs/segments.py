@@ -2,11 +2,11 @@
 
 Item vectors (in the space users are compared in: centred when `embed.center_items`) are clustered by cosine with
 MLlib (`segments.k`, or the best silhouette over `segments.k_grid`) and labelled (attribute share, central items,
-distinctive terms). Writes, replaced per run id: `segments(segment_id, label, top_terms, medoid_items,
-attribute_share, n_items, n_users, cohesion)`, `item_segments(item_id, segment_id, similarity)`,
-`user_interests(user_id, segment_id, weight, recent_share, label)` and `segment_trends(segment_id, period_start,
-behaviors, share, change, z_score, alert)`. Items without a valid vector get no segment; their behaviours are
-skipped and counted (`skipped_behaviors`).
+distinctive terms; `behaviorlm.labels`). Writes, replaced per run id: `segments(segment_id, label, name, top_terms,
+medoid_items, attribute_value, attribute_share, n_items, n_users, cohesion)`, `item_segments(item_id, segment_id,
+similarity)`, `user_interests(user_id, segment_id, weight, recent_share, label, name)` and
+`segment_trends(segment_id, period_start, behaviors, share, change, z_score, alert)`. Items without a valid vector
+get no segment; their behaviours are skipped and counted (`skipped_behaviors`).
 Run: `behaviorlm segments --conf conf/local.yaml`.
 """
 

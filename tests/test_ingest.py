@@ -226,10 +226,10 @@ def test_unknown_items_are_counted_and_kept_or_rejected_and_epoch_ns_is_read(
     counts = run_ingest(cfg, overrides)["behaviors"]
     err = capsys.readouterr().err
     assert "1 unknown item id(s) of the behaviours match a catalogue id but for leading zeros or case, e.g." in err
-    assert "1 user id(s) of the behaviours match another user id but for leading zeros or case, e.g. '0104'" in err
-    # Kept, 2 of 6 written rows name no catalogue item; rejected, none of the 4 written does.
-    assert ("2 of the 6 behaviours written name an item_id" in err) == (policy == "keep")
-
+    assert "1 user id(s) of the behaviours match another user id but for leading zeros, e.g. '0104'" in err
+    # 2 of the 7 rows read name no catalogue item, said whether they are kept or rejected (it was said of neither).
+    unknown = "2 of the 7 behaviours read name an item_id the items table does not hold"
+    assert f"{unknown} (ingest.unknown_items={policy})" in err
     assert counts.read == 7 == counts.written + counts.rejected
     assert counts.flagged == {"unknown_item": 2}
     written = {r["user_id"]: r["ts"] for r in read(spark, cfg, "behaviors").collect()}

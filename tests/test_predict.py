@@ -146,8 +146,11 @@ def write_segments(spark, cfg):
     """Segments AB, CDE, FH; only u7 has an interest, in FH."""
     segments = [(i, s, 0.9, cfg.run_id) for s, members in enumerate(["AB", "CDE", "FH"]) for i in members]
     write(spark, cfg, "item_segments", segments, "item_id string, segment_id int, similarity double, run_id string")
-    schema = "user_id string, segment_id int, weight double, recent_share double, label string, run_id string"
-    write(spark, cfg, "user_interests", [("u7", 2, 1.0, 1.0, "westerns", cfg.run_id)], schema)
+    schema = (
+        "user_id string, segment_id int, weight double, recent_share double, label string, name string, run_id string"
+    )
+    interest = ("u7", 2, 1.0, 1.0, "Western 90% · Title F · westerns", "Western", cfg.run_id)
+    write(spark, cfg, "user_interests", [interest], schema)
 
 
 def test_next_behaviours_reasons_bad_input_and_idempotence(spark, make_config):
@@ -174,7 +177,7 @@ def test_next_behaviours_reasons_bad_input_and_idempotence(spark, make_config):
     assert (top["u6"]["item_id"], top["u6"]["source"]) == ("H", "recent")
     assert top["u6"]["reason"] == "close to what you did lately: Title F"
     # All in one second, one item without a vector, no successors: the interest segment leads.
-    assert (top["u7"]["item_id"], top["u7"]["reason"]) == ("F", "in your interest: westerns")
+    assert (top["u7"]["item_id"], top["u7"]["reason"]) == ("F", "in your interest: Western")  # its name
     predict.main(job_args(cfg, *BASE))  # same run id: replaced, not appended
     assert_same_rows(rows(spark, cfg), spark.createDataFrame(got))
 

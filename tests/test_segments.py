@@ -112,8 +112,8 @@ def test_terms_of_cjk_text_and_of_segments_without_any_text(spark):
     items = spark.createDataFrame([(*t, None, None) for t in texts], ITEMS)
     found = spark.createDataFrame([("1", 0, 1.0), ("2", 0, 1.0), ("3", 1, 1.0), ("4", 2, 1.0)], FOUND)
     terms = {r["segment_id"]: r["top_terms"] for r in segment_terms(items, found, 3, min_count=1).collect()}
-    # Han runs are cut into character pairs: 東京, 京物, 物語 and 東京 (夜 alone stays one); the kana run is one term.
-    assert terms[0] == ["東京", "の", "京物"] and terms[1] == ["brücke", "die"] and terms[2] == []
+    # Han runs are cut into character pairs: 東京, 京物, 物語 and 東京 (夜 alone stays one); the particle の is none.
+    assert terms[0] == ["東京", "京物", "夜"] and terms[1] == ["brücke", "die"] and terms[2] == []
     # Met twice or more: only the word of the two Tokyo titles (it was its two characters, 京 and 東).
     twice = segment_terms(items, found).orderBy("segment_id").collect()
     assert [r["top_terms"] for r in twice] == [["東京"], [], []]
