@@ -79,17 +79,16 @@ def segment_terms(
     tokens = tokenizer.transform(texts.fillna("", ["_t"]))
     per_item = remover.transform(tokens.withColumn("_tokens", _han_pairs(F.col("_tokens"))))
     union = F.flatten(F.collect_list(F.array_distinct("_words")))
-    words = per_item.groupBy(SEGMENT_COL).agg(union.alias("_words")).cache()
+    # Read by a count, two fits and their transforms, with its plan cut: on Spark Connect each MLlib call sends the
+    # plan, and the text pipeline's (the pairs' nested lambdas included) passed protobuf's nesting limit.
+    words = per_item.groupBy(SEGMENT_COL).agg(union.alias("_words")).localCheckpoint()
     if words.where(F.size("_words") > 0).limit(1).count() == 0:  # CountVectorizer refuses an empty vocabulary
-        out = _local(words.select(SEGMENT_COL, F.array().cast("array<string>").alias("top_terms")))
-    else:
-        counted = CountVectorizer(inputCol="_words", outputCol="_tf", minTF=float(min_count)).fit(words)
-        tf = counted.transform(words)
-        scored = IDF(inputCol="_tf", outputCol="_tfidf").fit(tf).transform(tf)
-        top = _top_terms_udf(counted.vocabulary, n_terms)(F.col("_tfidf"), F.col("_tf"))
-        out = _local(scored.select(SEGMENT_COL, top.alias("top_terms")))
-    words.unpersist()
-    return out
+        return _local(words.select(SEGMENT_COL, F.array().cast("array<string>").alias("top_terms")))
+    counted = CountVectorizer(inputCol="_words", outputCol="_tf", minTF=float(min_count)).fit(words)
+    tf = counted.transform(words)
+    scored = IDF(inputCol="_tf", outputCol="_tfidf").fit(tf).transform(tf)
+    top = _top_terms_udf(counted.vocabulary, n_terms)(F.col("_tfidf"), F.col("_tf"))
+    return _local(scored.select(SEGMENT_COL, top.alias("top_terms")))
 
 
 def _local(small: DataFrame) -> DataFrame:
